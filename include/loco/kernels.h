@@ -1,0 +1,82 @@
+/* kernels: the transformer's layers as forward/backward pairs over flat float arrays:
+ * encoder, layernorm, matmul (cblas_sgemm), causal attention, GELU, residual and the
+ * fused softmax + cross-entropy. Pure functions: no allocation, no state; scratch is
+ * passed in. Backward kernels ADD into parameter gradients and write (not add) input
+ * gradients unless the name says otherwise. Shapes in the comments: B batch, T time,
+ * C channels, OC output channels, NH heads, V vocabulary, Vp padded vocabulary. */
+#ifndef LOCO_KERNELS_H
+#define LOCO_KERNELS_H
+
+/* out (B,T,C) = wte[inp] + wpe[t]; inp (B,T), wte (V,C), wpe (maxT,C) */
+void loco_encoder_forward(float *out, const int *inp, const float *wte, const float *wpe,
+                          int B, int T, int C);
+/* dwte, dwpe += from dout (B,T,C) */
+void loco_encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp,
+                           int B, int T, int C);
+
+/* out (N,C) = layernorm(inp (N,C)) * weight (C) + bias (C); mean, rstd (N) kept for backward */
+void loco_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, int N, int C);
+/* dinp (N,C) += ...; dweight, dbias (C) += ... */
+void loco_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const float *mean,
+                             const float *rstd, int N, int C);
+
+/* out (N,OC) = inp (N,C) . weight(OC,C)^T + bias (OC); bias may be NULL */
+void loco_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                         int N, int C, int OC);
+/* dinp (N,C) = dout . weight (written; skipped when dinp is NULL);
+ * dweight (OC,C) += dout^T . inp; dbias (OC) += column sums of dout (skipped when NULL) */
+void loco_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, int N, int C, int OC);
+
+/* Causal attention works on row blocks of LOCO_ATT_ROWS queries: block [r0, r1) only
+ * needs keys [0, r1), so each product is one sgemm of a useful size and about half of
+ * the masked triangle is never computed. */
+enum { LOCO_ATT_ROWS = 64 };
+
+/* Causal multi-head attention. qkv (B,T,3C) holds q|k|v per token; out (B,T,C);
+ * att (B,NH,T,T) keeps the softmax probabilities (lower triangle) for backward. */
+void loco_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+                            int NH);
+/* dqkv (B,T,3C) written from dout (B,T,C); scratch holds T*T floats */
+void loco_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                             const float *att, int B, int T, int C, int NH);
+
+/* out = gelu(inp) (tanh approximation), n elements */
+void loco_gelu_forward(float *out, const float *inp, long n);
+/* dinp = gelu'(inp) * dout (written), n elements; dinp may alias dout */
+void loco_gelu_backward(float *dinp, const float *inp, const float *dout, long n);
+
+/* out = a + b, n elements */
+void loco_residual_forward(float *out, const float *a, const float *b, long n);
+/* x (N,C) += bias (C) on every row */
+void loco_add_bias(float *x, const float *bias, int N, int C);
+
+/* Softmax over the first V of Vp columns of logits (N,Vp), written in place as
+ * probabilities (padded columns 0); losses (N) = -log p[target]. Returns the mean loss. */
+float loco_softmax_xent_forward(float *logits, float *losses, const int *targets, int N, int V,
+                                int Vp);
+/* probs (N,Vp) become dlogits = (probs - onehot(target)) * dloss, in place */
+void loco_softmax_xent_backward(float *probs, const int *targets, float dloss, int N, int Vp);
+
+/* exp(x) to about 2 ulp for x in [-87, 88] (0 below, clamped above), branch-free so
+ * that loops calling it vectorise: libm's expf is a call the compiler will not inline. */
+static inline float loco_expf(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+    float n = __builtin_rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693145751953125f;     /* ln2 split in two for an exact reduction */
+    r = r - n * 1.428606765330187045e-06f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { float f; int i; } scale = { .i = ((int)n + 127) << 23 };
+    return p * scale.f;
+}
+
+#endif

@@ -1,0 +1,25 @@
+/* train: one training run from a resolved config: opens the data, builds or loads the
+ * model, trains, evaluates, reports (metrics.jsonl, progress, summary.json) and saves
+ * (config.ini, model.bin). Threads, files and formats are its collaborators' business;
+ * this module only wires them together. */
+#ifndef LOCO_TRAIN_H
+#define LOCO_TRAIN_H
+
+#include <signal.h>
+
+#include "loco/config.h"
+
+typedef struct {
+    const char *out_dir;             /* where outputs go; NULL writes nothing */
+    const char *init_path;           /* start from this model file (loco or llm.c), or NULL */
+    volatile sig_atomic_t *stop;     /* set (by a signal handler) to end the run early and save */
+} loco_train_opts;
+
+void loco_train_opts_default(loco_train_opts *o);
+
+/* Runs the training the config describes. The config's model shape is replaced by the
+ * init file's when one is given. Returns 0 when the run finished or was stopped and
+ * saved; -1 with a message for bad input or a diverged run. */
+int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e);
+
+#endif

@@ -1,0 +1,40 @@
+/* worker: one model replica and its inner optimizer. Owns the replica's parameters,
+ * gradients, AdamW moments (kept across rounds), activations and its seeded data
+ * stream; a step samples a batch, runs forward and backward, clips and applies AdamW.
+ * All buffers are made once at init: a step allocates nothing. */
+#ifndef LOCO_WORKER_H
+#define LOCO_WORKER_H
+
+#include "loco/adamw.h"
+#include "loco/config.h"
+#include "loco/data.h"
+#include "loco/model.h"
+
+typedef struct {
+    int id;
+    const loco_model *m;
+    loco_adamw_hp hp;
+    loco_stream stream;
+    float *params, *grads, *adam_m, *adam_v;   /* m->nparams floats each */
+    loco_acts acts;
+    int *inputs, *targets;                     /* (B,T) */
+    int B, T;
+    long steps;          /* inner steps taken: AdamW's t and the schedule's position */
+    float loss;          /* of the last step */
+    double grad_norm;    /* of the last step, before clipping */
+} loco_worker;
+
+/* The inner optimizer's settings from the config's [train] section. */
+void loco_adamw_hp_from_config(loco_adamw_hp *hp, const loco_config *c);
+
+/* Allocates the worker for batches of B x T; params start as a copy of init.
+ * The data stream is (run.seed, id). */
+int loco_worker_init(loco_worker *w, int id, const loco_model *m, const loco_data *d,
+                     const loco_config *c, const float *init, loco_err *e);
+void loco_worker_free(loco_worker *w);
+
+/* One inner step; returns the loss before the update (NaN or Inf when it diverged: the
+ * caller decides what to do; the update has then poisoned params). */
+float loco_worker_step(loco_worker *w);
+
+#endif

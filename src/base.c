@@ -1,0 +1,122 @@
+#include "loco/base.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int loco_errf(loco_err *e, const char *fmt, ...) {
+    if (e) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void *loco_alloc(size_t n) {
+    size_t rounded = (n + LOCO_ALIGN - 1) / LOCO_ALIGN * LOCO_ALIGN;
+    if (rounded == 0) rounded = LOCO_ALIGN;
+    void *p = aligned_alloc(LOCO_ALIGN, rounded);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+double loco_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void loco_rng_seed(loco_rng *r, uint64_t seed, uint64_t stream) {
+    r->s = mix64(seed ^ mix64(stream + 0x9e3779b97f4a7c15ULL));
+}
+
+uint64_t loco_rng_u64(loco_rng *r) {
+    r->s += 0x9e3779b97f4a7c15ULL;
+    return mix64(r->s);
+}
+
+float loco_rng_uniform(loco_rng *r) {
+    return (float)(loco_rng_u64(r) >> 40) * (1.0f / 16777216.0f);
+}
+
+uint64_t loco_rng_below(loco_rng *r, uint64_t n) {
+    /* Lemire's multiply-shift; the tiny bias is irrelevant at our n */
+    return (uint64_t)(((unsigned __int128)loco_rng_u64(r) * n) >> 64);
+}
+
+double loco_rng_normal(loco_rng *r) {
+    double u1 = ((double)(loco_rng_u64(r) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double u2 = (double)(loco_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+int loco_outfile_open(loco_outfile *o, const char *path, loco_err *e) {
+    memset(o, 0, sizeof *o);
+    if (snprintf(o->path, sizeof o->path, "%s", path) >= (int)sizeof o->path)
+        return loco_errf(e, "%s: path too long", path);
+    snprintf(o->tmp, sizeof o->tmp, "%s.tmp", path);
+    o->f = fopen(o->tmp, "wb");
+    if (!o->f) return loco_errf(e, "%s: cannot create: %s", o->tmp, strerror(errno));
+    return 0;
+}
+
+void loco_outfile_write(loco_outfile *o, const void *p, size_t n) {
+    if (o->failed || n == 0) return;
+    if (fwrite(p, 1, n, o->f) != n) o->failed = errno ? errno : EIO;
+}
+
+/* fsync the directory so that the rename itself survives a crash */
+static void sync_dir(const char *path) {
+    char buf[LOCO_PATH_LEN];
+    snprintf(buf, sizeof buf, "%s", path);
+    int fd = open(dirname(buf), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+int loco_outfile_commit(loco_outfile *o, loco_err *e) {
+    if (!o->failed && fflush(o->f) != 0) o->failed = errno;
+    if (!o->failed && fsync(fileno(o->f)) != 0) o->failed = errno;
+    if (fclose(o->f) != 0 && !o->failed) o->failed = errno;
+    o->f = NULL;
+    if (!o->failed && rename(o->tmp, o->path) != 0) o->failed = errno;
+    if (o->failed) {
+        unlink(o->tmp);
+        return loco_errf(e, "%s: cannot write: %s", o->path, strerror(o->failed));
+    }
+    sync_dir(o->path);
+    return 0;
+}
+
+int loco_mkdirs(const char *path, loco_err *e) {
+    char buf[LOCO_PATH_LEN];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return loco_errf(e, "%s: path too long", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return loco_errf(e, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = saved;
+        if (!saved) return 0;
+    }
+}

@@ -1,0 +1,587 @@
+#include "loco/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Loading goes through libinih, whose options are process globals: load configs from one
+ * thread (at start-up). A load either applies the whole file or leaves c untouched. */
+
+typedef enum { T_INT, T_REAL, T_STRING, T_CHOICE } key_type;
+
+/* One key. Bounds: imin/imax for int (and the length of a string), rmin/rmax for real
+ * (rmax excluded when open_max), choices "a|b" for choice (stored as the index). */
+typedef struct {
+    const char *section, *name;
+    key_type type;
+    size_t offset;
+    const char *def;
+    long imin, imax;
+    double rmin, rmax;
+    int open_max;
+    const char *choices;
+    const char *help;
+} key;
+
+#define P40 (1L << 40)
+
+/* Sections are contiguous so the writer emits each [section] once. */
+static const key table[] = {
+    {"run", "seed", T_INT, offsetof(loco_config, run.seed), "1", .imin = 0, .imax = 1L << 62,
+     .help = "seed for initial weights and data order: same seed, same run"},
+    {"run", "workers", T_INT, offsetof(loco_config, run.workers), "1", .imin = 1, .imax = 1024,
+     .help = "worker threads, each training its own replica"},
+    {"model", "layers", T_INT, offsetof(loco_config, model.layers), "4", .imin = 1, .imax = 256,
+     .help = "transformer blocks (L)"},
+    {"model", "heads", T_INT, offsetof(loco_config, model.heads), "4", .imin = 1, .imax = 256,
+     .help = "attention heads per block (NH); must divide model.dim"},
+    {"model", "dim", T_INT, offsetof(loco_config, model.dim), "256", .imin = 1, .imax = 65536,
+     .help = "width of the residual stream (C)"},
+    {"model", "seq_len", T_INT, offsetof(loco_config, model.seq_len), "128", .imin = 1,
+     .imax = 65536, .help = "context length in tokens (T)"},
+    {"model", "vocab", T_INT, offsetof(loco_config, model.vocab), "256", .imin = 2,
+     .imax = 65536, .help = "vocabulary size (V); at least 256 for text, whose tokens are bytes"},
+    {"data", "path", T_STRING, offsetof(loco_config, data.path), "data/corpus.txt", .imin = 1,
+     .imax = LOCO_PATH_LEN - 1, .help = "corpus file to train on"},
+    {"data", "format", T_CHOICE, offsetof(loco_config, data.format), "text",
+     .choices = "text|llmc", .help = "text: one token per byte; llmc: llm.c uint16 token shard"},
+    {"data", "block", T_INT, offsetof(loco_config, data.block), "65536", .imin = 1, .imax = P40,
+     .help = "tokens per block when splitting the corpus into train and validation"},
+    {"data", "val_every", T_INT, offsetof(loco_config, data.val_every), "20", .imin = 2,
+     .imax = 1000000, .help = "every val_every-th block is validation, the rest is training"},
+    {"train", "batch", T_INT, offsetof(loco_config, train.batch), "8", .imin = 1, .imax = 65536,
+     .help = "sequences per batch (B)"},
+    {"train", "steps", T_INT, offsetof(loco_config, train.steps), "1000", .imin = 1, .imax = P40,
+     .help = "optimizer steps to train for"},
+    {"train", "warmup", T_INT, offsetof(loco_config, train.warmup), "100", .imin = 0, .imax = P40,
+     .help = "steps of linear learning-rate warmup (may exceed train.steps)"},
+    {"train", "lr", T_REAL, offsetof(loco_config, train.lr), "1e-3", .rmin = 0, .rmax = 10,
+     .help = "peak learning rate, reached at the end of warmup"},
+    {"train", "lr_min", T_REAL, offsetof(loco_config, train.lr_min), "1e-4", .rmin = 0,
+     .rmax = 10, .help = "learning rate at the end of the decay; at most train.lr"},
+    {"train", "weight_decay", T_REAL, offsetof(loco_config, train.weight_decay), "0.1",
+     .rmin = 0, .rmax = 10, .help = "AdamW decoupled weight decay"},
+    {"train", "grad_clip", T_REAL, offsetof(loco_config, train.grad_clip), "1.0", .rmin = 0,
+     .rmax = 1e9, .help = "clip the global gradient norm to this; 0 = no clipping"},
+    {"train", "beta1", T_REAL, offsetof(loco_config, train.beta1), "0.9", .rmin = 0, .rmax = 1,
+     .open_max = 1, .help = "AdamW decay of the first moment (mean of gradients)"},
+    {"train", "beta2", T_REAL, offsetof(loco_config, train.beta2), "0.95", .rmin = 0, .rmax = 1,
+     .open_max = 1, .help = "AdamW decay of the second moment (mean of squared gradients)"},
+    {"train", "eps", T_REAL, offsetof(loco_config, train.eps), "1e-8", .rmin = 0, .rmax = 1,
+     .help = "AdamW epsilon added to the denominator"},
+    {"eval", "every", T_INT, offsetof(loco_config, eval.every), "100", .imin = 0, .imax = P40,
+     .help = "evaluate validation loss every this many steps; 0 = only at the end"},
+    {"eval", "batches", T_INT, offsetof(loco_config, eval.batches), "8", .imin = 1,
+     .imax = 1000000, .help = "validation batches per evaluation"},
+};
+
+enum { NKEYS = sizeof table / sizeof table[0] };
+_Static_assert(NKEYS <= LOCO_CONFIG_MAX_KEYS, "raise LOCO_CONFIG_MAX_KEYS in config.h");
+_Static_assert(sizeof(long) == 8, "integer keys need a 64-bit long");
+
+enum {
+    SRC_DEFAULT = 0,
+    SRC_SET = 1,
+    SRC_FILE0 = 2,
+    LINE_MAX_CHARS = INI_MAX_LINE - 3, /* inih splits longer lines (room for \r\n\0) */
+    MAX_FILE_BYTES = 1 << 20,
+    VALUE_LEN = LOCO_PATH_LEN + 64,
+    RANGE_LEN = 96,
+};
+
+/* ---- the table ---- */
+
+static void *field(loco_config *c, const key *k) {
+    return (char *)c + k->offset;
+}
+
+static const void *cfield(const loco_config *c, const key *k) {
+    return (const char *)c + k->offset;
+}
+
+static int find_key(const char *section, const char *name) {
+    for (int i = 0; i < NKEYS; i++)
+        if (!strcmp(table[i].section, section) && !strcmp(table[i].name, name)) return i;
+    return -1;
+}
+
+static int section_known(const char *section) {
+    for (int i = 0; i < NKEYS; i++)
+        if (!strcmp(table[i].section, section)) return 1;
+    return 0;
+}
+
+/* "model.dim" -> its index; the name comes from our own code, so a miss is a bug. */
+static int key_named(const char *full) {
+    for (int i = 0; i < NKEYS; i++) {
+        size_t n = strlen(table[i].section);
+        if (!strncmp(full, table[i].section, n) && full[n] == '.' &&
+            !strcmp(full + n + 1, table[i].name))
+            return i;
+    }
+    fprintf(stderr, "%s:%d: config key '%s' is not in the table\n", __FILE__, __LINE__, full);
+    abort();
+}
+
+/* Index of v in "a|b|c", or -1. */
+static int choice_index(const char *choices, const char *v) {
+    size_t n = strlen(v);
+    int i = 0;
+    for (const char *p = choices;; i++) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && !strncmp(p, v, n)) return i;
+        if (!bar) return -1;
+        p = bar + 1;
+    }
+}
+
+/* The i-th name of "a|b|c" into buf ("?" when out of range). */
+static void choice_name(const char *choices, int index, char *buf, size_t n) {
+    const char *p = index < 0 ? NULL : choices;
+    for (int i = 0; i < index && p; i++) {
+        p = strchr(p, '|');
+        if (p) p++;
+    }
+    if (!p) p = "?";
+    snprintf(buf, n, "%.*s", (int)strcspn(p, "|"), p);
+}
+
+/* ---- values: text to field ---- */
+
+/* Longest value: the table's limit, or less so that "name = value" fits on one line. */
+static long string_max(const key *k) {
+    long max = LINE_MAX_CHARS - (long)strlen(k->name) - 3;
+    return k->imax < max ? k->imax : max;
+}
+
+/* Big powers of two read better as 2^n in ranges. */
+static void format_bound(long v, char *buf, size_t n) {
+    if (v >= (1L << 20) && (v & (v - 1)) == 0)
+        snprintf(buf, n, "2^%d", __builtin_ctzl((unsigned long)v));
+    else
+        snprintf(buf, n, "%ld", v);
+}
+
+static void format_range(const key *k, char *buf, size_t n) {
+    char lo[24], hi[24];
+    switch (k->type) {
+    case T_INT:
+        format_bound(k->imin, lo, sizeof lo);
+        format_bound(k->imax, hi, sizeof hi);
+        snprintf(buf, n, "[%s, %s]", lo, hi);
+        break;
+    case T_REAL:
+        snprintf(buf, n, "[%g, %g%s", k->rmin, k->rmax, k->open_max ? ")" : "]");
+        break;
+    case T_STRING:
+        snprintf(buf, n, "%ld..%ld chars", k->imin, string_max(k));
+        break;
+    case T_CHOICE:
+        snprintf(buf, n, "%s", k->choices);
+        break;
+    }
+}
+
+static int out_of_range(const key *k, const char *v, loco_err *e) {
+    char range[RANGE_LEN];
+    format_range(k, range, sizeof range);
+    return loco_errf(e, "%s.%s: %s is out of range %s", k->section, k->name, v, range);
+}
+
+static int parse_int(const key *k, const char *v, long *out, loco_err *e) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end)
+        return loco_errf(e, "%s.%s: expected an integer, got '%s'", k->section, k->name, v);
+    if (errno == ERANGE || x < k->imin || x > k->imax) return out_of_range(k, v, e);
+    *out = (long)x;
+    return 0;
+}
+
+static int parse_real(const key *k, const char *v, double *out, loco_err *e) {
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end)
+        return loco_errf(e, "%s.%s: expected a real number, got '%s'", k->section, k->name, v);
+    if (!isfinite(x))
+        return loco_errf(e, "%s.%s: expected a finite number, got '%s'", k->section, k->name, v);
+    if (x < k->rmin || x > k->rmax || (k->open_max && x == k->rmax))
+        return out_of_range(k, v, e);
+    *out = x;
+    return 0;
+}
+
+/* A string must come back unchanged from a written config file: inih strips whitespace
+ * at the ends and cuts at " ;" (comment), lines end at control characters, and a line
+ * longer than LINE_MAX_CHARS is split. */
+static int string_char_ok(const char *v, long i, long len) {
+    unsigned char ch = (unsigned char)v[i];
+    if (iscntrl(ch)) return 0;
+    if ((i == 0 || i == len - 1) && isspace(ch)) return 0;
+    return !(ch == ';' && i > 0 && isspace((unsigned char)v[i - 1]));
+}
+
+static int check_string(const key *k, const char *v, loco_err *e) {
+    long len = (long)strlen(v), max = string_max(k);
+    if (len < k->imin || len > max)
+        return loco_errf(e, "%s.%s: value is %ld characters, allowed %ld..%ld", k->section,
+                         k->name, len, k->imin, max);
+    for (long i = 0; i < len; i++)
+        if (!string_char_ok(v, i, len))
+            return loco_errf(e, "%s.%s: '%s' has a control character, a space at an end or"
+                             " ' ;' (would not read back from a config file)", k->section,
+                             k->name, v);
+    return 0;
+}
+
+static int parse_string(const key *k, const char *v, char *out, loco_err *e) {
+    if (check_string(k, v, e) != 0) return -1;
+    memcpy(out, v, strlen(v) + 1);
+    return 0;
+}
+
+static int parse_choice(const key *k, const char *v, int *out, loco_err *e) {
+    int i = choice_index(k->choices, v);
+    if (i < 0)
+        return loco_errf(e, "%s.%s: expected one of %s, got '%s'", k->section, k->name,
+                         k->choices, v);
+    *out = i;
+    return 0;
+}
+
+/* Parses v into key i of c and records where it came from; c is unchanged on error.
+ * The message names the key but not the place: callers prefix that. */
+static int apply(loco_config *c, int i, const char *v, int src, int line, loco_err *e) {
+    const key *k = &table[i];
+    int rc = -1;
+    switch (k->type) {
+    case T_INT: rc = parse_int(k, v, field(c, k), e); break;
+    case T_REAL: rc = parse_real(k, v, field(c, k), e); break;
+    case T_STRING: rc = parse_string(k, v, field(c, k), e); break;
+    case T_CHOICE: rc = parse_choice(k, v, field(c, k), e); break;
+    }
+    if (rc != 0) return -1;
+    c->origin.src[i] = (unsigned char)src;
+    c->origin.line[i] = line;
+    return 0;
+}
+
+/* Index of section.name, or -1 with the message for an unknown one. */
+static int lookup(const char *section, const char *name, loco_err *e) {
+    if (!*section) return loco_errf(e, "key '%s' is outside any [section]", name);
+    if (!section_known(section))
+        return loco_errf(e, "unknown section [%s] (see 'loco help config')", section);
+    int i = find_key(section, name);
+    if (i < 0)
+        return loco_errf(e, "unknown key '%s' in section [%s] (see 'loco help config')", name,
+                         section);
+    return i;
+}
+
+/* ---- values: field to text ---- */
+
+/* Shortest text that reads back to exactly x: as exact as %.17g, easier to read. */
+static void format_real(double x, char *buf, size_t n) {
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, n, "%.*g", p, x);
+        if (strtod(buf, NULL) == x) return;
+    }
+}
+
+static void format_value(const loco_config *c, const key *k, char *buf, size_t n) {
+    switch (k->type) {
+    case T_INT: snprintf(buf, n, "%ld", *(const long *)cfield(c, k)); break;
+    case T_REAL: format_real(*(const double *)cfield(c, k), buf, n); break;
+    case T_STRING: snprintf(buf, n, "%s", (const char *)cfield(c, k)); break;
+    case T_CHOICE: choice_name(k->choices, *(const int *)cfield(c, k), buf, n); break;
+    }
+}
+
+static void format_origin(const loco_config *c, int i, char *buf, size_t n) {
+    int src = c->origin.src[i];
+    if (src == SRC_DEFAULT)
+        snprintf(buf, n, "default");
+    else if (src == SRC_SET)
+        snprintf(buf, n, "--set");
+    else
+        snprintf(buf, n, "%s:%d", c->origin.files[src - SRC_FILE0], c->origin.line[i]);
+}
+
+/* "model.dim = 100 (configs/x.ini:6)" for messages about relations between keys. */
+static const char *describe(const loco_config *c, const char *full, char *buf, size_t n) {
+    int i = key_named(full);
+    char value[VALUE_LEN], origin[LOCO_PATH_LEN + 16];
+    format_value(c, &table[i], value, sizeof value);
+    format_origin(c, i, origin, sizeof origin);
+    snprintf(buf, n, "%s = %.200s (%.250s)", full, value, origin);
+    return buf;
+}
+
+/* ---- defaults and --set ---- */
+
+void loco_config_default(loco_config *c) {
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < NKEYS; i++) {
+        loco_err e;
+        if (apply(c, i, table[i].def, SRC_DEFAULT, 0, &e) != 0) {
+            /* the table contradicts itself: a programmer error */
+            fprintf(stderr, "%s:%d: bad default: %s\n", __FILE__, __LINE__, e.msg);
+            abort();
+        }
+    }
+}
+
+/* Copies s[0..n) into out without the whitespace at its ends, as inih does for a line. */
+static void trim_copy(const char *s, size_t n, char *out) {
+    while (n && isspace((unsigned char)*s)) s++, n--;
+    while (n && isspace((unsigned char)s[n - 1])) n--;
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+int loco_config_set(loco_config *c, const char *assignment, loco_err *e) {
+    char name[VALUE_LEN], value[VALUE_LEN], *dot;
+    const char *eq = strchr(assignment, '=');
+    if (strlen(assignment) >= VALUE_LEN)
+        return loco_errf(e, "--set %.40s...: longer than %d characters", assignment,
+                         VALUE_LEN - 1);
+    if (eq) trim_copy(assignment, (size_t)(eq - assignment), name);
+    if (!eq || !(dot = strchr(name, '.')) || dot == name || !dot[1])
+        return loco_errf(e, "--set %s: expected section.key=value, e.g. --set train.lr=3e-4",
+                         assignment);
+    trim_copy(eq + 1, strlen(eq + 1), value);
+    *dot = '\0';
+    loco_err why;
+    int i = lookup(name, dot + 1, &why);
+    if (i < 0 || apply(c, i, value, SRC_SET, 0, &why) != 0)
+        return loco_errf(e, "--set %s: %s", assignment, why.msg);
+    return 0;
+}
+
+/* ---- loading INI text ---- */
+
+/* State of one load, shared by the line reader and the key handler. Our reader counts
+ * lines, because this inih build does not pass the line number to the handler. */
+typedef struct {
+    loco_config *c;
+    const char *name;            /* the file, for messages */
+    int src;                     /* its origin source */
+    const char *text;            /* next unread line */
+    int line;                    /* line the reader returned last */
+    int section_line;            /* line of the last [section] header */
+    int long_line;               /* first line too long for inih, 0 if none */
+    int err_line, err_shown;     /* first handler error: inih's line, line to report */
+    loco_err err;                /* its message, without "file:line: " */
+    int seen[LOCO_CONFIG_MAX_KEYS]; /* line that set each key in this file, 0 if none */
+} load_state;
+
+/* fgets-like reader over the text; stops at a line inih would split in two. */
+static char *read_line(char *buf, int num, void *stream) {
+    load_state *s = stream;
+    if (!*s->text || s->long_line) return NULL;
+    size_t len = strcspn(s->text, "\n");
+    size_t chars = len;
+    if (chars && s->text[chars - 1] == '\r') chars--;
+    if (s->text[len] == '\n') len++;
+    s->line++;
+    if (chars > LINE_MAX_CHARS || len + 1 > (size_t)num) {
+        s->long_line = s->line;
+        return NULL;
+    }
+    memcpy(buf, s->text, len);
+    buf[len] = '\0';
+    s->text += len;
+    const char *p = buf + strspn(buf, " \t");
+    if (*p == '[') s->section_line = s->line;
+    return buf;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value) {
+    load_state *s = user;
+    loco_err e;
+    int shown = s->line;
+    int i = lookup(section, name, &e);
+    if (i < 0 && *section && !section_known(section)) shown = s->section_line;
+    if (i >= 0 && s->seen[i])
+        i = loco_errf(&e, "%s.%s: duplicate key (first set on line %d)", section, name,
+                      s->seen[i]);
+    if (i >= 0 && apply(s->c, i, value, s->src, s->line, &e) == 0) {
+        s->seen[i] = s->line;
+        return 1;
+    }
+    if (!s->err_line) {
+        s->err_line = s->line;
+        s->err_shown = shown;
+        s->err = e;
+    }
+    return 0;
+}
+
+/* Origin source id for file name (one slot per distinct name), or -1. */
+static int add_source(loco_config *c, const char *name, loco_err *e) {
+    for (int j = 0; j < c->origin.nfiles; j++)
+        if (!strncmp(c->origin.files[j], name, LOCO_PATH_LEN - 1)) return SRC_FILE0 + j;
+    if (c->origin.nfiles == LOCO_CONFIG_MAX_FILES)
+        return loco_errf(e, "%s: too many config files (at most %d)", name,
+                         LOCO_CONFIG_MAX_FILES);
+    snprintf(c->origin.files[c->origin.nfiles], LOCO_PATH_LEN, "%s", name);
+    return SRC_FILE0 + c->origin.nfiles++;
+}
+
+/* Turns inih's result (0, line of the first error, or < 0) into our message. */
+static int finish(const load_state *s, int ret, loco_err *e) {
+    if (ret > 0 && ret == s->err_line)
+        return loco_errf(e, "%s:%d: %s", s->name, s->err_shown, s->err.msg);
+    if (ret > 0)
+        return loco_errf(e, "%s:%d: syntax error (expected [section] or key = value)", s->name,
+                         ret);
+    if (ret < 0) return loco_errf(e, "%s: the INI parser failed (%d)", s->name, ret);
+    if (s->long_line)
+        return loco_errf(e, "%s:%d: line is longer than %d characters", s->name, s->long_line,
+                         LINE_MAX_CHARS);
+    return 0;
+}
+
+int loco_config_load_string(loco_config *c, const char *text, const char *name, loco_err *e) {
+    loco_config tmp = *c; /* applied to a copy, so a bad file changes nothing */
+    load_state s = {.c = &tmp, .name = name, .text = text};
+    s.src = add_source(&tmp, name, e);
+    if (s.src < 0) return -1;
+    ini_allow_multiline = false; /* an indented line continuing a value is a surprise */
+    ini_allow_no_value = false;
+    int ret = ini_parse_stream(read_line, &s, on_key, &s);
+    if (finish(&s, ret, e) != 0) return -1;
+    *c = tmp;
+    return 0;
+}
+
+/* The whole file as a string (caller frees), or NULL with a message. */
+static char *read_file(const char *path, loco_err *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        loco_errf(e, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(MAX_FILE_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, MAX_FILE_BYTES + 1, f) : 0;
+    int err = errno;
+    const char *why = !buf ? "out of memory"
+                      : ferror(f) ? strerror(err)
+                      : n > MAX_FILE_BYTES ? "larger than 1 MiB, not a config file"
+                      : memchr(buf, '\0', n) ? "contains a NUL byte, not a config file"
+                      : NULL;
+    fclose(f);
+    if (why) {
+        loco_errf(e, "%s: cannot read: %s", path, why);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+int loco_config_load_file(loco_config *c, const char *path, loco_err *e) {
+    char *text = read_file(path, e);
+    if (!text) return -1;
+    int rc = loco_config_load_string(c, text, path, e);
+    free(text);
+    return rc;
+}
+
+/* ---- relations between keys ---- */
+
+enum { DESC_LEN = 512 };
+
+static int check_heads(const loco_config *c, loco_err *e) {
+    if (c->model.dim % c->model.heads == 0) return 0;
+    char a[DESC_LEN], b[DESC_LEN];
+    return loco_errf(e, "%s must be divisible by %s", describe(c, "model.dim", a, DESC_LEN),
+                     describe(c, "model.heads", b, DESC_LEN));
+}
+
+static int check_lr(const loco_config *c, loco_err *e) {
+    if (c->train.lr_min <= c->train.lr) return 0;
+    char a[DESC_LEN], b[DESC_LEN];
+    return loco_errf(e, "%s must not exceed %s", describe(c, "train.lr_min", a, DESC_LEN),
+                     describe(c, "train.lr", b, DESC_LEN));
+}
+
+static int check_text_vocab(const loco_config *c, loco_err *e) {
+    if (c->data.format != LOCO_FORMAT_TEXT || c->model.vocab >= 256) return 0;
+    char a[DESC_LEN], b[DESC_LEN];
+    return loco_errf(e, "%s must be at least 256 with %s, whose tokens are bytes",
+                     describe(c, "model.vocab", a, DESC_LEN),
+                     describe(c, "data.format", b, DESC_LEN));
+}
+
+/* A new relation is one function here and one line in this list. */
+static int (*const checks[])(const loco_config *, loco_err *) = {
+    check_heads,
+    check_lr,
+    check_text_vocab,
+};
+
+int loco_config_validate(const loco_config *c, loco_err *e) {
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
+        if (checks[i](c, e) != 0) return -1;
+    return 0;
+}
+
+/* ---- writing and help ---- */
+
+/* Whether every value reads back: one set directly in the struct may be out of range or,
+ * for a string, change when read (a newline, " ;"). */
+static int writable(const loco_config *c) {
+    loco_config scratch = *c;
+    for (int i = 0; i < NKEYS; i++) {
+        char value[VALUE_LEN];
+        loco_err e;
+        format_value(c, &table[i], value, sizeof value);
+        if (apply(&scratch, i, value, SRC_DEFAULT, 0, &e) != 0) return 0;
+    }
+    return 1;
+}
+
+int loco_config_write(const loco_config *c, FILE *f) {
+    if (!writable(c)) {
+        errno = EINVAL; /* nothing written: the file would not load back to c */
+        return -1;
+    }
+    const char *section = "";
+    fprintf(f, "; loco configuration: every key at its value (see 'loco help config')\n");
+    for (int i = 0; i < NKEYS; i++) {
+        const key *k = &table[i];
+        char value[VALUE_LEN];
+        format_value(c, k, value, sizeof value);
+        if (strcmp(section, k->section)) fprintf(f, "\n[%s]\n", k->section);
+        section = k->section;
+        fprintf(f, "; %s\n%s = %s\n", k->help, k->name, value);
+    }
+    return ferror(f) ? -1 : 0;
+}
+
+static const char *type_name(key_type t) {
+    static const char *names[] = {"int", "real", "string", "choice"};
+    return names[t];
+}
+
+void loco_config_help(FILE *f) {
+    fprintf(f, "Config keys: set them in an INI file ([section] then key = value) or with\n"
+               "--set section.key=value; later files and --set override earlier ones.\n\n");
+    fprintf(f, "%-19s %-7s %-16s %-18s %s\n", "key", "type", "default", "range", "help");
+    for (int i = 0; i < NKEYS; i++) {
+        const key *k = &table[i];
+        char full[64], range[RANGE_LEN];
+        snprintf(full, sizeof full, "%s.%s", k->section, k->name);
+        format_range(k, range, sizeof range);
+        fprintf(f, "%-19s %-7s %-16s %-18s %s\n", full, type_name(k->type), k->def, range,
+                k->help);
+    }
+}

@@ -1,0 +1,287 @@
+#include "loco/kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- encoder */
+
+void loco_encoder_forward(float *out, const int *inp, const float *wte, const float *wpe,
+                          int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float *o = out + ((long)b * T + t) * C;
+            const float *e = wte + (long)inp[b * T + t] * C;
+            const float *p = wpe + (long)t * C;
+            for (int i = 0; i < C; i++) o[i] = e[i] + p[i];
+        }
+    }
+}
+
+void loco_encoder_backward(float *dwte, float *dwpe, const float *dout, const int *inp,
+                           int B, int T, int C) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const float *d = dout + ((long)b * T + t) * C;
+            float *de = dwte + (long)inp[b * T + t] * C;
+            float *dp = dwpe + (long)t * C;
+            for (int i = 0; i < C; i++) {
+                de[i] += d[i];
+                dp[i] += d[i];
+            }
+        }
+    }
+}
+
+/* -------------------------------------------------------------- layernorm */
+
+void loco_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (long)n * C;
+        float *o = out + (long)n * C;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int i = 0; i < C; i++) s += x[i];
+        float m = s / C;
+        float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+        for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
+        float r = 1.0f / sqrtf(v / C + 1e-5f);
+        for (int i = 0; i < C; i++) o[i] = (x[i] - m) * r * weight[i] + bias[i];
+        mean[n] = m;
+        rstd[n] = r;
+    }
+}
+
+void loco_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const float *mean,
+                             const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *d = dout + (long)n * C;
+        const float *x = inp + (long)n * C;
+        float *dx = dinp + (long)n * C;
+        float m = mean[n], r = rstd[n];
+        /* the two reductions the input gradient needs */
+        float dsum = 0.0f, dxsum = 0.0f;
+#pragma omp simd reduction(+ : dsum, dxsum)
+        for (int i = 0; i < C; i++) {
+            float xhat = (x[i] - m) * r;
+            float dn = weight[i] * d[i];
+            dsum += dn;
+            dxsum += dn * xhat;
+            dbias[i] += d[i];
+            dweight[i] += xhat * d[i];
+        }
+        dsum /= C;
+        dxsum /= C;
+        for (int i = 0; i < C; i++) {
+            float xhat = (x[i] - m) * r;
+            dx[i] += (weight[i] * d[i] - dsum - xhat * dxsum) * r;
+        }
+    }
+}
+
+/* ----------------------------------------------------------------- matmul */
+
+void loco_add_bias(float *x, const float *bias, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        float *row = x + (long)n * C;
+        for (int i = 0; i < C; i++) row[i] += bias[i];
+    }
+}
+
+void loco_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                         int N, int C, int OC) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C,
+                0.0f, out, OC);
+    if (bias) loco_add_bias(out, bias, N, OC);
+}
+
+void loco_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, int N, int C, int OC) {
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight,
+                    C, 0.0f, dinp, C);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
+                dweight, C);
+    if (dbias) {
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (long)n * OC;
+            for (int o = 0; o < OC; o++) dbias[o] += d[o];
+        }
+    }
+}
+
+/* -------------------------------------------------------------- attention */
+
+enum { ATT_ROWS = LOCO_ATT_ROWS };
+
+/* p[0..t] = softmax(p[0..t]); p[t+1..end) = 0 */
+static void causal_softmax_row(float *p, int t, int end) {
+    float mx = p[0];
+#pragma omp simd reduction(max : mx)
+    for (int j = 1; j <= t; j++) mx = p[j] > mx ? p[j] : mx;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j <= t; j++) {
+        p[j] = loco_expf(p[j] - mx);
+        sum += p[j];
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j <= t; j++) p[j] *= inv;
+    for (int j = t + 1; j < end; j++) p[j] = 0.0f;
+}
+
+/* one (batch, head): q, k, v (T,hs) with row stride 3C; y (T,hs) with row stride C */
+static void attention_head_forward(float *y, float *att, const float *q, const float *k,
+                                   const float *v, int T, int C, int hs) {
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+        int r1 = r0 + ATT_ROWS < T ? r0 + ATT_ROWS : T;
+        float *s = att + (long)r0 * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, hs, scale,
+                    q + (long)r0 * 3 * C, 3 * C, k, 3 * C, 0.0f, s, T);
+        for (int t = r0; t < r1; t++) causal_softmax_row(att + (long)t * T, t, r1);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f, s, T, v,
+                    3 * C, 0.0f, y + (long)r0 * C, C);
+    }
+}
+
+void loco_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+                            int NH) {
+    int hs = C / NH;
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (long)b * T * 3 * C + h * hs;
+            attention_head_forward(out + (long)b * T * C + h * hs,
+                                   att + ((long)b * NH + h) * T * T, q, q + C, q + 2 * C, T, C,
+                                   hs);
+        }
+    }
+}
+
+/* ds[0..t] = p * (dp - sum(dp * p)) over the causal row; ds[t+1..end) = 0 */
+static void causal_softmax_backward_row(float *ds, const float *p, int t, int end) {
+    float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+    for (int j = 0; j <= t; j++) dot += ds[j] * p[j];
+    for (int j = 0; j <= t; j++) ds[j] = p[j] * (ds[j] - dot);
+    for (int j = t + 1; j < end; j++) ds[j] = 0.0f;
+}
+
+/* one (batch, head); dq, dk, dv (T,hs) with row stride 3C are written. Row blocks run
+ * last to first: the last one touches every key row, so it writes dk and dv (beta 0)
+ * and the earlier, shorter ones add. */
+static void attention_head_backward(float *dq, float *dk, float *dv, float *ds, const float *dy,
+                                    const float *q, const float *k, const float *v,
+                                    const float *att, int T, int C, int hs) {
+    float scale = 1.0f / sqrtf((float)hs);
+    int last = (T - 1) / ATT_ROWS * ATT_ROWS;
+    for (int r0 = last; r0 >= 0; r0 -= ATT_ROWS) {
+        int r1 = r0 + ATT_ROWS < T ? r0 + ATT_ROWS : T, rows = r1 - r0;
+        float beta = r0 == last ? 0.0f : 1.0f;
+        const float *p = att + (long)r0 * T;
+        const float *dyr = dy + (long)r0 * C;
+        float *dsr = ds + (long)r0 * T;
+        /* dv[0:r1] += p^T dy */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, rows, 1.0f, p, T, dyr, C,
+                    beta, dv, 3 * C);
+        /* dp = dy v^T, then through the softmax */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, hs, 1.0f, dyr, C, v,
+                    3 * C, 0.0f, dsr, T);
+        for (int t = r0; t < r1; t++)
+            causal_softmax_backward_row(ds + (long)t * T, att + (long)t * T, t, r1);
+        /* dq = scale ds k; dk[0:r1] += scale ds^T q */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, r1, scale, dsr, T, k,
+                    3 * C, 0.0f, dq + (long)r0 * 3 * C, 3 * C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, rows, scale, dsr, T,
+                    q + (long)r0 * 3 * C, 3 * C, beta, dk, 3 * C);
+    }
+}
+
+void loco_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                             const float *att, int B, int T, int C, int NH) {
+    int hs = C / NH;
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            long off = (long)b * T * 3 * C + h * hs;
+            const float *q = qkv + off;
+            float *dq = dqkv + off;
+            attention_head_backward(dq, dq + C, dq + 2 * C, scratch, dout + (long)b * T * C + h * hs,
+                                    q, q + C, q + 2 * C, att + ((long)b * NH + h) * T * T, T, C,
+                                    hs);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------- gelu */
+
+static const float GELU_K = 0.7978845608028654f; /* sqrt(2/pi) */
+
+/* tanh(u) = 1 - 2 / (exp(2u) + 1): exact at both tails, and vectorises through loco_expf */
+static inline float tanh_fast(float u) {
+    return 1.0f - 2.0f / (loco_expf(2.0f * u) + 1.0f);
+}
+
+void loco_gelu_forward(float *out, const float *inp, long n) {
+    for (long i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_K * (x + 0.044715f * x * x * x);
+        out[i] = 0.5f * x * (1.0f + tanh_fast(u));
+    }
+}
+
+void loco_gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
+    for (long i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_K * (x + 0.044715f * x * x * x);
+        float th = tanh_fast(u);
+        float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        float local = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+        dinp[i] = local * dout[i];
+    }
+}
+
+/* --------------------------------------------------------------- residual */
+
+void loco_residual_forward(float *out, const float *a, const float *b, long n) {
+    for (long i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+/* -------------------------------------------------- softmax cross-entropy */
+
+float loco_softmax_xent_forward(float *logits, float *losses, const int *targets, int N, int V,
+                                int Vp) {
+    double total = 0.0;
+    for (int n = 0; n < N; n++) {
+        float *p = logits + (long)n * Vp;
+        float target_logit = targets ? p[targets[n]] : 0.0f;
+        float mx = p[0];
+#pragma omp simd reduction(max : mx)
+        for (int i = 1; i < V; i++) mx = p[i] > mx ? p[i] : mx;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < V; i++) {
+            p[i] = loco_expf(p[i] - mx);
+            sum += p[i];
+        }
+        float inv = 1.0f / sum;
+        for (int i = 0; i < V; i++) p[i] *= inv;
+        for (int i = V; i < Vp; i++) p[i] = 0.0f;
+        if (targets) {
+            /* from the logit, not log(p): stays finite where p underflows */
+            losses[n] = mx + logf(sum) - target_logit;
+            total += losses[n];
+        }
+    }
+    return targets ? (float)(total / N) : 0.0f;
+}
+
+void loco_softmax_xent_backward(float *probs, const int *targets, float dloss, int N, int Vp) {
+    for (int n = 0; n < N; n++) {
+        float *p = probs + (long)n * Vp;
+        for (int i = 0; i < Vp; i++) p[i] *= dloss;
+        p[targets[n]] -= dloss;
+    }
+}

@@ -1,0 +1,438 @@
+/* loco: the command line. Parses arguments, calls the modules, prints errors, exits. */
+#include <cblas.h>
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "loco/bench.h"
+#include "loco/checkpoint.h"
+#include "loco/config.h"
+#include "loco/data.h"
+#include "loco/evaluator.h"
+#include "loco/metrics.h"
+#include "loco/model.h"
+#include "loco/train.h"
+
+extern const char loco_default_ini[];
+extern const char loco_default_ini_name[];
+
+static const char usage_main[] =
+    "usage: loco <command> [options]\n"
+    "\n"
+    "  train    train a model:            loco train [-c FILE] [--set KEY=VALUE]... [--out DIR]\n"
+    "  eval     loss of a model on a file: loco eval --model FILE --data PATH [--format text|llmc]\n"
+    "  sample   generate text:            loco sample --model FILE [--prompt TEXT] [--tokens N]\n"
+    "  export   to llm.c's format:        loco export --llmc MODEL OUT\n"
+    "  check    verify a model file:      loco check FILE\n"
+    "  bench    benchmarks:               loco bench step [-c FILE] [--set KEY=VALUE]...\n"
+    "  help     this text; 'loco help config' lists every config key\n"
+    "\n"
+    "'loco COMMAND --help' describes a command's options.\n";
+
+static const char usage_train[] =
+    "usage: loco train [-c FILE] [--set SECTION.KEY=VALUE]... [--out DIR] [--init MODEL]\n"
+    "\n"
+    "Trains a model as the config says and writes, in DIR (default runs/NAME-DATE):\n"
+    "metrics.jsonl (one JSON event per line), summary.json, config.ini (the resolved\n"
+    "config) and model.bin. Without -c, the built-in default config is used.\n"
+    "\n"
+    "  -c, --config FILE   INI config (see configs/ and 'loco help config')\n"
+    "  --set KEY=VALUE     override one key, e.g. --set train.lr=3e-4 (repeatable)\n"
+    "  --out DIR           output directory\n"
+    "  --init MODEL        start from a model file (loco's or an llm.c checkpoint); its\n"
+    "                      shape replaces the config's model.layers/heads/dim/vocab\n"
+    "Ctrl-C stops the run early and still writes the summary and the model.\n";
+
+static const char usage_eval[] =
+    "usage: loco eval --model FILE --data PATH [--format text|llmc] [--batch B]\n"
+    "\n"
+    "Mean cross-entropy of the model over every consecutive, non-overlapping window of\n"
+    "model.seq_len tokens of PATH (each predicting its next tokens), printed as one JSON\n"
+    "line with loss, ppl, bpb (text only) and tokens. --format defaults to the model's\n"
+    "training data format (text for llm.c checkpoints with vocabulary 256, else llmc).\n";
+
+static const char usage_sample[] =
+    "usage: loco sample --model FILE [--prompt TEXT] [--tokens N] [--seed S]\n"
+    "                   [--temperature T]\n"
+    "\n"
+    "Generates N tokens (default 256) after the prompt and prints them. Temperature 0\n"
+    "picks the most likely token; the default is 0.8. Byte-level models only take a\n"
+    "text prompt; models over other vocabularies print token ids.\n";
+
+static const char usage_export[] =
+    "usage: loco export --llmc MODEL OUT\n"
+    "\n"
+    "Writes MODEL (either format) as an llm.c fp32 checkpoint (version 3) that llm.c's\n"
+    "train_gpt2.c can load.\n";
+
+static const char usage_check[] =
+    "usage: loco check FILE\n"
+    "\n"
+    "Reads a model file (loco's or llm.c's) completely, verifies its header, size and\n"
+    "checksum, and prints its shape. Exits non-zero when the file is damaged.\n";
+
+static const char usage_bench[] =
+    "usage: loco bench step [-c FILE] [--set KEY=VALUE]...\n"
+    "\n"
+    "step   times the full training step (forward, backward, AdamW) on one thread and, in\n"
+    "       the same run, cblas_sgemm on the step's own matrix shapes; prints one JSON\n"
+    "       line with tokens_per_s, step_gflops, sgemm_gflops and mfu_vs_sgemm.\n";
+
+static int fail(const char *msg) {
+    fprintf(stderr, "loco: %s\n", msg);
+    return 1;
+}
+
+static int fail_usage(const char *what, const char *usage) {
+    fprintf(stderr, "loco: %s\n\n%s", what, usage);
+    return 2;
+}
+
+static int wants_help(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
+/* A number for a flag: the whole string, within [min, max]. */
+static int parse_long(const char *flag, const char *s, long min, long max, long *out,
+                      loco_err *e) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return loco_errf(e, "%s: expected an integer in [%ld, %ld], got '%s'", flag, min, max, s);
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *flag, const char *s, double min, double max, double *out,
+                        loco_err *e) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= min && v <= max))
+        return loco_errf(e, "%s: expected a number in [%g, %g], got '%s'", flag, min, max, s);
+    *out = v;
+    return 0;
+}
+
+/* The value after argv[*i], or NULL with a message. */
+static const char *flag_value(int argc, char **argv, int *i, loco_err *e) {
+    if (*i + 1 >= argc) {
+        loco_errf(e, "%s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* ------------------------------------------------------------- configs */
+
+/* Options shared by train and bench: -c FILE, --set KEY=VALUE; others go to extra(). */
+typedef struct {
+    loco_config cfg;
+    char name[LOCO_PATH_LEN];   /* the config's name, for run directories and reports */
+} cli_config;
+
+typedef int (*extra_flag)(void *ctx, int argc, char **argv, int *i, loco_err *e);
+
+static int load_config(cli_config *cc, int argc, char **argv, extra_flag extra, void *ctx,
+                       loco_err *e) {
+    const char *file = NULL;
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
+            if (!(file = flag_value(argc, argv, &i, e))) return -1;
+        }
+    loco_config_default(&cc->cfg);
+    int rc = file ? loco_config_load_file(&cc->cfg, file, e)
+                  : loco_config_load_string(&cc->cfg, loco_default_ini, loco_default_ini_name, e);
+    if (rc != 0) return -1;
+    char base[LOCO_PATH_LEN];
+    snprintf(base, sizeof base, "%s", file ? file : loco_default_ini_name);
+    snprintf(cc->name, sizeof cc->name, "%s", basename(base));
+    char *dot = strrchr(cc->name, '.');
+    if (dot) *dot = '\0';
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
+            i++;
+        } else if (!strcmp(argv[i], "--set")) {
+            const char *v = flag_value(argc, argv, &i, e);
+            if (!v || loco_config_set(&cc->cfg, v, e) != 0) return -1;
+        } else if (!extra || extra(ctx, argc, argv, &i, e) != 0) {
+            if (!extra || !e->msg[0]) loco_errf(e, "unknown option '%s'", argv[i]);
+            return -1;
+        }
+    }
+    return loco_config_validate(&cc->cfg, e);
+}
+
+/* ---------------------------------------------------------------- train */
+
+typedef struct {
+    const char *out, *init;
+} train_flags;
+
+static int train_extra(void *ctx, int argc, char **argv, int *i, loco_err *e) {
+    train_flags *f = ctx;
+    e->msg[0] = '\0';
+    if (!strcmp(argv[*i], "--out")) return (f->out = flag_value(argc, argv, i, e)) ? 0 : -1;
+    if (!strcmp(argv[*i], "--init")) return (f->init = flag_value(argc, argv, i, e)) ? 0 : -1;
+    return -1;
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_interrupt(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+static int cmd_train(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(usage_train, stdout), 0;
+    cli_config cc;
+    train_flags f = {0};
+    loco_err e;
+    if (load_config(&cc, argc, argv, train_extra, &f, &e) != 0) return fail_usage(e.msg, usage_train);
+    char out[LOCO_PATH_LEN];
+    if (f.out) {
+        snprintf(out, sizeof out, "%s", f.out);
+    } else {
+        char stamp[32];
+        time_t now = time(NULL);
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+        snprintf(out, sizeof out, "runs/%.200s-%s", cc.name, stamp);
+    }
+    loco_train_opts o;
+    loco_train_opts_default(&o);
+    o.out_dir = out;
+    o.init_path = f.init;
+    o.stop = &stop_requested;
+    struct sigaction sa = {.sa_handler = on_interrupt};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    openblas_set_num_threads(1);
+    if (loco_train(&cc.cfg, &o, &e) != 0) return fail(e.msg);
+    fprintf(stderr, "loco: wrote %s/{metrics.jsonl,summary.json,config.ini,model.bin}\n", out);
+    return 0;
+}
+
+/* ------------------------------------------------------- model commands */
+
+/* The training config stored in a loco model file (defaults for llm.c files). */
+static void model_config(const loco_model_file *f, loco_config *c) {
+    loco_config_default(c);
+    if (f->config && loco_config_load_string(c, f->config, "model config", NULL) != 0)
+        loco_config_default(c);
+    if (f->format == LOCO_FILE_LLMC) {
+        c->model.seq_len = f->m.s.maxT;
+        c->data.format = f->m.s.V == 256 ? LOCO_FORMAT_TEXT : LOCO_FORMAT_LLMC;
+    }
+}
+
+typedef struct {
+    const char *model, *data, *prompt;
+    long format, batch, tokens, seed;
+    double temperature;
+} model_flags;
+
+static int model_flag(model_flags *f, int argc, char **argv, int *i, loco_err *e) {
+    const char *a = argv[*i], *v;
+    if (!strcmp(a, "--model")) return (f->model = flag_value(argc, argv, i, e)) ? 0 : -1;
+    if (!strcmp(a, "--data")) return (f->data = flag_value(argc, argv, i, e)) ? 0 : -1;
+    if (!strcmp(a, "--prompt")) return (f->prompt = flag_value(argc, argv, i, e)) ? 0 : -1;
+    if (!(v = flag_value(argc, argv, i, e))) return -1;
+    if (!strcmp(a, "--format")) {
+        if (!strcmp(v, "text")) return f->format = LOCO_FORMAT_TEXT, 0;
+        if (!strcmp(v, "llmc")) return f->format = LOCO_FORMAT_LLMC, 0;
+        return loco_errf(e, "--format: expected text or llmc, got '%s'", v);
+    }
+    if (!strcmp(a, "--batch")) return parse_long(a, v, 1, 4096, &f->batch, e);
+    if (!strcmp(a, "--tokens")) return parse_long(a, v, 0, 1L << 30, &f->tokens, e);
+    if (!strcmp(a, "--seed")) return parse_long(a, v, 0, 1L << 62, &f->seed, e);
+    if (!strcmp(a, "--temperature")) return parse_double(a, v, 0, 100, &f->temperature, e);
+    return loco_errf(e, "unknown option '%s'", a);
+}
+
+static int parse_model_flags(model_flags *f, int argc, char **argv, loco_err *e) {
+    *f = (model_flags){.format = -1, .batch = 8, .tokens = 256, .seed = 1, .temperature = 0.8};
+    for (int i = 0; i < argc; i++)
+        if (model_flag(f, argc, argv, &i, e) != 0) return -1;
+    if (!f->model) return loco_errf(e, "--model FILE is required");
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(usage_eval, stdout), 0;
+    model_flags f;
+    loco_err e;
+    if (parse_model_flags(&f, argc, argv, &e) != 0) return fail_usage(e.msg, usage_eval);
+    if (!f.data) return fail_usage("--data PATH is required", usage_eval);
+    loco_model_file mf;
+    if (loco_model_read(f.model, &mf, &e) != 0) return fail(e.msg);
+    loco_config c;
+    model_config(&mf, &c);
+    int format = f.format >= 0 ? (int)f.format : c.data.format;
+    int T = (int)c.model.seq_len < mf.m.s.maxT ? (int)c.model.seq_len : mf.m.s.maxT;
+    loco_data d;
+    loco_evaluator ev;
+    int rc = 1;
+    openblas_set_num_threads(1);
+    if (loco_data_open(&d, f.data, format, mf.m.s.V, 1 << 16, 0, &e) != 0) goto out_model;
+    if ((d.n - 1) / (size_t)T == 0) {
+        loco_errf(&e, "%s: %zu tokens, fewer than one window of %d + 1", f.data, d.n, T);
+        goto out_data;
+    }
+    if (loco_evaluator_init(&ev, &mf.m, &d, (int)f.batch, T, 1, &e) != 0) goto out_data;
+    long tokens;
+    double loss = loco_evaluator_file_loss(&ev, mf.params, &tokens);
+    loco_json j;
+    loco_json_begin(&j);
+    loco_json_str(&j, "model", f.model);
+    loco_json_str(&j, "data", f.data);
+    loco_json_num(&j, "loss", loss);
+    loco_json_num(&j, "ppl", exp(loss));
+    loco_json_num(&j, "bpb", format == LOCO_FORMAT_TEXT ? loco_bits_per_byte(loss) : NAN);
+    loco_json_int(&j, "tokens", tokens);
+    loco_json_int(&j, "seq_len", T);
+    puts(loco_json_end(&j));
+    loco_json_free(&j);
+    loco_evaluator_free(&ev);
+    rc = 0;
+out_data:
+    loco_data_close(&d);
+out_model:
+    loco_model_file_free(&mf);
+    return rc ? fail(e.msg) : 0;
+}
+
+/* next token from probabilities p (V) at a temperature: p^(1/t) renormalised; t = 0: argmax */
+static int pick_token(const float *p, int V, double temperature, loco_rng *r) {
+    int best = 0;
+    for (int i = 1; i < V; i++) best = p[i] > p[best] ? i : best;
+    if (temperature <= 0) return best;
+    double total = 0;
+    for (int i = 0; i < V; i++) total += pow(p[i] / p[best], 1.0 / temperature);
+    double u = loco_rng_uniform(r) * total;
+    for (int i = 0; i < V; i++) {
+        u -= pow(p[i] / p[best], 1.0 / temperature);
+        if (u <= 0) return i;
+    }
+    return best;
+}
+
+static void emit_token(int tok, int byte_level) {
+    if (byte_level)
+        putchar(tok);
+    else
+        printf("%d ", tok);
+    fflush(stdout);
+}
+
+static int cmd_sample(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(usage_sample, stdout), 0;
+    model_flags f;
+    loco_err e;
+    if (parse_model_flags(&f, argc, argv, &e) != 0) return fail_usage(e.msg, usage_sample);
+    loco_model_file mf;
+    if (loco_model_read(f.model, &mf, &e) != 0) return fail(e.msg);
+    int V = mf.m.s.V, maxT = mf.m.s.maxT, byte_level = V == 256;
+    if (f.prompt && !byte_level) {
+        loco_model_file_free(&mf);
+        return fail("--prompt needs a byte-level model (vocabulary 256); this one is not");
+    }
+    const char *prompt = f.prompt ? f.prompt : "\n";
+    int n = (int)strlen(prompt), total = n + (int)f.tokens;
+    int *toks = malloc(sizeof(int) * (size_t)(total > 0 ? total : 1));
+    loco_acts a;
+    openblas_set_num_threads(1);
+    if (!toks || loco_acts_alloc(&a, &mf.m, 1, maxT, &e) != 0) {
+        free(toks);
+        loco_model_file_free(&mf);
+        return fail(toks ? e.msg : "out of memory");
+    }
+    for (int i = 0; i < n; i++) toks[i] = byte_level ? (unsigned char)prompt[i] : 0;
+    if (n == 0) toks[n++] = 0;
+    if (f.prompt) fputs(f.prompt, stdout);
+    loco_rng r;
+    loco_rng_seed(&r, (uint64_t)f.seed, 0);
+    for (; n < total; n++) {
+        int start = n > maxT ? n - maxT : 0, T = n - start;
+        loco_model_forward(&mf.m, mf.params, &a, toks + start, NULL, 1, T);
+        toks[n] = pick_token(a.probs + (size_t)(T - 1) * mf.m.s.Vp, V, f.temperature, &r);
+        emit_token(toks[n], byte_level);
+    }
+    putchar('\n');
+    loco_acts_free(&a);
+    free(toks);
+    loco_model_file_free(&mf);
+    return 0;
+}
+
+static int cmd_export(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(usage_export, stdout), 0;
+    if (argc != 3 || strcmp(argv[0], "--llmc"))
+        return fail_usage("expected: export --llmc MODEL OUT", usage_export);
+    loco_model_file mf;
+    loco_err e;
+    if (loco_model_read(argv[1], &mf, &e) != 0) return fail(e.msg);
+    int rc = loco_model_write_llmc(argv[2], &mf.m, mf.params, &e);
+    loco_model_file_free(&mf);
+    if (rc != 0) return fail(e.msg);
+    fprintf(stderr, "loco: wrote %s (llm.c checkpoint, version %d)\n", argv[2],
+            LOCO_LLMC_MODEL_VERSION);
+    return 0;
+}
+
+static int cmd_check(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(usage_check, stdout), 0;
+    if (argc != 1) return fail_usage("expected: check FILE", usage_check);
+    loco_model_file mf;
+    loco_err e;
+    if (loco_model_read(argv[0], &mf, &e) != 0) return fail(e.msg);
+    const loco_shape *s = &mf.m.s;
+    printf("%s: %s model, %zu parameters, L=%d NH=%d C=%d V=%d Vp=%d maxT=%d%s\n", argv[0],
+           mf.format == LOCO_FILE_LOCO ? "loco" : "llm.c", mf.m.ntrue, s->L, s->NH, s->C, s->V,
+           s->Vp, s->maxT, mf.format == LOCO_FILE_LOCO ? ", checksum ok" : "");
+    loco_model_file_free(&mf);
+    return 0;
+}
+
+static int cmd_bench(int argc, char **argv) {
+    if (argc < 1 || wants_help(argc, argv)) return fputs(usage_bench, stdout), argc < 1 ? 2 : 0;
+    cli_config cc;
+    loco_err e;
+    if (strcmp(argv[0], "step")) return fail_usage("unknown benchmark", usage_bench);
+    if (load_config(&cc, argc - 1, argv + 1, NULL, NULL, &e) != 0)
+        return fail_usage(e.msg, usage_bench);
+    return loco_bench_step(&cc.cfg, cc.name, &e) != 0 ? fail(e.msg) : 0;
+}
+
+static int cmd_help(int argc, char **argv) {
+    if (argc >= 1 && !strcmp(argv[0], "config")) {
+        loco_config_help(stdout);
+        return 0;
+    }
+    fputs(usage_main, stdout);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return fputs(usage_main, stderr), 2;
+    const char *cmd = argv[1];
+    struct {
+        const char *name;
+        int (*run)(int, char **);
+    } cmds[] = {{"train", cmd_train},   {"eval", cmd_eval},   {"sample", cmd_sample},
+                {"export", cmd_export}, {"check", cmd_check}, {"bench", cmd_bench},
+                {"help", cmd_help}};
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return cmd_help(0, NULL);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(cmd, cmds[i].name)) return cmds[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "loco: unknown command '%s'\n\n%s", cmd, usage_main);
+    return 2;
+}

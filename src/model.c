@@ -1,0 +1,248 @@
+#include "loco/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loco/kernels.h"
+
+int loco_padded_vocab(int V) {
+    return (V + 127) / 128 * 128;
+}
+
+static void set_tensor(loco_model *m, int id, const char *name, size_t *off, int ndim, long d0,
+                       long d1, long d2, int decay) {
+    loco_tensor *t = &m->t[id];
+    t->name = name;
+    t->ndim = ndim;
+    t->dims[0] = d0;
+    t->dims[1] = d1;
+    t->dims[2] = d2;
+    t->count = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1) * (size_t)(ndim > 2 ? d2 : 1);
+    t->offset = *off;
+    t->decay = decay;
+    *off += (t->count + 15) / 16 * 16;
+    m->ntrue += t->count;
+}
+
+int loco_model_init(loco_model *m, const loco_shape *s, loco_err *e) {
+    if (s->V < 2 || s->Vp < s->V || s->maxT < 1 || s->L < 1 || s->NH < 1 || s->C < 1)
+        return loco_errf(e, "model shape out of range (V=%d Vp=%d maxT=%d L=%d NH=%d C=%d)",
+                         s->V, s->Vp, s->maxT, s->L, s->NH, s->C);
+    if (s->C % s->NH != 0)
+        return loco_errf(e, "model.dim = %d is not divisible by model.heads = %d", s->C, s->NH);
+    memset(m, 0, sizeof *m);
+    m->s = *s;
+    long L = s->L, C = s->C;
+    size_t off = 0;
+    set_tensor(m, LOCO_WTE, "wte", &off, 2, s->Vp, C, 0, 1);
+    set_tensor(m, LOCO_WPE, "wpe", &off, 2, s->maxT, C, 0, 1);
+    set_tensor(m, LOCO_LN1W, "ln1w", &off, 2, L, C, 0, 0);
+    set_tensor(m, LOCO_LN1B, "ln1b", &off, 2, L, C, 0, 0);
+    set_tensor(m, LOCO_QKVW, "qkvw", &off, 3, L, 3 * C, C, 1);
+    set_tensor(m, LOCO_QKVB, "qkvb", &off, 2, L, 3 * C, 0, 0);
+    set_tensor(m, LOCO_ATTPROJW, "attprojw", &off, 3, L, C, C, 1);
+    set_tensor(m, LOCO_ATTPROJB, "attprojb", &off, 2, L, C, 0, 0);
+    set_tensor(m, LOCO_LN2W, "ln2w", &off, 2, L, C, 0, 0);
+    set_tensor(m, LOCO_LN2B, "ln2b", &off, 2, L, C, 0, 0);
+    set_tensor(m, LOCO_FCW, "fcw", &off, 3, L, 4 * C, C, 1);
+    set_tensor(m, LOCO_FCB, "fcb", &off, 2, L, 4 * C, 0, 0);
+    set_tensor(m, LOCO_FCPROJW, "fcprojw", &off, 3, L, C, 4 * C, 1);
+    set_tensor(m, LOCO_FCPROJB, "fcprojb", &off, 2, L, C, 0, 0);
+    set_tensor(m, LOCO_LNFW, "lnfw", &off, 1, C, 0, 0, 0);
+    set_tensor(m, LOCO_LNFB, "lnfb", &off, 1, C, 0, 0, 0);
+    m->nparams = off;
+    return 0;
+}
+
+void loco_model_init_params(const loco_model *m, float *params, uint64_t seed) {
+    memset(params, 0, m->nparams * sizeof(float));
+    float resid_std = 0.02f / sqrtf(2.0f * (float)m->s.L);
+    for (int id = 0; id < LOCO_NTENSORS; id++) {
+        const loco_tensor *t = &m->t[id];
+        float *p = params + t->offset;
+        size_t n = t->count;
+        if (id == LOCO_LN1W || id == LOCO_LN2W || id == LOCO_LNFW) {
+            for (size_t i = 0; i < n; i++) p[i] = 1.0f;
+            continue;
+        }
+        if (!t->decay) continue; /* biases stay 0 */
+        if (id == LOCO_WTE) n = (size_t)m->s.V * (size_t)m->s.C; /* padded rows stay 0 */
+        float std = (id == LOCO_ATTPROJW || id == LOCO_FCPROJW) ? resid_std : 0.02f;
+        loco_rng r;
+        loco_rng_seed(&r, seed, 1000 + (uint64_t)id);
+        for (size_t i = 0; i < n; i++) p[i] = (float)(std * loco_rng_normal(&r));
+    }
+}
+
+/* ------------------------------------------------------------ activations */
+
+int loco_acts_alloc(loco_acts *a, const loco_model *m, int B, int T, loco_err *e) {
+    memset(a, 0, sizeof *a);
+    a->B = B;
+    a->T = T;
+    size_t L = (size_t)m->s.L, C = (size_t)m->s.C, NH = (size_t)m->s.NH, N = (size_t)B * T;
+    struct {
+        float **p;
+        size_t n;
+    } bufs[] = {
+        {&a->x, (L + 1) * N * C},   {&a->ln1, L * N * C},        {&a->ln1_mean, L * N},
+        {&a->ln1_rstd, L * N},      {&a->qkv, L * N * 3 * C},    {&a->att, L * NH * N * T},
+        {&a->atty, L * N * C},      {&a->r2, L * N * C},         {&a->ln2, L * N * C},
+        {&a->ln2_mean, L * N},      {&a->ln2_rstd, L * N},       {&a->fch, L * N * 4 * C},
+        {&a->fch_gelu, L * N * 4 * C}, {&a->lnf, N * C},         {&a->lnf_mean, N},
+        {&a->lnf_rstd, N},          {&a->probs, N * (size_t)m->s.Vp}, {&a->losses, N},
+        {&a->dres, N * C},          {&a->dln, N * C},            {&a->tmp, N * C},
+        {&a->d4c, N * 4 * C},       {&a->dqkv, N * 3 * C},       {&a->datt, (size_t)T * T},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        *bufs[i].p = loco_alloc(bufs[i].n * sizeof(float));
+        if (!*bufs[i].p) {
+            loco_acts_free(a);
+            return loco_errf(e, "out of memory for activations (B=%d, T=%d)", B, T);
+        }
+    }
+    return 0;
+}
+
+void loco_acts_free(loco_acts *a) {
+    float *all[] = {a->x,   a->ln1,      a->ln1_mean, a->ln1_rstd, a->qkv,      a->att,
+                    a->atty, a->r2,      a->ln2,      a->ln2_mean, a->ln2_rstd, a->fch,
+                    a->fch_gelu, a->lnf, a->lnf_mean, a->lnf_rstd, a->probs,    a->losses,
+                    a->dres, a->dln,     a->tmp,      a->d4c,      a->dqkv,     a->datt};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    memset(a, 0, sizeof *a);
+}
+
+/* ----------------------------------------------------------------- blocks */
+
+/* Pointers to layer l's parameters (or gradients: same layout). */
+typedef struct {
+    float *ln1w, *ln1b, *qkvw, *qkvb, *projw, *projb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw,
+        *fcprojb;
+} layer_params;
+
+static layer_params layer_of(const loco_model *m, const float *base, int l) {
+    size_t C = (size_t)m->s.C;
+    float *p = (float *)base;
+    layer_params lp = {
+        p + m->t[LOCO_LN1W].offset + l * C,          p + m->t[LOCO_LN1B].offset + l * C,
+        p + m->t[LOCO_QKVW].offset + l * 3 * C * C,  p + m->t[LOCO_QKVB].offset + l * 3 * C,
+        p + m->t[LOCO_ATTPROJW].offset + l * C * C,  p + m->t[LOCO_ATTPROJB].offset + l * C,
+        p + m->t[LOCO_LN2W].offset + l * C,          p + m->t[LOCO_LN2B].offset + l * C,
+        p + m->t[LOCO_FCW].offset + l * 4 * C * C,   p + m->t[LOCO_FCB].offset + l * 4 * C,
+        p + m->t[LOCO_FCPROJW].offset + l * 4 * C * C, p + m->t[LOCO_FCPROJB].offset + l * C,
+    };
+    return lp;
+}
+
+/* Layer l's activations (capacity strides, so B, T below capacity still fit). */
+typedef struct {
+    float *x, *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *r2, *ln2, *ln2_mean, *ln2_rstd,
+        *fch, *fch_gelu, *out;
+} layer_acts;
+
+static layer_acts acts_of(const loco_model *m, const loco_acts *a, int l) {
+    size_t C = (size_t)m->s.C, N = (size_t)a->B * a->T, NH = (size_t)m->s.NH;
+    layer_acts la = {
+        a->x + l * N * C,         a->ln1 + l * N * C,      a->ln1_mean + l * N,
+        a->ln1_rstd + l * N,      a->qkv + l * N * 3 * C,  a->att + l * NH * N * a->T,
+        a->atty + l * N * C,      a->r2 + l * N * C,       a->ln2 + l * N * C,
+        a->ln2_mean + l * N,      a->ln2_rstd + l * N,     a->fch + l * N * 4 * C,
+        a->fch_gelu + l * N * 4 * C, a->x + (l + 1) * N * C,
+    };
+    return la;
+}
+
+/* out = a + b + bias (N,C) */
+static void residual_bias(float *out, const float *a, const float *b, const float *bias, int N,
+                          int C) {
+    for (int n = 0; n < N; n++) {
+        const float *ar = a + (long)n * C, *br = b + (long)n * C;
+        float *o = out + (long)n * C;
+        for (int i = 0; i < C; i++) o[i] = ar[i] + br[i] + bias[i];
+    }
+}
+
+static void block_forward(const loco_model *m, const layer_params *p, const layer_acts *x,
+                          float *tmp, int B, int T) {
+    int C = m->s.C, N = B * T;
+    loco_layernorm_forward(x->ln1, x->ln1_mean, x->ln1_rstd, x->x, p->ln1w, p->ln1b, N, C);
+    loco_matmul_forward(x->qkv, x->ln1, p->qkvw, p->qkvb, N, C, 3 * C);
+    loco_attention_forward(x->atty, x->att, x->qkv, B, T, C, m->s.NH);
+    loco_matmul_forward(tmp, x->atty, p->projw, NULL, N, C, C);
+    residual_bias(x->r2, x->x, tmp, p->projb, N, C);
+    loco_layernorm_forward(x->ln2, x->ln2_mean, x->ln2_rstd, x->r2, p->ln2w, p->ln2b, N, C);
+    loco_matmul_forward(x->fch, x->ln2, p->fcw, p->fcb, N, C, 4 * C);
+    loco_gelu_forward(x->fch_gelu, x->fch, (long)N * 4 * C);
+    loco_matmul_forward(tmp, x->fch_gelu, p->fcprojw, NULL, N, 4 * C, C);
+    residual_bias(x->out, x->r2, tmp, p->fcprojb, N, C);
+}
+
+/* a->dres holds d(out) on entry and d(x) on return */
+static void block_backward(const loco_model *m, const layer_params *p, const layer_params *g,
+                           const layer_acts *x, loco_acts *a, int B, int T) {
+    int C = m->s.C, N = B * T;
+    /* MLP: dres flows to r2 unchanged and through the MLP into dln */
+    loco_matmul_backward(a->d4c, g->fcprojw, g->fcprojb, a->dres, x->fch_gelu, p->fcprojw, N,
+                         4 * C, C);
+    loco_gelu_backward(a->d4c, x->fch, a->d4c, (long)N * 4 * C);
+    loco_matmul_backward(a->dln, g->fcw, g->fcb, a->d4c, x->ln2, p->fcw, N, C, 4 * C);
+    loco_layernorm_backward(a->dres, g->ln2w, g->ln2b, a->dln, x->r2, p->ln2w, x->ln2_mean,
+                            x->ln2_rstd, N, C);
+    /* attention: dres (now d r2) flows to x unchanged and through attention */
+    loco_matmul_backward(a->dln, g->projw, g->projb, a->dres, x->atty, p->projw, N, C, C);
+    loco_attention_backward(a->dqkv, a->datt, a->dln, x->qkv, x->att, B, T, C, m->s.NH);
+    loco_matmul_backward(a->dln, g->qkvw, g->qkvb, a->dqkv, x->ln1, p->qkvw, N, C, 3 * C);
+    loco_layernorm_backward(a->dres, g->ln1w, g->ln1b, a->dln, x->x, p->ln1w, x->ln1_mean,
+                            x->ln1_rstd, N, C);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+float loco_model_forward(const loco_model *m, const float *params, loco_acts *a,
+                         const int *inputs, const int *targets, int B, int T) {
+    int C = m->s.C, N = B * T, L = m->s.L;
+    const float *wte = params + m->t[LOCO_WTE].offset;
+    loco_encoder_forward(a->x, inputs, wte, params + m->t[LOCO_WPE].offset, B, T, C);
+    for (int l = 0; l < L; l++) {
+        layer_params p = layer_of(m, params, l);
+        layer_acts x = acts_of(m, a, l);
+        block_forward(m, &p, &x, a->tmp, B, T);
+    }
+    const float *last = acts_of(m, a, L - 1).out;
+    loco_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last,
+                           params + m->t[LOCO_LNFW].offset, params + m->t[LOCO_LNFB].offset, N,
+                           C);
+    loco_matmul_forward(a->probs, a->lnf, wte, NULL, N, C, m->s.Vp);
+    return loco_softmax_xent_forward(a->probs, a->losses, targets, N, m->s.V, m->s.Vp);
+}
+
+/* --------------------------------------------------------------- backward */
+
+void loco_model_backward(const loco_model *m, const float *params, float *grads, loco_acts *a,
+                         const int *inputs, const int *targets, int B, int T) {
+    int C = m->s.C, N = B * T, L = m->s.L;
+    const float *wte = params + m->t[LOCO_WTE].offset;
+    float *dwte = grads + m->t[LOCO_WTE].offset;
+    loco_softmax_xent_backward(a->probs, targets, 1.0f / (float)N, N, m->s.Vp);
+    loco_matmul_backward(a->dln, dwte, NULL, a->probs, a->lnf, wte, N, C, m->s.Vp);
+    memset(a->dres, 0, (size_t)N * C * sizeof(float));
+    const float *last = acts_of(m, a, L - 1).out;
+    loco_layernorm_backward(a->dres, grads + m->t[LOCO_LNFW].offset,
+                            grads + m->t[LOCO_LNFB].offset, a->dln, last,
+                            params + m->t[LOCO_LNFW].offset, a->lnf_mean, a->lnf_rstd, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        layer_params p = layer_of(m, params, l);
+        layer_params g = layer_of(m, grads, l);
+        layer_acts x = acts_of(m, a, l);
+        block_backward(m, &p, &g, &x, a, B, T);
+    }
+    loco_encoder_backward(dwte, grads + m->t[LOCO_WPE].offset, a->dres, inputs, B, T, C);
+}
+
+double loco_model_flops_per_token(const loco_model *m, int T) {
+    double C = m->s.C, L = m->s.L;
+    double matmul_params = (double)m->s.Vp * C + L * 12.0 * C * C;
+    return 6.0 * matmul_params + 6.0 * L * T * C;
+}
