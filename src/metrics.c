@@ -108,9 +108,10 @@ void loco_json_free(loco_json *j) {
 
 /* ----------------------------------------------------------------- events */
 
-int loco_metrics_open(loco_metrics *mt, const char *dir, loco_err *e) {
+int loco_metrics_open(loco_metrics *mt, const char *dir, int quiet, loco_err *e) {
     memset(mt, 0, sizeof *mt);
     mt->tty = isatty(STDERR_FILENO);
+    mt->quiet = quiet;
     if (!dir) return 0;
     if (loco_mkdirs(dir, e) != 0) return -1;
     char path[LOCO_PATH_LEN + 32];
@@ -134,7 +135,7 @@ void loco_metrics_event(loco_metrics *mt, loco_json *j) {
 }
 
 void loco_metrics_progress(loco_metrics *mt, int force, const char *fmt, ...) {
-    if (!mt->tty && !force) return;
+    if (mt->quiet || (!mt->tty && !force)) return;
     va_list ap;
     va_start(ap, fmt);
     if (mt->tty) fputs("\r\033[K", stderr);
@@ -149,6 +150,7 @@ void loco_metrics_progress(loco_metrics *mt, int force, const char *fmt, ...) {
 }
 
 void loco_metrics_say(loco_metrics *mt, const char *fmt, ...) {
+    if (mt->quiet) return;
     if (mt->progress_open) fputs("\r\033[K", stderr);
     mt->progress_open = 0;
     va_list ap;
@@ -164,7 +166,9 @@ int loco_write_text(const char *dir, const char *name, const char *text, loco_er
         return loco_errf(e, "%s/%s: path too long", dir, name);
     loco_outfile o;
     if (loco_outfile_open(&o, path, e) != 0) return -1;
-    loco_outfile_write(&o, text, strlen(text));
+    size_t n = strlen(text);
+    loco_outfile_write(&o, text, n);
+    if (n == 0 || text[n - 1] != '\n') loco_outfile_write(&o, "\n", 1);
     return loco_outfile_commit(&o, e);
 }
 

@@ -106,7 +106,7 @@ static int setup(run *r, loco_err *e) {
     if (loco_evaluator_init(&r->ev, &r->m, &r->data, B, T, (int)c->eval.batches, e) != 0)
         return -1;
     if (resolved_config(r, e) != 0) return -1;
-    if (loco_metrics_open(&r->mt, r->o->out_dir, e) != 0) return -1;
+    if (loco_metrics_open(&r->mt, r->o->out_dir, r->o->quiet, e) != 0) return -1;
     if (r->o->out_dir && loco_write_text(r->o->out_dir, "config.ini", r->config_text, e) != 0)
         return -1;
     return 0;
@@ -246,8 +246,10 @@ int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
         evaluate(&r);
         rc = train_loop(&r, e);
         int stopped = r.w.steps < c->train.steps;
-        if (rc == 0 && (c->eval.every == 0 || r.w.steps % c->eval.every != 0)) evaluate(&r);
-        progress(&r, 1);
+        if (rc == 0 && (c->eval.every == 0 || r.w.steps % c->eval.every != 0)) {
+            evaluate(&r);
+            progress(&r, 1);
+        }
         const char *status = rc != 0 ? "diverged" : stopped ? "stopped" : "finished";
         if (write_summary(&r, status) != 0 && rc == 0) rc = loco_errf(e, "summary not written");
         if (rc == 0 && o->out_dir) {

@@ -29,10 +29,11 @@ typedef struct {
     FILE *events;      /* metrics.jsonl, NULL when the run writes no files */
     int tty;           /* stderr is a terminal */
     int progress_open; /* a progress line is on screen and not yet ended */
+    int quiet;         /* print nothing on stderr */
 } loco_metrics;
 
 /* Opens dir/metrics.jsonl (dir is created); dir NULL: progress only. */
-int loco_metrics_open(loco_metrics *mt, const char *dir, loco_err *e);
+int loco_metrics_open(loco_metrics *mt, const char *dir, int quiet, loco_err *e);
 void loco_metrics_close(loco_metrics *mt);
 
 /* Appends the finished object as one line and flushes it, so a crash loses nothing. */
@@ -46,7 +47,7 @@ void loco_metrics_progress(loco_metrics *mt, int force, const char *fmt, ...)
 /* An ordinary message on stderr that does not clobber the progress line. */
 void loco_metrics_say(loco_metrics *mt, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* dir/name holding text, written crash-safely. */
+/* dir/name holding text (and a final newline), written crash-safely. */
 int loco_write_text(const char *dir, const char *name, const char *text, loco_err *e);
 
 /* "1h02m", "3m05s", "12s" */

@@ -13,6 +13,7 @@ typedef struct {
     const char *out_dir;             /* where outputs go; NULL writes nothing */
     const char *init_path;           /* start from this model file (loco or llm.c), or NULL */
     volatile sig_atomic_t *stop;     /* set (by a signal handler) to end the run early and save */
+    int quiet;                       /* no progress or summary on stderr */
 } loco_train_opts;
 
 void loco_train_opts_default(loco_train_opts *o);

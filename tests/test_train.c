@@ -1,0 +1,150 @@
+/* Whole runs of configs/tiny.ini: it learns, it is reproducible, and it writes its outputs. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loco/checkpoint.h"
+#include "loco/config.h"
+#include "loco/train.h"
+
+/* the unigram entropy of data/corpus.txt in nats (byte frequencies) */
+static double unigram_entropy(void) {
+    FILE *f = fopen("data/corpus.txt", "rb");
+    cr_assert(f, "data/corpus.txt missing: run make deps");
+    double count[256] = {0}, n = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF) count[c]++, n++;
+    fclose(f);
+    double h = 0;
+    for (int i = 0; i < 256; i++)
+        if (count[i] > 0) h -= count[i] / n * log(count[i] / n);
+    return h;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "%s missing", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = calloc(1, (size_t)n + 1);
+    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return b;
+}
+
+static double json_number(const char *json, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    cr_assert(p, "%s not in %s", key, json);
+    return strtod(p + strlen(pat), NULL);
+}
+
+/* trains configs/tiny.ini with the given seed into dir; returns the final val loss */
+static double train_tiny(const char *dir, long seed, const char *set) {
+    loco_config c;
+    loco_err e;
+    loco_config_default(&c);
+    cr_assert_eq(loco_config_load_file(&c, "configs/tiny.ini", &e), 0, "%s", e.msg);
+    c.run.seed = seed;
+    if (set) cr_assert_eq(loco_config_set(&c, set, &e), 0, "%s", e.msg);
+    loco_train_opts o;
+    loco_train_opts_default(&o);
+    o.out_dir = dir;
+    o.quiet = 1;
+    cr_assert_eq(loco_train(&c, &o, &e), 0, "%s", e.msg);
+    char path[512];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    char *s = slurp(path);
+    double loss = json_number(s, "final_val_loss");
+    cr_assert_eq(json_number(s, "steps"), (double)c.train.steps);
+    free(s);
+    return loss;
+}
+
+static void rm_run(const char *dir) {
+    const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin"};
+    char path[512];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+Test(train, tiny_learns_well_below_the_unigram_entropy, .timeout = 120) {
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/loco-train-%d", (int)getpid());
+    double loss = train_tiny(dir, 1, NULL), h = unigram_entropy();
+    cr_assert_lt(loss, h - 0.5, "val loss %.4f is not clearly below the unigram entropy %.4f",
+                 loss, h);
+    char path[512];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    char *events = slurp(path);
+    cr_assert(strstr(events, "{\"event\":\"eval\",\"step\":0,"), "eval before training");
+    cr_assert(strstr(events, "{\"event\":\"eval\",\"step\":100,"), "eval every 100 steps");
+    cr_assert(strstr(events, "{\"event\":\"train\",\"step\":200,"), "train events");
+    free(events);
+    snprintf(path, sizeof path, "%s/model.bin", dir);
+    loco_model_file mf;
+    loco_err e;
+    cr_assert_eq(loco_model_read(path, &mf, &e), 0, "%s", e.msg);
+    cr_assert(strstr(mf.config, "layers = 2"), "the model carries its config");
+    loco_model_file_free(&mf);
+    rm_run(dir);
+}
+
+Test(train, same_seed_same_run_other_seed_other_run, .timeout = 120) {
+    char a[64], b[64], c[64];
+    snprintf(a, sizeof a, "/tmp/loco-seed-a-%d", (int)getpid());
+    snprintf(b, sizeof b, "/tmp/loco-seed-b-%d", (int)getpid());
+    snprintf(c, sizeof c, "/tmp/loco-seed-c-%d", (int)getpid());
+    const char *shorter = "train.steps=60";
+    double la = train_tiny(a, 7, shorter), lb = train_tiny(b, 7, shorter);
+    double lc = train_tiny(c, 8, shorter);
+    cr_assert_eq(la, lb, "same seed: %.9g vs %.9g", la, lb);
+    cr_assert_neq(la, lc, "another seed gave the very same loss");
+    char pa[512], pb[512];
+    snprintf(pa, sizeof pa, "%s/model.bin", a);
+    snprintf(pb, sizeof pb, "%s/model.bin", b);
+    char *ma = slurp(pa), *mb = slurp(pb);
+    cr_assert_eq(memcmp(ma, mb, 1024 + 4096), 0, "same seed, same parameters");
+    free(ma), free(mb);
+    rm_run(a), rm_run(b), rm_run(c);
+}
+
+Test(train, init_from_a_model_file_continues_from_it, .timeout = 120) {
+    char a[64], b[64], model[600];
+    snprintf(a, sizeof a, "/tmp/loco-init-a-%d", (int)getpid());
+    snprintf(b, sizeof b, "/tmp/loco-init-b-%d", (int)getpid());
+    double first = train_tiny(a, 3, NULL);
+    snprintf(model, sizeof model, "%s/model.bin", a);
+    loco_config c;
+    loco_err e;
+    loco_config_default(&c);
+    cr_assert_eq(loco_config_load_file(&c, "configs/tiny.ini", &e), 0);
+    c.model.layers = 5; /* the file's shape wins */
+    c.train.steps = 1;
+    c.train.lr = 1e-9;
+    c.train.lr_min = 1e-9;
+    c.eval.every = 0;
+    loco_train_opts o;
+    loco_train_opts_default(&o);
+    o.out_dir = b;
+    o.quiet = 1;
+    o.init_path = model;
+    cr_assert_eq(loco_train(&c, &o, &e), 0, "%s", e.msg);
+    cr_assert_eq(c.model.layers, 2, "shape taken from the init file");
+    char path[512];
+    snprintf(path, sizeof path, "%s/summary.json", b);
+    char *s = slurp(path);
+    double loss = json_number(s, "final_val_loss");
+    cr_assert_float_eq(loss, first, 1e-3, "one tiny step from the trained model: %g vs %g", loss,
+                       first);
+    free(s);
+    rm_run(a), rm_run(b);
+}
