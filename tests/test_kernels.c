@@ -8,10 +8,19 @@
 #include "loco/base.h"
 #include "loco/kernels.h"
 
+/* Every array a test makes, freed together by free_arrays() at the end of the test. */
+static float *arrays[64];
+static int narrays;
+
 static float *rand_array(loco_rng *r, long n, float scale) {
     float *x = loco_alloc((size_t)n * sizeof(float));
+    cr_assert(x && narrays < 64, "test arrays");
     for (long i = 0; i < n; i++) x[i] = scale * (2.0f * loco_rng_uniform(r) - 1.0f);
-    return x;
+    return arrays[narrays++] = x;
+}
+
+static void free_arrays(void) {
+    while (narrays > 0) free(arrays[--narrays]);
 }
 
 /* A kernel under test: fills out from its inputs; loss = sum(w * out) in double. */
@@ -81,6 +90,7 @@ Test(kernels, layernorm_backward_matches_finite_differences) {
     check_grad("layernorm dinp", &p, k.x, dx, N * C, 1e-2f);
     check_grad("layernorm dweight", &p, k.w, dw, C, 1e-2f);
     check_grad("layernorm dbias", &p, k.b, db, C, 1e-2f);
+    free_arrays();
 }
 
 Test(kernels, layernorm_forward_normalises_rows) {
@@ -99,6 +109,7 @@ Test(kernels, layernorm_forward_normalises_rows) {
         cr_assert_lt(fabs(m / C), 1e-5, "row %d mean %g", n, m / C);
         cr_assert_lt(fabs(v / C - 1.0), 1e-3, "row %d variance %g", n, v / C);
     }
+    free_arrays();
 }
 
 /* ---------------------------------------------------------------- matmul */
@@ -126,6 +137,7 @@ Test(kernels, matmul_forward_matches_scalar_reference) {
             for (int i = 0; i < C; i++) s += (double)k.x[n * C + i] * k.w[o * C + i];
             cr_assert_lt(fabs(s - k.out[n * OC + o]), 1e-5, "out[%d,%d]", n, o);
         }
+    free_arrays();
 }
 
 Test(kernels, matmul_backward_matches_finite_differences) {
@@ -142,6 +154,7 @@ Test(kernels, matmul_backward_matches_finite_differences) {
     check_grad("matmul dinp", &p, k.x, dx, N * C, 1e-2f);
     check_grad("matmul dweight", &p, k.w, dw, OC * C, 1e-2f);
     check_grad("matmul dbias", &p, k.b, db, OC, 1e-2f);
+    free_arrays();
 }
 
 /* ------------------------------------------------------------- attention */
@@ -193,6 +206,7 @@ Test(kernels, attention_forward_matches_scalar_reference) {
                              "out[%d,%d,%d]: %g vs reference %g", b, t, c,
                              (double)k.out[(b * k.T + t) * k.C + c], ref);
             }
+    free_arrays();
 }
 
 Test(kernels, attention_backward_matches_finite_differences) {
@@ -206,6 +220,7 @@ Test(kernels, attention_backward_matches_finite_differences) {
     float *scratch = rand_array(&r, k.T * k.T, 0);
     loco_attention_backward(dqkv, scratch, w, k.qkv, k.att, k.B, k.T, k.C, k.NH);
     check_grad("attention dqkv", &p, k.qkv, dqkv, k.B * k.T * 3 * k.C, 1e-2f);
+    free_arrays();
 }
 
 /* ------------------------------------------------------------------ gelu */
@@ -235,6 +250,7 @@ Test(kernels, gelu_matches_formula_and_finite_differences) {
     probe p = {gelu_fwd, &k, k.out, w, n};
     loco_gelu_backward(dx, k.x, w, n);
     check_grad("gelu dinp", &p, k.x, dx, n, 1e-3f);
+    free_arrays();
 }
 
 /* ---------------------------------------------------- softmax + xent */
@@ -278,6 +294,7 @@ Test(kernels, softmax_xent_matches_reference_and_finite_differences) {
     for (int n = 0; n < N; n++)
         for (int i = V; i < Vp; i++) cr_assert_eq(dlogits[n * Vp + i], 0.0f, "padded grad");
     check_grad("xent dlogits", &p, k.logits, dlogits, N * Vp, 1e-2f);
+    free_arrays();
 }
 
 /* --------------------------------------------------------------- encoder */
@@ -302,6 +319,7 @@ Test(kernels, encoder_adds_token_and_position_and_scatters_back) {
         cr_assert_eq(dwte[3 * C + c], 0.0f);
         cr_assert_float_eq(dwpe[1 * C + c], dout[1 * C + c] + dout[4 * C + c], 1e-6);
     }
+    free_arrays();
 }
 
 Test(kernels, expf_is_accurate_over_its_range) {
@@ -313,4 +331,5 @@ Test(kernels, expf_is_accurate_over_its_range) {
     }
     cr_assert_lt(worst, 4e-7, "worst relative error %g", worst);
     cr_assert_eq(loco_expf(-200.0f) < 1e-37f, 1, "underflows to ~0");
+    free_arrays();
 }

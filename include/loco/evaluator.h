@@ -1,7 +1,7 @@
 /* evaluator: validation loss of a set of parameters. Owns its own activations and the
  * fixed validation batches (the same windows at every evaluation), and the whole-file
  * evaluation of `loco eval` (every consecutive window of T+1 tokens, as llm.c reads a
- * validation shard). Never writes the parameters it is given. */
+ * validation shard, spread over threads). Never writes the parameters it is given. */
 #ifndef LOCO_EVALUATOR_H
 #define LOCO_EVALUATOR_H
 
@@ -25,8 +25,11 @@ void loco_evaluator_free(loco_evaluator *ev);
 double loco_evaluator_val_loss(loco_evaluator *ev, const float *params);
 
 /* Mean cross-entropy over all floor((n-1)/T) consecutive windows of d (opened without a
- * split), B windows per forward; *tokens gets the number of predicted tokens. */
-double loco_evaluator_file_loss(loco_evaluator *ev, const float *params, long *tokens);
+ * split), B windows per forward, on `threads` threads (each with its own activations);
+ * the same result whatever the thread count. *tokens gets the number of predicted
+ * tokens. NaN with a message on error. */
+double loco_eval_file(const loco_model *m, const float *params, const loco_data *d, int B,
+                      int T, int threads, long *tokens, loco_err *e);
 
 /* Bits per byte of a mean loss in nats, for byte-level tokens. */
 double loco_bits_per_byte(double loss);
