@@ -149,7 +149,6 @@ static void phase_times(loco_worker *w, double *fwd, double *bwd, double *opt) {
 }
 
 int loco_bench_step(const loco_config *c, const char *config_name, loco_err *e) {
-    openblas_set_num_threads(1);
     loco_shape s = {.V = (int)c->model.vocab, .Vp = loco_padded_vocab((int)c->model.vocab),
                     .maxT = (int)c->model.seq_len, .L = (int)c->model.layers,
                     .NH = (int)c->model.heads, .C = (int)c->model.dim};

@@ -1,5 +1,4 @@
 /* loco: the command line. Parses arguments, calls the modules, prints errors, exits. */
-#include <cblas.h>
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
@@ -219,7 +218,6 @@ static int cmd_train(int argc, char **argv) {
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    openblas_set_num_threads(1);
     if (loco_train(&cc.cfg, &o, &e) != 0) return fail(e.msg);
     fprintf(stderr, "loco: wrote %s/{metrics.jsonl,summary.json,config.ini,model.bin}\n", out);
     return 0;
@@ -287,7 +285,6 @@ static int cmd_eval(int argc, char **argv) {
     loco_data d;
     int rc = 1;
     long tokens;
-    openblas_set_num_threads(1);
     if (loco_data_open(&d, f.data, format, mf.m.s.V, 1 << 16, 0, &e) != 0) goto out_model;
     double loss = loco_eval_file(&mf.m, mf.params, &d, (int)f.batch, T, (int)f.threads, &tokens, &e);
     if (isnan(loss)) goto out_data;
@@ -349,7 +346,6 @@ static int cmd_sample(int argc, char **argv) {
     int n = (int)strlen(prompt), total = n + (int)f.tokens;
     int *toks = malloc(sizeof(int) * (size_t)(total > 0 ? total : 1));
     loco_acts a;
-    openblas_set_num_threads(1);
     if (!toks || loco_acts_alloc(&a, &mf.m, 1, maxT, &e) != 0) {
         free(toks);
         loco_model_file_free(&mf);
