@@ -65,15 +65,24 @@ static void apply_adamw(loco_worker *w, float lr, float gscale) {
     }
 }
 
-float loco_worker_step(loco_worker *w) {
+float loco_worker_grad(loco_worker *w) {
     const loco_model *m = w->m;
     loco_stream_next(&w->stream, w->B, w->T, w->inputs, w->targets);
     memset(w->grads, 0, m->nparams * sizeof(float));
     w->loss = loco_model_forward(m, w->params, &w->acts, w->inputs, w->targets, w->B, w->T);
     loco_model_backward(m, w->params, w->grads, &w->acts, w->inputs, w->targets, w->B, w->T);
-    w->grad_norm = sqrt(loco_sumsq(w->grads, m->nparams));
+    return w->loss;
+}
+
+void loco_worker_update(loco_worker *w) {
+    w->grad_norm = sqrt(loco_sumsq(w->grads, w->m->nparams));
     float lr = (float)loco_adamw_lr(&w->hp, w->steps);
     w->steps++;
     apply_adamw(w, lr, loco_clip_scale(&w->hp, w->grad_norm));
-    return w->loss;
+}
+
+float loco_worker_step(loco_worker *w) {
+    float loss = loco_worker_grad(w);
+    loco_worker_update(w);
+    return loss;
 }

@@ -33,8 +33,14 @@ int loco_worker_init(loco_worker *w, int id, const loco_model *m, const loco_dat
                      const loco_config *c, const float *init, loco_err *e);
 void loco_worker_free(loco_worker *w);
 
-/* One inner step; returns the loss before the update (NaN or Inf when it diverged: the
- * caller decides what to do; the update has then poisoned params). */
+/* One inner step: loco_worker_grad then loco_worker_update. Returns the loss before the
+ * update (NaN or Inf when it diverged: the caller decides what to do; the update has
+ * then poisoned params). */
 float loco_worker_step(loco_worker *w);
+
+/* The step's two halves: the next batch's loss and gradients (returns the loss), and
+ * the clipped AdamW update from those gradients (advances steps). */
+float loco_worker_grad(loco_worker *w);
+void loco_worker_update(loco_worker *w);
 
 #endif
