@@ -36,6 +36,12 @@ static const key table[] = {
      .help = "seed for initial weights and data order: same seed, same run"},
     {"run", "workers", T_INT, offsetof(loco_config, run.workers), "1", .imin = 1, .imax = 1024,
      .help = "worker threads, each training its own replica"},
+    {"run", "clock", T_CHOICE, offsetof(loco_config, run.clock), "real", .choices = "real|virtual",
+     .help = "real: wall-clock; virtual: simulated time, bit-for-bit reproducible"},
+    {"run", "pin", T_CHOICE, offsetof(loco_config, run.pin), "compact",
+     .choices = "compact|scatter|none", .help = "pin threads to cores: fill in order, spread, or not"},
+    {"run", "virtual_step_s", T_REAL, offsetof(loco_config, run.virtual_step_s), "1", .rmin = 1e-6,
+     .rmax = 1e6, .help = "virtual clock: seconds per inner step of a worker with slowdown 1"},
     {"model", "layers", T_INT, offsetof(loco_config, model.layers), "4", .imin = 1, .imax = 256,
      .help = "transformer blocks (L)"},
     {"model", "heads", T_INT, offsetof(loco_config, model.heads), "4", .imin = 1, .imax = 256,
@@ -78,6 +84,48 @@ static const key table[] = {
      .help = "evaluate validation loss every this many steps; 0 = only at the end"},
     {"eval", "batches", T_INT, offsetof(loco_config, eval.batches), "8", .imin = 1,
      .imax = 1000000, .help = "validation batches per evaluation"},
+    {"eval", "every_updates", T_INT, offsetof(loco_config, eval.every_updates), "16", .imin = 0,
+     .imax = P40, .help = "asynchronous runs: evaluate every this many server updates (arrivals)"},
+    {"outer", "method", T_CHOICE, offsetof(loco_config, outer.method), "single",
+     .choices = "single|sync|async|async-dn|async-buffer|async-sgd",
+     .help = "outer method; single = plain training of one worker with a workers-times batch"},
+    {"outer", "lr", T_REAL, offsetof(loco_config, outer.lr), "0.7", .rmin = 0, .rmax = 100,
+     .help = "outer learning rate (epsilon)"},
+    {"outer", "momentum", T_REAL, offsetof(loco_config, outer.momentum), "0.9", .rmin = 0,
+     .rmax = 1, .open_max = 1, .help = "outer Nesterov momentum (beta)"},
+    {"outer", "local_steps", T_INT, offsetof(loco_config, outer.local_steps), "50", .imin = 1,
+     .imax = 1000000, .help = "H: inner steps per round (the fastest worker's, under DyLU)"},
+    {"outer", "dylu", T_CHOICE, offsetof(loco_config, outer.dylu), "off", .choices = "off|on",
+     .help = "Dynamic Local Updates: slower workers run proportionally fewer steps"},
+    {"outer", "dn_period", T_INT, offsetof(loco_config, outer.dn_period), "0", .imin = 0,
+     .imax = 1000000, .help = "N of Delayed Nesterov and of async-buffer; 0 = run.workers"},
+    {"outer", "dn_c", T_REAL, offsetof(loco_config, outer.dn_c), "0", .rmin = 0, .rmax = 1,
+     .help = "Delayed Nesterov momentum activation c, in [0, 1/N]"},
+    {"outer", "grace_s", T_REAL, offsetof(loco_config, outer.grace_s), "0", .rmin = 0,
+     .rmax = 1e9, .help = "grace period: arrivals this close after the first restart together"},
+    {"outer", "staleness", T_CHOICE, offsetof(loco_config, outer.staleness), "none",
+     .choices = "none|poly|polythres", .help = "staleness treatment of pseudo-gradients"},
+    {"outer", "stale_max", T_INT, offsetof(loco_config, outer.stale_max), "10", .imin = 0,
+     .imax = 1000000, .help = "polythres: arrivals staler than this are dropped"},
+    {"outer", "delay_comp", T_REAL, offsetof(loco_config, outer.delay_comp), "0", .rmin = 0,
+     .rmax = 1e6, .help = "delay compensation lambda; 0 = off"},
+    {"outer", "total_local_steps", T_INT, offsetof(loco_config, outer.total_local_steps), "0",
+     .imin = 0, .imax = P40, .help = "run length in inner steps summed over workers; 0 = workers x train.steps"},
+    {"hetero", "level", T_CHOICE, offsetof(loco_config, hetero.level), "no",
+     .choices = "no|slight|moderate|very", .help = "worker heterogeneity level (PAPER.md section 4)"},
+    {"hetero", "slowdown", T_STRING, offsetof(loco_config, hetero.slowdown), "", .imin = 0,
+     .imax = LOCO_LIST_LEN - 1, .help = "explicit per-worker slowdowns, e.g. 1,1.3,2,3 (overrides level)"},
+    {"hetero", "jitter", T_REAL, offsetof(loco_config, hetero.jitter), "0", .rmin = 0, .rmax = 10,
+     .help = "per-step log-normal noise on step times (sigma); 0 = none"},
+    {"hetero", "mode", T_CHOICE, offsetof(loco_config, hetero.mode), "sleep",
+     .choices = "sleep|spin", .help = "real clock: emulate slowdown by sleeping or by spinning"},
+    {"hetero", "speed_change", T_STRING, offsetof(loco_config, hetero.speed_change), "",
+     .imin = 0, .imax = LOCO_LIST_LEN - 1,
+     .help = "W@T:F,...: worker W's slowdown becomes F at time T seconds"},
+    {"buffer", "stripe_kib", T_INT, offsetof(loco_config, buffer.stripe_kib), "64", .imin = 1,
+     .imax = 1 << 20, .help = "stripe size of the global parameter buffer, KiB"},
+    {"buffer", "lock", T_CHOICE, offsetof(loco_config, buffer.lock), "ticket",
+     .choices = "mutex|spin|ticket", .help = "how an operation waits its turn on a stripe"},
 };
 
 enum { NKEYS = sizeof table / sizeof table[0] };
@@ -336,6 +384,44 @@ void loco_config_default(loco_config *c) {
             abort();
         }
     }
+}
+
+/* ---- command-line shorthands ---- */
+
+/* Each flag stands for one key; append: the value is added to a list, not put in its place. */
+static const struct {
+    const char *flag, *key;
+    int append;
+} shorthands[] = {
+    {"--workers", "run.workers", 0},         {"--clock", "run.clock", 0},
+    {"--pin", "run.pin", 0},                 {"--method", "outer.method", 0},
+    {"--hetero", "hetero.level", 0},         {"--slowdown", "hetero.slowdown", 0},
+    {"--jitter", "hetero.jitter", 0},        {"--speed-change", "hetero.speed_change", 1},
+    {"--slowdown-mode", "hetero.mode", 0},
+};
+
+int loco_config_flag(loco_config *c, const char *flag, const char *value, loco_err *e) {
+    for (size_t i = 0; i < sizeof shorthands / sizeof shorthands[0]; i++) {
+        if (strcmp(flag, shorthands[i].flag) != 0) continue;
+        int k = key_named(shorthands[i].key);
+        char v[VALUE_LEN + LOCO_LIST_LEN];
+        const char *old = table[k].type == T_STRING ? (const char *)cfield(c, &table[k]) : "";
+        if (shorthands[i].append && old[0])
+            snprintf(v, sizeof v, "%s,%s", old, value);
+        else
+            snprintf(v, sizeof v, "%s", value);
+        loco_err why;
+        if (apply(c, k, v, SRC_SET, 0, &why) != 0)
+            return loco_errf(e, "%s %s: %s", flag, value, why.msg);
+        return 0;
+    }
+    return 1;
+}
+
+void loco_config_flags_help(FILE *f) {
+    for (size_t i = 0; i < sizeof shorthands / sizeof shorthands[0]; i++)
+        fprintf(f, "  %-18s = --set %s=VALUE%s\n", shorthands[i].flag, shorthands[i].key,
+                shorthands[i].append ? " (repeatable: adds to the list)" : "");
 }
 
 /* Copies s[0..n) into out without the whitespace at its ends, as inih does for a line. */

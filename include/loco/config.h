@@ -9,7 +9,21 @@
 
 #include "loco/base.h"
 
+/* Choice keys hold the index of their value in the key's list (config.c); these enums
+ * follow those lists. */
 enum { LOCO_FORMAT_TEXT, LOCO_FORMAT_LLMC };
+enum { LOCO_CLOCK_REAL, LOCO_CLOCK_VIRTUAL };
+enum { LOCO_PIN_COMPACT, LOCO_PIN_SCATTER, LOCO_PIN_NONE };
+enum {
+    LOCO_METHOD_SINGLE, LOCO_METHOD_SYNC, LOCO_METHOD_ASYNC, LOCO_METHOD_ASYNC_DN,
+    LOCO_METHOD_ASYNC_BUFFER, LOCO_METHOD_ASYNC_SGD
+};
+enum { LOCO_STALE_NONE, LOCO_STALE_POLY, LOCO_STALE_POLYTHRES };
+enum { LOCO_LEVEL_NO, LOCO_LEVEL_SLIGHT, LOCO_LEVEL_MODERATE, LOCO_LEVEL_VERY };
+enum { LOCO_WAIT_SLEEP, LOCO_WAIT_SPIN };
+enum { LOCO_LOCK_MUTEX, LOCO_LOCK_SPIN, LOCO_LOCK_TICKET };
+
+#define LOCO_LIST_LEN 192   /* list-valued keys: one config line */
 
 /* Room for the origin record below: keys in the table (checked when config.c compiles)
  * and config files stacked onto one config (loading more is an error). */
@@ -22,6 +36,9 @@ typedef struct {
     struct {
         long seed;
         long workers;
+        int clock;            /* LOCO_CLOCK_* */
+        int pin;              /* LOCO_PIN_* */
+        double virtual_step_s;
     } run;
     struct {
         long layers, heads, dim, seq_len, vocab;
@@ -38,7 +55,32 @@ typedef struct {
     } train;
     struct {
         long every, batches;
+        long every_updates;   /* asynchronous runs: evaluate every this many arrivals */
     } eval;
+    struct {
+        int method;           /* LOCO_METHOD_* */
+        double lr, momentum;
+        long local_steps;     /* H */
+        int dylu;             /* 0 off, 1 on */
+        long dn_period;       /* N; 0 = run.workers */
+        double dn_c;
+        double grace_s;
+        int staleness;        /* LOCO_STALE_* */
+        long stale_max;
+        double delay_comp;    /* lambda; 0 = off */
+        long total_local_steps; /* 0 = run.workers x train.steps */
+    } outer;
+    struct {
+        int level;            /* LOCO_LEVEL_* */
+        char slowdown[LOCO_LIST_LEN];
+        double jitter;
+        int mode;             /* LOCO_WAIT_* */
+        char speed_change[LOCO_LIST_LEN];
+    } hetero;
+    struct {
+        long stripe_kib;
+        int lock;             /* LOCO_LOCK_* */
+    } buffer;
     /* Where each key was last set, so messages can name it ("configs/x.ini:6", "--set",
      * "default"). Kept by config.c only: key i of its table was set by source src[i]
      * (0 default, 1 --set, 2 + j files[j]) at line[i]. */
@@ -62,6 +104,14 @@ int loco_config_load_string(loco_config *c, const char *text, const char *name, 
 
 /* Applies one "section.key=value" (the --set flag), through the same parser as a file line. */
 int loco_config_set(loco_config *c, const char *assignment, loco_err *e);
+
+/* Applies a command-line shorthand ("--hetero", "very"): each stands for one key
+ * (--speed-change adds to the list instead of replacing it). Returns 1 when flag is not
+ * a shorthand, 0 when applied, -1 with a message for a bad value. */
+int loco_config_flag(loco_config *c, const char *flag, const char *value, loco_err *e);
+
+/* The shorthands, for help texts. */
+void loco_config_flags_help(FILE *f);
 
 /* Checks between keys (dim divisible by heads, lr_min <= lr, ...). */
 int loco_config_validate(const loco_config *c, loco_err *e);
