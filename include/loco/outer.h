@@ -44,6 +44,11 @@ void loco_outer_buffer_add(float *a, const float *g, size_t n, const loco_outer_
 void loco_outer_buffer_apply(float *theta, float *a, float *m, const float *g, size_t n,
                              const loco_outer_hp *hp);
 
+/* Buffered step with the arrivals already added: gbar = a / N; m = beta m + gbar;
+ * theta -= lr (gbar + beta m); a = 0. What synchronous DiLoCo does when its round is
+ * complete (N = the round's arrivals), and what flushes a partial buffer at the end. */
+void loco_outer_buffer_flush(float *theta, float *a, float *m, size_t n, const loco_outer_hp *hp);
+
 /* Poly's weight of an arrival: (1 + staleness)^(-1/2). */
 float loco_outer_poly(long staleness);
 

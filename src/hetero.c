@@ -1,0 +1,222 @@
+/* hetero: worker speed profiles. A factor is seconds per step relative to the fastest
+ * worker (1 = fastest); a worker with factor f runs at 1/f of the fastest speed. */
+#include "loco/hetero.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loco/config.h"
+
+#define SLOWDOWN_KEY "hetero.slowdown"
+#define CHANGE_KEY "hetero.speed_change"
+
+/* PAPER.md section 4, seconds per step relative to the fastest of 4 workers; for other
+ * worker counts only the last column (the max/min ratio) is used */
+static const double level_table[4][4] = {
+    {1.0, 1.0, 1.0, 1.0},
+    {1.0, 1.1, 1.3, 1.5},
+    {1.0, 1.3, 2.0, 3.0},
+    {1.0, 1.29, 2.60, 5.74},
+};
+
+void loco_hetero_level(int level, int k, double *out) {
+    assert(level >= LOCO_LEVEL_NO && level <= LOCO_LEVEL_VERY);
+    assert(k >= 1);
+    if (k == 4) {
+        memcpy(out, level_table[level], sizeof level_table[level]);
+        return;
+    }
+    double ratio = level_table[level][3];
+    out[0] = 1.0;
+    for (int i = 1; i < k; i++) out[i] = pow(ratio, (double)i / (double)(k - 1));
+}
+
+/* ---- parsing ---- */
+
+static int is_blank(const char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    return *s == '\0';
+}
+
+static int count_items(const char *s) {
+    int n = 1;
+    for (; *s; s++) n += *s == ',';
+    return n;
+}
+
+/* Cuts the next comma-separated item out of *p (a writable copy), trims the spaces
+ * around it and moves *p past the comma; *p becomes NULL after the last item. Empty
+ * items stay empty (unlike strtok) so "1,,2" is reported rather than read as "1,2". */
+static char *next_item(char **p) {
+    char *s = *p, *comma = strchr(s, ',');
+    if (comma) {
+        *comma = '\0';
+        *p = comma + 1;
+    } else {
+        *p = NULL;
+    }
+    while (isspace((unsigned char)*s)) s++;
+    char *end = s + strlen(s);
+    while (end > s && isspace((unsigned char)end[-1])) end--;
+    *end = '\0';
+    return s;
+}
+
+/* The whole of s as one finite number: 0, or -1 for "", "2x", "inf", "nan", overflow. */
+static int parse_real(const char *s, double *out) {
+    char *end;
+    double x = strtod(s, &end);
+    if (end == s || *end != '\0' || !isfinite(x)) return -1;
+    *out = x;
+    return 0;
+}
+
+static int parse_factor(const char *item, int i, double *out, loco_err *e) {
+    double f;
+    if (parse_real(item, &f) != 0)
+        return loco_errf(e, "%s: \"%s\" (item %d) is not a finite number", SLOWDOWN_KEY, item, i + 1);
+    if (f < 1.0)
+        return loco_errf(e,
+                         "%s: factor %s (item %d) is below 1: a slowdown factor is seconds per "
+                         "step relative to the fastest worker",
+                         SLOWDOWN_KEY, item, i + 1);
+    *out = f;
+    return 0;
+}
+
+static int parse_slowdown(loco_hetero *h, const char *list, loco_err *e) {
+    int n = count_items(list);
+    if (n != h->workers)
+        return loco_errf(e, "%s: %d factors for %d workers (\"%s\")", SLOWDOWN_KEY, n, h->workers, list);
+    char *copy = strdup(list), *p = copy;
+    if (!copy) return loco_errf(e, "%s: out of memory", SLOWDOWN_KEY);
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) rc = parse_factor(next_item(&p), i, &h->slowdown[i], e);
+    free(copy);
+    return rc;
+}
+
+/* "W@T:F": strtol/strtod stop at the separators, which must be exactly '@' and ':' */
+static int parse_change(const char *item, int workers, loco_speed_change *c, loco_err *e) {
+    char *end;
+    long w = strtol(item, &end, 10);
+    if (end == item || *end != '@') goto malformed;
+    const char *ts = end + 1;
+    double t = strtod(ts, &end);
+    if (end == ts || *end != ':') goto malformed;
+    const char *fs = end + 1;
+    double f = strtod(fs, &end);
+    if (end == fs || *end != '\0') goto malformed;
+    if (w < 0 || w >= workers)
+        return loco_errf(e, "%s: \"%s\": worker %ld does not exist (%d workers)", CHANGE_KEY, item, w, workers);
+    if (!isfinite(t) || t < 0)
+        return loco_errf(e, "%s: \"%s\": time %g is not a number of seconds >= 0", CHANGE_KEY, item, t);
+    if (!isfinite(f) || f < 1.0)
+        return loco_errf(e, "%s: \"%s\": factor %g is not a finite slowdown >= 1", CHANGE_KEY, item, f);
+    *c = (loco_speed_change){.worker = (int)w, .time_s = t, .factor = f};
+    return 0;
+malformed:
+    return loco_errf(e, "%s: \"%s\": expected W@T:F (worker@seconds:factor)", CHANGE_KEY, item);
+}
+
+/* Insertion sort because it is stable: of two changes at the same time for the same
+ * worker, the one given later wins, as it would if they were applied in order. */
+static void sort_changes(loco_speed_change *c, int n) {
+    for (int i = 1; i < n; i++) {
+        loco_speed_change x = c[i];
+        int j = i;
+        for (; j > 0 && c[j - 1].time_s > x.time_s; j--) c[j] = c[j - 1];
+        c[j] = x;
+    }
+}
+
+static int parse_changes(loco_hetero *h, const char *list, loco_err *e) {
+    int n = count_items(list);
+    char *copy = strdup(list), *p = copy;
+    h->changes = calloc((size_t)n, sizeof *h->changes);
+    if (!copy || !h->changes) {
+        free(copy);
+        return loco_errf(e, "%s: out of memory", CHANGE_KEY);
+    }
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) rc = parse_change(next_item(&p), h->workers, &h->changes[i], e);
+    free(copy);
+    if (rc != 0) return rc;
+    sort_changes(h->changes, n);
+    h->nchanges = n;
+    return 0;
+}
+
+int loco_hetero_init(loco_hetero *h, int workers, int level, const char *slowdown, double jitter,
+                     const char *changes, loco_err *e) {
+    memset(h, 0, sizeof *h);
+    if (workers < 1) return loco_errf(e, "hetero: %d workers: need at least 1", workers);
+    if (!isfinite(jitter) || jitter < 0)
+        return loco_errf(e, "hetero.jitter: %g is not a standard deviation >= 0", jitter);
+    h->workers = workers;
+    h->jitter = jitter;
+    h->slowdown = calloc((size_t)workers, sizeof *h->slowdown);
+    if (!h->slowdown) {
+        loco_errf(e, "hetero: out of memory");
+        goto fail;
+    }
+    if (slowdown && !is_blank(slowdown)) {
+        if (parse_slowdown(h, slowdown, e) != 0) goto fail;
+    } else {
+        loco_hetero_level(level, workers, h->slowdown);
+    }
+    if (changes && !is_blank(changes) && parse_changes(h, changes, e) != 0) goto fail;
+    return 0;
+fail:
+    loco_hetero_free(h);
+    return -1;
+}
+
+void loco_hetero_free(loco_hetero *h) {
+    free(h->slowdown);
+    free(h->changes);
+    memset(h, 0, sizeof *h);
+}
+
+/* ---- queries ---- */
+
+double loco_hetero_slowdown_at(const loco_hetero *h, int worker, double t) {
+    assert(worker >= 0 && worker < h->workers);
+    double f = h->slowdown[worker];
+    for (int i = 0; i < h->nchanges && h->changes[i].time_s <= t; i++)
+        if (h->changes[i].worker == worker) f = h->changes[i].factor;
+    return f;
+}
+
+double loco_hetero_jitter(const loco_hetero *h, loco_rng *r) {
+    /* no draw at 0, so turning jitter off leaves every other use of r unchanged */
+    if (h->jitter == 0) return 1.0;
+    assert(r != NULL);
+    return exp(h->jitter * loco_rng_normal(r));
+}
+
+double loco_hetero_round_s(const loco_hetero *h, int worker, double start, long n,
+                           double base_step_s, loco_rng *r) {
+    assert(n >= 0 && base_step_s >= 0);
+    /* step by step: a change that falls inside the round applies from the next step on */
+    double elapsed = 0.0;
+    for (long j = 0; j < n; j++) {
+        double f = loco_hetero_slowdown_at(h, worker, start + elapsed);
+        elapsed += base_step_s * f * loco_hetero_jitter(h, r);
+    }
+    return elapsed;
+}
+
+long loco_dylu_steps(double v, double vmax, long H) {
+    assert(H >= 1);
+    if (!(vmax > 0)) return H;
+    /* The relative slack keeps ratios that are integers on paper from landing just below
+     * them: v = 1/1.3, H = 65 gives 49.999999999999993, which is 50 steps, not 49. */
+    double x = v / vmax * (double)H * (1.0 + 1e-9);
+    if (!(x >= 1.0)) return 1;
+    if (x >= (double)H) return H;
+    return (long)floor(x);
+}
