@@ -136,9 +136,9 @@ static void phase_times(loco_worker *w, double *fwd, double *grad, double *updat
     double t0 = loco_now();
     loco_model_forward(w->m, w->params, &w->acts, w->inputs, w->targets, w->B, w->T);
     double t1 = loco_now();
-    loco_worker_grad(w);
+    loco_worker_grad(w, 0);
     double t2 = loco_now();
-    loco_worker_update(w);
+    loco_worker_update(w, 1.0f);
     double t3 = loco_now();
     *fwd = t1 - t0;
     *grad = t2 - t1;

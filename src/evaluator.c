@@ -119,6 +119,118 @@ done:
     return total;
 }
 
+/* ------------------------------------------------- the evaluator thread */
+
+enum { SLOT_FREE, SLOT_RESERVED, SLOT_READY };
+
+/* the slot whose turn it is, when it is ready; NULL otherwise */
+static loco_snapshot *next_ready(loco_eval_thread *et) {
+    for (int i = 0; i < LOCO_SNAPSHOTS; i++) {
+        loco_snapshot *s = &et->slot[i];
+        if (s->state == SLOT_READY && s->seq == et->done_seq) return s;
+    }
+    return NULL;
+}
+
+static int pending(const loco_eval_thread *et) {
+    return et->done_seq < et->next_seq;
+}
+
+/* binds, allocates on this thread (first touch), then serves snapshots in order */
+static void *eval_main(void *arg) {
+    loco_eval_thread *et = arg;
+    loco_err e;
+    int rc = loco_topo_bind(et->topo, et->place, &e);
+    if (rc == 0) rc = loco_evaluator_init(&et->ev, et->m, et->d, et->B, et->T, et->nbatches, &e);
+    for (int i = 0; rc == 0 && i < LOCO_SNAPSHOTS; i++) {
+        et->slot[i].params = loco_alloc(et->m->nparams * sizeof(float));
+        if (!et->slot[i].params) rc = loco_errf(&e, "out of memory for evaluation snapshots");
+    }
+    pthread_mutex_lock(&et->mu);
+    et->failed = rc != 0 ? -1 : 1;
+    if (rc != 0) et->err = e;
+    pthread_cond_broadcast(&et->cv);
+    while (rc == 0) {
+        loco_snapshot *s;
+        while (!(s = next_ready(et)) && !(et->closing && !pending(et)))
+            pthread_cond_wait(&et->cv, &et->mu);
+        if (!s) break;
+        pthread_mutex_unlock(&et->mu);
+        double t0 = loco_now();
+        double loss = loco_evaluator_val_loss(&et->ev, s->params);
+        if (et->report) et->report(et->ctx, s, loss);
+        pthread_mutex_lock(&et->mu);
+        et->busy_s += loco_now() - t0;
+        s->state = SLOT_FREE;
+        et->done_seq++;
+        pthread_cond_broadcast(&et->cv);
+    }
+    pthread_mutex_unlock(&et->mu);
+    return NULL;
+}
+
+int loco_eval_thread_start(loco_eval_thread *et, const loco_model *m, const loco_data *d, int B,
+                           int T, int nbatches, const loco_topo *topo, const loco_place *place,
+                           loco_err *e) {
+    void (*report)(void *, const loco_snapshot *, double) = et->report;
+    void *ctx = et->ctx;
+    memset(et, 0, sizeof *et);
+    *et = (loco_eval_thread){.m = m, .d = d, .B = B, .T = T, .nbatches = nbatches,
+                             .topo = topo, .place = place, .report = report, .ctx = ctx};
+    pthread_mutex_init(&et->mu, NULL);
+    pthread_cond_init(&et->cv, NULL);
+    if (pthread_create(&et->thread, NULL, eval_main, et) != 0)
+        return loco_errf(e, "cannot start the evaluator thread");
+    pthread_mutex_lock(&et->mu);
+    while (et->failed == 0) pthread_cond_wait(&et->cv, &et->mu);
+    int ok = et->failed > 0;
+    pthread_mutex_unlock(&et->mu);
+    if (ok) return 0;
+    if (e) *e = et->err;
+    pthread_join(et->thread, NULL);
+    et->closing = 1;
+    loco_eval_thread_stop(et);
+    return -1;
+}
+
+loco_snapshot *loco_eval_thread_reserve(loco_eval_thread *et) {
+    pthread_mutex_lock(&et->mu);
+    loco_snapshot *s = NULL;
+    while (!s) {
+        for (int i = 0; i < LOCO_SNAPSHOTS && !s; i++)
+            if (et->slot[i].state == SLOT_FREE) s = &et->slot[i];
+        if (!s) pthread_cond_wait(&et->cv, &et->mu);
+    }
+    s->state = SLOT_RESERVED;
+    s->seq = et->next_seq++;
+    pthread_mutex_unlock(&et->mu);
+    return s;
+}
+
+void loco_eval_thread_ready(loco_eval_thread *et, loco_snapshot *s) {
+    pthread_mutex_lock(&et->mu);
+    s->state = SLOT_READY;
+    pthread_cond_broadcast(&et->cv);
+    pthread_mutex_unlock(&et->mu);
+}
+
+double loco_eval_thread_stop(loco_eval_thread *et) {
+    if (!et->closing) {
+        pthread_mutex_lock(&et->mu);
+        et->closing = 1;
+        pthread_cond_broadcast(&et->cv);
+        pthread_mutex_unlock(&et->mu);
+        pthread_join(et->thread, NULL);
+    }
+    for (int i = 0; i < LOCO_SNAPSHOTS; i++) free(et->slot[i].params);
+    loco_evaluator_free(&et->ev);
+    pthread_mutex_destroy(&et->mu);
+    pthread_cond_destroy(&et->cv);
+    double busy = et->busy_s;
+    memset(et, 0, sizeof *et);
+    return busy;
+}
+
 double loco_bits_per_byte(double loss) {
     return loss / log(2.0);
 }

@@ -166,9 +166,15 @@ static int load_config(cli_config *cc, int argc, char **argv, extra_flag extra, 
         } else if (!strcmp(argv[i], "--set")) {
             const char *v = flag_value(argc, argv, &i, e);
             if (!v || loco_config_set(&cc->cfg, v, e) != 0) return -1;
-        } else if (!extra || extra(ctx, argc, argv, &i, e) != 0) {
-            if (!extra || !e->msg[0]) loco_errf(e, "unknown option '%s'", argv[i]);
-            return -1;
+        } else {
+            int rc = i + 1 < argc ? loco_config_flag(&cc->cfg, argv[i], argv[i + 1], e) : 1;
+            if (rc < 0) return -1;
+            if (rc == 0) {
+                i++;
+            } else if (!extra || extra(ctx, argc, argv, &i, e) != 0) {
+                if (!extra || !e->msg[0]) loco_errf(e, "unknown option '%s'", argv[i]);
+                return -1;
+            }
         }
     }
     return loco_config_validate(&cc->cfg, e);

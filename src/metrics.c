@@ -101,6 +101,16 @@ const char *loco_json_end(loco_json *j) {
     return j->buf;
 }
 
+void loco_json_val(loco_json *j, const char *prefix, double loss, int byte_level) {
+    char k[64];
+    snprintf(k, sizeof k, "%sval_loss", prefix);
+    loco_json_num(j, k, loss);
+    snprintf(k, sizeof k, "%sval_ppl", prefix);
+    loco_json_num(j, k, exp(loss));
+    snprintf(k, sizeof k, "%sval_bpb", prefix);
+    loco_json_num(j, k, byte_level ? loss / log(2.0) : NAN);
+}
+
 void loco_json_free(loco_json *j) {
     free(j->buf);
     memset(j, 0, sizeof *j);
@@ -112,6 +122,7 @@ int loco_metrics_open(loco_metrics *mt, const char *dir, int quiet, loco_err *e)
     memset(mt, 0, sizeof *mt);
     mt->tty = isatty(STDERR_FILENO);
     mt->quiet = quiet;
+    pthread_mutex_init(&mt->mu, NULL);
     if (!dir) return 0;
     if (loco_mkdirs(dir, e) != 0) return -1;
     char path[LOCO_PATH_LEN + 32];
@@ -124,14 +135,17 @@ int loco_metrics_open(loco_metrics *mt, const char *dir, int quiet, loco_err *e)
 void loco_metrics_close(loco_metrics *mt) {
     if (mt->events) fclose(mt->events);
     if (mt->progress_open) fputc('\n', stderr);
+    pthread_mutex_destroy(&mt->mu);
     memset(mt, 0, sizeof *mt);
 }
 
 void loco_metrics_event(loco_metrics *mt, loco_json *j) {
     if (!mt->events) return;
+    pthread_mutex_lock(&mt->mu);
     fputs(j->buf, mt->events);
     fputc('\n', mt->events);
     fflush(mt->events);
+    pthread_mutex_unlock(&mt->mu);
 }
 
 void loco_metrics_progress(loco_metrics *mt, int force, const char *fmt, ...) {

@@ -6,6 +6,7 @@
 
 #include "loco/checkpoint.h"
 #include "loco/data.h"
+#include "loco/engine.h"
 #include "loco/evaluator.h"
 #include "loco/metrics.h"
 #include "loco/model.h"
@@ -22,13 +23,19 @@ typedef struct {
     loco_data data;
     loco_model m;
     float *init;              /* starting parameters */
-    loco_worker w;
-    loco_evaluator ev;
+    float *final;             /* the parameters to save (points into w or engine output) */
     loco_metrics mt;
     char *config_text;        /* the resolved config, as written to config.ini */
-    double t0, train_s, last_val, last_progress;
-    long tokens;
-    int byte_level;
+    double t0, last_val;
+    long tokens, steps;
+    double train_s;
+    int byte_level, stopped;
+    /* the single path */
+    loco_worker w;
+    loco_evaluator ev;
+    double last_progress;
+    /* the asynchronous path */
+    loco_engine_out eo;
 } run;
 
 /* ------------------------------------------------------------------ setup */
@@ -56,7 +63,7 @@ static void adopt_shape(run *r, const loco_shape *s) {
                 {"model.dim", &r->c->model.dim, s->C},
                 {"model.vocab", &r->c->model.vocab, s->V}};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        if (*keys[i].field != keys[i].value)
+        if (*keys[i].field != keys[i].value && !r->o->quiet)
             fprintf(stderr, "loco: note: %s = %ld from %s (the config said %ld)\n", keys[i].key,
                     keys[i].value, r->o->init_path, *keys[i].field);
         *keys[i].field = keys[i].value;
@@ -98,13 +105,10 @@ static int setup(run *r, loco_err *e) {
                        (size_t)c->data.block, c->data.val_every, e) != 0)
         return -1;
     r->byte_level = c->data.format == LOCO_FORMAT_TEXT;
-    int T = (int)c->model.seq_len, B = (int)c->train.batch;
+    int T = (int)c->model.seq_len;
     if (loco_data_train_windows(&r->data, T) == 0)
         return loco_errf(e, "%s: no train span holds model.seq_len + 1 = %d tokens", c->data.path,
                          T + 1);
-    if (loco_worker_init(&r->w, 0, &r->m, &r->data, c, r->init, e) != 0) return -1;
-    if (loco_evaluator_init(&r->ev, &r->m, &r->data, B, T, (int)c->eval.batches, e) != 0)
-        return -1;
     if (resolved_config(r, e) != 0) return -1;
     if (loco_metrics_open(&r->mt, r->o->out_dir, r->o->quiet, e) != 0) return -1;
     if (r->o->out_dir && loco_write_text(r->o->out_dir, "config.ini", r->config_text, e) != 0)
@@ -118,12 +122,13 @@ static void teardown(run *r) {
     loco_worker_free(&r->w);
     loco_data_close(&r->data);
     free(r->init);
+    free(r->eo.theta);
     free(r->config_text);
 }
 
-/* -------------------------------------------------------------- reporting */
+/* ------------------------------------------------- single-worker training */
 
-static void train_event(run *r, double step_s) {
+static void train_event(run *r, double step_s, long step_tokens) {
     loco_json j;
     loco_json_begin(&j);
     loco_json_str(&j, "event", "train");
@@ -133,21 +138,10 @@ static void train_event(run *r, double step_s) {
     loco_json_num(&j, "loss", r->w.loss);
     loco_json_num(&j, "lr", loco_adamw_lr(&r->w.hp, r->w.steps - 1));
     loco_json_num(&j, "grad_norm", r->w.grad_norm);
-    loco_json_num(&j, "tokens_per_s", (double)r->w.B * r->w.T / step_s);
+    loco_json_num(&j, "tokens_per_s", (double)step_tokens / step_s);
     loco_json_end(&j);
     loco_metrics_event(&r->mt, &j);
     loco_json_free(&j);
-}
-
-/* val loss, perplexity and (for bytes) bits per byte of one loss */
-static void put_val(loco_json *j, const char *prefix, double loss, int byte_level) {
-    char k[64];
-    snprintf(k, sizeof k, "%sval_loss", prefix);
-    loco_json_num(j, k, loss);
-    snprintf(k, sizeof k, "%sval_ppl", prefix);
-    loco_json_num(j, k, exp(loss));
-    snprintf(k, sizeof k, "%sval_bpb", prefix);
-    loco_json_num(j, k, byte_level ? loco_bits_per_byte(loss) : NAN);
 }
 
 static void evaluate(run *r) {
@@ -158,7 +152,7 @@ static void evaluate(run *r) {
     loco_json_int(&j, "step", r->w.steps);
     loco_json_int(&j, "tokens", r->tokens);
     loco_json_num(&j, "wall_s", loco_now() - r->t0);
-    put_val(&j, "", r->last_val, r->byte_level);
+    loco_json_val(&j, "", r->last_val, r->byte_level);
     loco_json_end(&j);
     loco_metrics_event(&r->mt, &j);
     loco_json_free(&j);
@@ -178,56 +172,91 @@ static void progress(run *r, int force) {
                           r->w.steps, steps, r->w.loss, val, rate, eta_s);
 }
 
-static int write_summary(run *r, const char *status) {
-    loco_json j;
+/* One step of the `single` method: k = run.workers accumulated batches (the paper's
+ * one worker with a k-times batch), then one update on their mean. */
+static float single_step(run *r, int k) {
+    double loss = 0;
+    for (int i = 0; i < k; i++) loss += loco_worker_grad(&r->w, i > 0);
+    loco_worker_update(&r->w, 1.0f / (float)k);
+    r->w.loss = (float)(loss / k);
+    return r->w.loss;
+}
+
+static int single_run(run *r, loco_err *e) {
+    const loco_config *c = r->c;
+    int k = (int)c->run.workers;
+    if (loco_worker_init(&r->w, 0, &r->m, &r->data, c, r->init, e) != 0) return -1;
+    if (loco_evaluator_init(&r->ev, &r->m, &r->data, r->w.B, r->w.T, (int)c->eval.batches, e) != 0)
+        return -1;
+    long every = c->eval.every, step_tokens = (long)k * r->w.B * r->w.T;
+    evaluate(r);
+    while (r->w.steps < c->train.steps && !(r->o->stop && *r->o->stop)) {
+        double t = loco_now();
+        float loss = single_step(r, k);
+        double dt = loco_now() - t;
+        r->train_s += dt;
+        r->tokens += step_tokens;
+        if (!isfinite(loss))
+            return loco_errf(e, "training diverged at step %ld (loss %g); try a lower train.lr "
+                             "or a stricter train.grad_clip", r->w.steps, (double)loss);
+        train_event(r, dt, step_tokens);
+        int eval_now = every > 0 && r->w.steps % every == 0;
+        if (eval_now) evaluate(r);
+        progress(r, eval_now);
+    }
+    r->stopped = r->w.steps < c->train.steps;
+    if (every == 0 || r->w.steps % every != 0) {
+        evaluate(r);
+        progress(r, 1);
+    }
+    r->steps = r->w.steps;
+    r->final = r->w.params;
+    return 0;
+}
+
+/* ------------------------------------------------ the asynchronous path */
+
+static int async_run(run *r, loco_json *summary, loco_err *e) {
+    loco_engine_in in = {.c = r->c, .m = &r->m, .d = &r->data, .init = r->init, .mt = &r->mt,
+                         .stop = r->o->stop, .byte_level = r->byte_level};
+    if (loco_engine_run(&in, summary, &r->eo, e) != 0) return -1;
+    r->final = r->eo.theta;
+    r->last_val = r->eo.final_val;
+    r->tokens = r->eo.tokens;
+    r->steps = r->eo.local_steps;
+    r->train_s = r->eo.wall_s;
+    r->stopped = r->eo.stopped;
+    return 0;
+}
+
+/* ------------------------------------------------------------ the outputs */
+
+static int write_outputs(run *r, loco_json *j, const char *status, loco_err *e) {
     double wall = loco_now() - r->t0;
-    loco_json_begin(&j);
-    loco_json_str(&j, "status", status);
-    put_val(&j, "final_", r->last_val, r->byte_level);
-    loco_json_int(&j, "steps", r->w.steps);
-    loco_json_int(&j, "tokens", r->tokens);
-    loco_json_num(&j, "wall_s", wall);
-    loco_json_num(&j, "train_s", r->train_s);
-    loco_json_num(&j, "tokens_per_s", r->train_s > 0 ? (double)r->tokens / r->train_s : 0);
-    loco_json_int(&j, "params", (long)r->m.ntrue);
-    loco_json_end(&j);
-    loco_err e;
-    int rc = r->o->out_dir ? loco_write_text(r->o->out_dir, "summary.json", j.buf, &e) : 0;
-    if (rc != 0) loco_metrics_say(&r->mt, "loco: %s", e.msg);
+    loco_json_str(j, "status", status);
+    loco_json_val(j, "final_", r->last_val, r->byte_level);
+    loco_json_int(j, "steps", r->steps);
+    loco_json_int(j, "tokens", r->tokens);
+    loco_json_num(j, "wall_s", wall);
+    loco_json_num(j, "train_s", r->train_s);
+    loco_json_num(j, "tokens_per_s", r->train_s > 0 ? (double)r->tokens / r->train_s : 0);
+    loco_json_int(j, "params", (long)r->m.ntrue);
+    loco_json_end(j);
     char wall_s[32];
     loco_format_duration(wall, wall_s, sizeof wall_s);
-    loco_metrics_say(&r->mt,
-                     "%s: %ld steps, %ld tokens in %s (%.0f tokens/s); val loss %.4f, ppl %.2f",
-                     status, r->w.steps, r->tokens, wall_s,
+    loco_metrics_say(&r->mt, "%s: %ld steps, %ld tokens in %s (%.0f tokens/s); val loss %.4f, "
+                     "ppl %.2f", status, r->steps, r->tokens, wall_s,
                      r->train_s > 0 ? (double)r->tokens / r->train_s : 0, r->last_val,
                      exp(r->last_val));
     if (r->byte_level)
         loco_metrics_say(&r->mt, "  %.3f bits per byte; %zu parameters",
                          loco_bits_per_byte(r->last_val), r->m.ntrue);
-    loco_json_free(&j);
-    return rc;
-}
-
-/* ------------------------------------------------------------------- loop */
-
-static int train_loop(run *r, loco_err *e) {
-    const loco_config *c = r->c;
-    long every = c->eval.every;
-    while (r->w.steps < c->train.steps && !(r->o->stop && *r->o->stop)) {
-        double t = loco_now();
-        float loss = loco_worker_step(&r->w);
-        double dt = loco_now() - t;
-        r->train_s += dt;
-        r->tokens += (long)r->w.B * r->w.T;
-        if (!isfinite(loss))
-            return loco_errf(e, "training diverged at step %ld (loss %g); try a lower train.lr "
-                             "or a stricter train.grad_clip", r->w.steps, (double)loss);
-        train_event(r, dt);
-        int eval_now = every > 0 && r->w.steps % every == 0;
-        if (eval_now) evaluate(r);
-        progress(r, eval_now);
-    }
-    return 0;
+    if (!r->o->out_dir) return 0;
+    if (loco_write_text(r->o->out_dir, "summary.json", j->buf, e) != 0) return -1;
+    if (!r->final) return 0;
+    char path[LOCO_PATH_LEN];
+    snprintf(path, sizeof path, "%s/model.bin", r->o->out_dir);
+    return loco_model_write(path, &r->m, r->final, r->config_text, e);
 }
 
 int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
@@ -238,25 +267,20 @@ int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
     r.last_val = NAN;
     int rc = setup(&r, e);
     if (rc == 0) {
-        loco_metrics_say(&r.mt, "loco: %zu parameters, %ld steps of %ld x %ld tokens on %s%s%s",
-                         r.m.ntrue, c->train.steps, c->train.batch, c->model.seq_len,
-                         c->data.path, o->out_dir ? ", writing to " : "",
-                         o->out_dir ? o->out_dir : "");
+        loco_metrics_say(&r.mt, "loco: %zu parameters, %s, batches of %ld x %ld tokens from %s%s%s",
+                         r.m.ntrue, c->outer.method == LOCO_METHOD_SINGLE ? "one worker" : "asynchronous",
+                         c->train.batch, c->model.seq_len, c->data.path,
+                         o->out_dir ? ", writing to " : "", o->out_dir ? o->out_dir : "");
+        loco_json summary;
+        loco_json_begin(&summary);
         r.t0 = loco_now();
-        evaluate(&r);
-        rc = train_loop(&r, e);
-        int stopped = r.w.steps < c->train.steps;
-        if (rc == 0 && (c->eval.every == 0 || r.w.steps % c->eval.every != 0)) {
-            evaluate(&r);
-            progress(&r, 1);
-        }
-        const char *status = rc != 0 ? "diverged" : stopped ? "stopped" : "finished";
-        if (write_summary(&r, status) != 0 && rc == 0) rc = loco_errf(e, "summary not written");
-        if (rc == 0 && o->out_dir) {
-            char path[LOCO_PATH_LEN];
-            snprintf(path, sizeof path, "%s/model.bin", o->out_dir);
-            rc = loco_model_write(path, &r.m, r.w.params, r.config_text, e);
-        }
+        rc = c->outer.method == LOCO_METHOD_SINGLE ? single_run(&r, e) : async_run(&r, &summary, e);
+        /* a diverged single run still reports what it did, but saves no model */
+        if (rc != 0) r.final = NULL;
+        const char *status = rc != 0 ? "failed" : r.stopped ? "stopped" : "finished";
+        loco_err we;
+        if (write_outputs(&r, &summary, status, rc == 0 ? e : &we) != 0 && rc == 0) rc = -1;
+        loco_json_free(&summary);
     }
     teardown(&r);
     return rc;

@@ -3,6 +3,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "loco/outer.h"
 
 void loco_adamw_hp_from_config(loco_adamw_hp *hp, const loco_config *c) {
     hp->lr = c->train.lr;
@@ -65,24 +68,128 @@ static void apply_adamw(loco_worker *w, float lr, float gscale) {
     }
 }
 
-float loco_worker_grad(loco_worker *w) {
+float loco_worker_grad(loco_worker *w, int accumulate) {
     const loco_model *m = w->m;
     loco_stream_next(&w->stream, w->B, w->T, w->inputs, w->targets);
-    memset(w->grads, 0, m->nparams * sizeof(float));
+    if (!accumulate) memset(w->grads, 0, m->nparams * sizeof(float));
     w->loss = loco_model_forward(m, w->params, &w->acts, w->inputs, w->targets, w->B, w->T);
     loco_model_backward(m, w->params, w->grads, &w->acts, w->inputs, w->targets, w->B, w->T);
     return w->loss;
 }
 
-void loco_worker_update(loco_worker *w) {
-    w->grad_norm = sqrt(loco_sumsq(w->grads, w->m->nparams));
+void loco_worker_update(loco_worker *w, float scale) {
+    w->grad_norm = sqrt(loco_sumsq(w->grads, w->m->nparams)) * scale;
     float lr = (float)loco_adamw_lr(&w->hp, w->steps);
     w->steps++;
-    apply_adamw(w, lr, loco_clip_scale(&w->hp, w->grad_norm));
+    apply_adamw(w, lr, scale * loco_clip_scale(&w->hp, w->grad_norm));
 }
 
 float loco_worker_step(loco_worker *w) {
-    float loss = loco_worker_grad(w);
-    loco_worker_update(w);
+    float loss = loco_worker_grad(w, 0);
+    loco_worker_update(w, 1.0f);
     return loss;
+}
+
+void loco_worker_reset_optimizer(loco_worker *w) {
+    memset(w->adam_m, 0, w->m->nparams * sizeof(float));
+    memset(w->adam_v, 0, w->m->nparams * sizeof(float));
+}
+
+/* ------------------------------------------------------- the worker thread */
+
+/* Waits s seconds by sleeping (frees the core) or spinning (holds it). */
+static void emulate(double s, int mode) {
+    if (s <= 0) return;
+    if (mode == LOCO_WAIT_SPIN) {
+        double end = loco_now() + s;
+        while (loco_now() < end) {
+        }
+        return;
+    }
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+/* h inner steps; in the real clock each step of t seconds is followed by a wait of
+ * (slowdown x jitter - 1) t, the emulated slower hardware. */
+static void run_round(loco_worker_thread *t, long h) {
+    loco_round *r = t->r;
+    int real = t->c->run.clock == LOCO_CLOCK_REAL;
+    double start = loco_now();
+    for (long j = 0; j < h; j++) {
+        atomic_store(&r->activity, LOCO_ACT_COMPUTE);
+        double t0 = loco_now();
+        loco_worker_step(&t->w);
+        double dt = loco_now() - t0;
+        r->compute_s += dt;
+        r->steps++;
+        if (!real) continue;
+        double f = loco_hetero_slowdown_at(t->het, r->id, loco_clock_wall(t->clock)) *
+                   loco_hetero_jitter(t->het, &r->rng);
+        if (f > 1) {
+            atomic_store(&r->activity, LOCO_ACT_SLOW);
+            emulate((f - 1) * dt, t->c->hetero.mode);
+            r->slow_s += (f - 1) * dt;
+        }
+    }
+    r->round_step_s = (loco_now() - start) / (double)h;
+}
+
+/* g = theta_start - theta_local, and whether it is finite */
+static void make_delta(loco_round *r, size_t n) {
+    for (size_t i = 0; i < n; i++) r->delta[i] = r->theta0[i] - r->params[i];
+    r->finite = loco_all_finite(r->delta, n);
+}
+
+static int setup_thread(loco_worker_thread *t) {
+    loco_round *r = t->r;
+    if (loco_topo_bind(t->topo, t->place, &t->err) != 0) return -1;
+    if (loco_worker_init(&t->w, r->id, t->m, t->d, t->c, t->init, &t->err) != 0) return -1;
+    size_t bytes = t->m->nparams * sizeof(float);
+    r->params = t->w.params;
+    r->theta0 = loco_alloc(bytes);
+    r->delta = loco_alloc(bytes);
+    if (!r->theta0 || !r->delta) return loco_errf(&t->err, "worker %d: out of memory", r->id);
+    return 0;
+}
+
+static void *worker_main(void *arg) {
+    loco_worker_thread *t = arg;
+    loco_round *r = t->r;
+    if (setup_thread(t) != 0) {
+        t->failed = 1;
+        loco_server_abandon(t->server, r);
+        atomic_store(&r->activity, LOCO_ACT_DONE);
+        return NULL;
+    }
+    atomic_store(&r->activity, LOCO_ACT_SYNC);
+    r->lockwait_s += loco_server_pull(t->server, r);
+    long h = r->h;
+    while (h > 0) {
+        run_round(t, h);
+        make_delta(r, t->m->nparams);
+        atomic_store(&r->activity, LOCO_ACT_SYNC);
+        h = loco_server_arrive(t->server, r);
+        if (!r->finite) loco_worker_reset_optimizer(&t->w);
+    }
+    atomic_store(&r->activity, LOCO_ACT_DONE);
+    return NULL;
+}
+
+int loco_worker_thread_start(loco_worker_thread *t, loco_err *e) {
+    t->failed = 0;
+    if (pthread_create(&t->thread, NULL, worker_main, t) != 0) {
+        loco_server_abandon(t->server, t->r);
+        return loco_errf(e, "cannot start worker thread %d", t->r->id);
+    }
+    return 0;
+}
+
+int loco_worker_thread_join(loco_worker_thread *t) {
+    pthread_join(t->thread, NULL);
+    free(t->r->theta0);
+    free(t->r->delta);
+    t->r->params = t->r->theta0 = t->r->delta = NULL;
+    loco_worker_free(&t->w);
+    return t->failed ? -1 : 0;
 }

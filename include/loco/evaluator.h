@@ -5,8 +5,11 @@
 #ifndef LOCO_EVALUATOR_H
 #define LOCO_EVALUATOR_H
 
+#include <pthread.h>
+
 #include "loco/data.h"
 #include "loco/model.h"
+#include "loco/topo.h"
 
 typedef struct {
     const loco_model *m;
@@ -30,6 +33,55 @@ double loco_evaluator_val_loss(loco_evaluator *ev, const float *params);
  * tokens. NaN with a message on error. */
 double loco_eval_file(const loco_model *m, const float *params, const loco_data *d, int B,
                       int T, int threads, long *tokens, loco_err *e);
+
+/* ------------------------------------------------- the evaluator thread */
+
+/* A copy of theta at a given number of server updates, filled by whoever applies that
+ * update and evaluated on the evaluator's thread, off the workers' critical path. */
+typedef struct {
+    long updates, local_steps, tokens;
+    double time_s, wall_s;
+    float *params;          /* nparams floats */
+    int state;              /* free, reserved (being filled), ready */
+    long seq;               /* order of reservation: evaluation follows it */
+} loco_snapshot;
+
+enum { LOCO_SNAPSHOTS = 4 };
+
+typedef struct {
+    loco_evaluator ev;      /* made on the thread, after it is bound */
+    const loco_model *m;
+    const loco_data *d;
+    int B, T, nbatches;
+    loco_snapshot slot[LOCO_SNAPSHOTS];
+    long next_seq, done_seq;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int closing, failed;
+    loco_err err;
+    pthread_t thread;
+    const loco_topo *topo;
+    const loco_place *place;
+    double busy_s;
+    /* called on the evaluator's thread with each result, in reservation order */
+    void (*report)(void *ctx, const loco_snapshot *s, double val_loss);
+    void *ctx;
+} loco_eval_thread;
+
+/* Starts the thread (bound to place, which may be NULL); its activations and the
+ * snapshot copies are allocated on it. Fails when the validation part is too small. */
+int loco_eval_thread_start(loco_eval_thread *et, const loco_model *m, const loco_data *d, int B,
+                           int T, int nbatches, const loco_topo *topo, const loco_place *place,
+                           loco_err *e);
+
+/* A free snapshot, reserved in order (waits while all are in use). The caller sets its
+ * fields, copies theta into params, then hands it over with _ready. */
+loco_snapshot *loco_eval_thread_reserve(loco_eval_thread *et);
+void loco_eval_thread_ready(loco_eval_thread *et, loco_snapshot *s);
+
+/* Evaluates what is pending, stops the thread and frees it; returns the seconds the
+ * thread spent evaluating. */
+double loco_eval_thread_stop(loco_eval_thread *et);
 
 /* Bits per byte of a mean loss in nats, for byte-level tokens. */
 double loco_bits_per_byte(double loss);

@@ -4,6 +4,7 @@
 #ifndef LOCO_METRICS_H
 #define LOCO_METRICS_H
 
+#include <pthread.h>
 #include <stdio.h>
 
 #include "loco/base.h"
@@ -23,6 +24,8 @@ void loco_json_int(loco_json *j, const char *key, long v);
 void loco_json_open(loco_json *j, const char *key, char bracket); /* nested '{' or '['; key NULL in arrays */
 void loco_json_close(loco_json *j, char bracket);
 const char *loco_json_end(loco_json *j);         /* '}'; the text stays valid until free */
+/* PREFIXval_loss, PREFIXval_ppl and PREFIXval_bpb (null unless byte_level) of a loss */
+void loco_json_val(loco_json *j, const char *prefix, double loss, int byte_level);
 void loco_json_free(loco_json *j);
 
 typedef struct {
@@ -30,13 +33,15 @@ typedef struct {
     int tty;           /* stderr is a terminal */
     int progress_open; /* a progress line is on screen and not yet ended */
     int quiet;         /* print nothing on stderr */
+    pthread_mutex_t mu; /* events come from several threads */
 } loco_metrics;
 
 /* Opens dir/metrics.jsonl (dir is created); dir NULL: progress only. */
 int loco_metrics_open(loco_metrics *mt, const char *dir, int quiet, loco_err *e);
 void loco_metrics_close(loco_metrics *mt);
 
-/* Appends the finished object as one line and flushes it, so a crash loses nothing. */
+/* Appends the finished object as one line and flushes it, so a crash loses nothing.
+ * Thread-safe. */
 void loco_metrics_event(loco_metrics *mt, loco_json *j);
 
 /* A status line on stderr: rewritten in place on a terminal; printed as its own line

@@ -5,10 +5,15 @@
 #ifndef LOCO_WORKER_H
 #define LOCO_WORKER_H
 
+#include <pthread.h>
+
 #include "loco/adamw.h"
 #include "loco/config.h"
 #include "loco/data.h"
+#include "loco/hetero.h"
 #include "loco/model.h"
+#include "loco/server.h"
+#include "loco/topo.h"
 
 typedef struct {
     int id;
@@ -38,9 +43,39 @@ void loco_worker_free(loco_worker *w);
  * then poisoned params). */
 float loco_worker_step(loco_worker *w);
 
-/* The step's two halves: the next batch's loss and gradients (returns the loss), and
- * the clipped AdamW update from those gradients (advances steps). */
-float loco_worker_grad(loco_worker *w);
-void loco_worker_update(loco_worker *w);
+/* The step's two halves: the next batch's loss and gradients (returns the loss; with
+ * accumulate, the gradients add to those already there), and the clipped AdamW update
+ * from the gradients times scale (1/k after k accumulated batches; advances steps). */
+float loco_worker_grad(loco_worker *w, int accumulate);
+void loco_worker_update(loco_worker *w, float scale);
+
+/* Clears the AdamW moments (a worker whose delta was not finite starts them afresh). */
+void loco_worker_reset_optimizer(loco_worker *w);
+
+/* ------------------------------------------------------- the worker thread */
+
+/* One worker thread of an asynchronous run: bound to its place before it allocates, so
+ * its replica, gradients, AdamW state and activations are first touched on its own NUMA
+ * node; then rounds of inner steps and arrivals until the server hands out no more. */
+typedef struct {
+    loco_worker w;                 /* made on the thread */
+    loco_round *r;                 /* its round, begun by the server before the start */
+    loco_server *server;
+    const loco_model *m;
+    const loco_data *d;
+    const loco_config *c;
+    const float *init;
+    const loco_hetero *het;
+    const loco_clock *clock;
+    const loco_topo *topo;
+    const loco_place *place;
+    int failed;
+    loco_err err;
+    pthread_t thread;
+} loco_worker_thread;
+
+int loco_worker_thread_start(loco_worker_thread *t, loco_err *e);
+/* Joins the thread and frees the replica; returns -1 (message in t->err) if it failed. */
+int loco_worker_thread_join(loco_worker_thread *t);
 
 #endif
