@@ -155,7 +155,7 @@ static int start_workers(engine *g, loco_err *e) {
 
 static long total_steps(const engine *g) {
     long s = 0;
-    for (int w = 0; w < g->W; w++) s += g->rounds[w].steps;
+    for (int w = 0; w < g->W; w++) s += atomic_load(&g->rounds[w].steps);
     return s;
 }
 
@@ -174,9 +174,12 @@ static void activity_view(const engine *g, char *buf, size_t n) {
     buf[k] = '\0';
 }
 
-static void progress(engine *g, int force) {
+static void progress(engine *g, int force, int show) {
     double wall = loco_clock_wall(&g->clock);
-    long steps = total_steps(g), budget = g->server.budget + steps; /* racy reads: display only */
+    long steps = total_steps(g);
+    pthread_mutex_lock(&g->server.entry);
+    long budget = g->server.planned, updates = g->server.updates;
+    pthread_mutex_unlock(&g->server.entry);
     pthread_mutex_lock(&g->vmu);
     double val = g->last_val;
     pthread_mutex_unlock(&g->vmu);
@@ -185,9 +188,10 @@ static void progress(engine *g, int force) {
     double frac = budget > 0 ? (double)steps / (double)budget : 0;
     loco_format_duration(frac > 0 ? wall * (1 - frac) / frac : 0, eta, sizeof eta);
     if (isfinite(val)) snprintf(vals, sizeof vals, " | val %.4f", val);
+    if (!show) return;
     loco_metrics_progress(g->in->mt, force,
                           "updates %ld%s | %.0f tok/s | steps %ld/%ld | [%s] | ETA %s",
-                          g->server.updates, vals,
+                          updates, vals,
                           wall > 0 ? (double)steps * g->B * g->T / wall : 0, steps, budget, view,
                           eta);
 }
@@ -196,6 +200,7 @@ static void progress(engine *g, int force) {
 static void watch(engine *g, loco_engine_out *out) {
     int tty = g->in->mt->tty;
     double every = tty ? 0.25 : 15.0, last = 0;
+    /* the line is built every tick (cheap) and shown every `every` seconds */
     while (!all_done(g)) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -205,12 +210,11 @@ static void watch(engine *g, loco_engine_out *out) {
             loco_metrics_say(g->in->mt, "loco: stopping: running rounds finish, no new ones");
         }
         double now = loco_clock_wall(&g->clock);
-        if (now - last >= every) {
-            progress(g, !tty);
-            last = now;
-        }
+        int show = now - last >= every;
+        progress(g, show && !tty, show);
+        if (show) last = now;
     }
-    progress(g, 1);
+    progress(g, 1, 1);
 }
 
 /* ------------------------------------------------------------- summary */
@@ -223,8 +227,9 @@ static void worker_rows(const engine *g, loco_json *j) {
         loco_json_int(j, "worker", w);
         loco_json_num(j, "slowdown", g->het.slowdown[w]);
         loco_json_int(j, "rounds", r->rounds);
-        loco_json_int(j, "steps", r->steps);
-        loco_json_int(j, "tokens", r->steps * g->B * g->T);
+        long steps = atomic_load(&r->steps);
+        loco_json_int(j, "steps", steps);
+        loco_json_int(j, "tokens", steps * g->B * g->T);
         loco_json_num(j, "compute_s", r->compute_s);
         loco_json_num(j, "slowdown_s", r->slow_s);
         loco_json_num(j, "lockwait_s", r->lockwait_s);

@@ -111,7 +111,7 @@ int loco_server_init(loco_server *s, const loco_config *c, loco_globalbuf *gb, l
     s->grace_s = c->outer.grace_s;
     s->base_step_s = c->run.virtual_step_s;
     s->gb = gb, s->clock = clock, s->het = het, s->ev = ev, s->rounds = rounds;
-    s->budget = steps_budget(c);
+    s->budget = s->planned = steps_budget(c);
     s->active = s->workers;
     s->qcap = s->workers + 4;
     s->queue = calloc((size_t)s->qcap, sizeof *s->queue);

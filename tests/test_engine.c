@@ -184,3 +184,31 @@ Test(engine, virtual_clock_runs_are_bit_for_bit_reproducible, .timeout = 300) {
     free(ma), free(mb), free(mc), free(ea), free(eb), free(ec), free(aa), free(ab);
     rm_run(a), rm_run(b), rm_run(c);
 }
+
+/* The real clock's paths (emulated slowdowns, measured DyLU speeds, a grace window that
+ * closes on a deadline, the sync barrier): they run to the end, every local step of the
+ * budget is done and arrives, and the result has learnt something. Under ThreadSanitizer
+ * this is where the threads really race. */
+Test(engine, real_clock_runs_finish_their_budget, .timeout = 300) {
+    const char *methods[][6] = {
+        {"outer.method=async-dn", "outer.dylu=on", "hetero.level=moderate", "outer.grace_s=0.002", NULL},
+        {"outer.method=sync", "hetero.slowdown=1,1.5,2", "hetero.mode=spin", NULL},
+        {"outer.method=async-buffer", "outer.staleness=polythres", "outer.stale_max=3", NULL},
+        {"outer.method=async", "outer.delay_comp=0.1", "outer.staleness=poly", NULL},
+    };
+    for (int k = 0; k < 4; k++) {
+        char dir[128];
+        dir_for(dir, "real");
+        const char *sets[10] = {"run.clock=real", "run.workers=3", "train.steps=20"};
+        int n = 3;
+        for (int i = 0; methods[k][i]; i++) sets[n++] = methods[k][i];
+        sets[n] = NULL;
+        run_into(dir, sets);
+        size_t len;
+        char *summary = file_bytes(dir, "summary.json", &len);
+        cr_assert(strstr(summary, "\"local_steps\":60,"), "method %d: all 3 x 20 steps arrived: %.300s", k, summary);
+        cr_assert(strstr(summary, "\"status\":\"finished\""), "%.200s", summary);
+        free(summary);
+        rm_run(dir);
+    }
+}

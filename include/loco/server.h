@@ -43,7 +43,8 @@ typedef struct {
     int window_done;        /* set when the window it waits in has closed */
     atomic_int activity;    /* LOCO_ACT_* */
     /* counters for the summary (written by the worker's own thread or under entry) */
-    long rounds, steps, rejects;
+    atomic_long steps;      /* read by the progress line while the worker runs */
+    long rounds, rejects;
     double compute_s, slow_s, lockwait_s, idle_s;
 } loco_round;
 
@@ -89,6 +90,7 @@ typedef struct {
     long updates;           /* applied arrivals: the server version */
     long local_steps;       /* inner steps of all arrivals so far */
     long budget;            /* inner steps not handed out yet */
+    long planned;           /* the whole budget, as configured */
     int active;             /* workers that have not finished */
     long buffered;          /* arrivals added into a and not yet applied */
     long rejected_nonfinite, rejected_stale;
