@@ -302,6 +302,7 @@ static int finish(engine *g, loco_engine_out *out, loco_err *e) {
     out->updates = g->server.updates;
     out->local_steps = g->server.local_steps;
     out->tokens = out->local_steps * g->B * g->T;
+    for (int w = 0; w < g->W; w++) out->wait_s += g->rounds[w].lockwait_s + g->rounds[w].idle_s;
     out->theta = loco_alloc(in->m->nparams * sizeof(float));
     if (!out->theta) return loco_errf(e, "out of memory");
     memcpy(out->theta, g->gb.theta, in->m->nparams * sizeof(float));

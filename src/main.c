@@ -16,6 +16,7 @@
 #include "loco/evaluator.h"
 #include "loco/metrics.h"
 #include "loco/model.h"
+#include "loco/topo.h"
 #include "loco/train.h"
 
 extern const char loco_default_ini[];
@@ -29,7 +30,8 @@ static const char usage_main[] =
     "  sample   generate text:            loco sample --model FILE [--prompt TEXT] [--tokens N]\n"
     "  export   to llm.c's format:        loco export --llmc MODEL OUT\n"
     "  check    verify a model file:      loco check FILE\n"
-    "  bench    benchmarks:               loco bench step [-c FILE] [--set KEY=VALUE]...\n"
+    "  bench    benchmarks:               loco bench step|apply|scale [-c FILE] [--set KEY=VALUE]...\n"
+    "  topo     the machine and the plan: loco topo [-c FILE] [--set KEY=VALUE]...\n"
     "  help     this text; 'loco help config' lists every config key\n"
     "\n"
     "'loco COMMAND --help' describes a command's options.\n";
@@ -79,11 +81,17 @@ static const char usage_check[] =
     "checksum, and prints its shape. Exits non-zero when the file is damaged.\n";
 
 static const char usage_bench[] =
-    "usage: loco bench step [-c FILE] [--set KEY=VALUE]...\n"
+    "usage: loco bench step|apply|scale [-c FILE] [--set KEY=VALUE]...\n"
     "\n"
     "step   times the full training step (forward, backward, AdamW) on one thread and, in\n"
     "       the same run, cblas_sgemm on the step's own matrix shapes; prints one JSON\n"
-    "       line with tokens_per_s, step_gflops, sgemm_gflops and mfu_vs_sgemm.\n";
+    "       line with tokens_per_s, step_gflops, sgemm_gflops and mfu_vs_sgemm.\n"
+    "apply  the global buffer's push-add, pull and sweep bandwidth for 1..cores threads,\n"
+    "       three stripe sizes and the three lock kinds, against memcpy and a STREAM-style\n"
+    "       triad; the last line has push_gbs, triad_gbs and push_vs_triad.\n"
+    "scale  aggregate training tokens/s for W = 1..cores workers (real clock, no slowdown),\n"
+    "       worker time spent waiting, and the virtual clock's throughput on the same run;\n"
+    "       the last line has efficiency = tokens/s at the most workers / (W x one worker).\n";
 
 static int fail(const char *msg) {
     fprintf(stderr, "loco: %s\n", msg);
@@ -408,10 +416,41 @@ static int cmd_bench(int argc, char **argv) {
     if (argc < 1 || wants_help(argc, argv)) return fputs(usage_bench, stdout), argc < 1 ? 2 : 0;
     cli_config cc;
     loco_err e;
-    if (strcmp(argv[0], "step")) return fail_usage("unknown benchmark", "bench");
-    if (load_config(&cc, argc - 1, argv + 1, NULL, NULL, &e) != 0)
-        return fail_usage(e.msg, "bench");
-    return loco_bench_step(&cc.cfg, cc.name, &e) != 0 ? fail(e.msg) : 0;
+    struct {
+        const char *name;
+        int (*run)(const loco_config *, const char *, loco_err *);
+    } benches[] = {{"step", loco_bench_step}, {"apply", loco_bench_apply},
+                   {"scale", loco_bench_scale}};
+    for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++) {
+        if (strcmp(argv[0], benches[i].name)) continue;
+        if (load_config(&cc, argc - 1, argv + 1, NULL, NULL, &e) != 0)
+            return fail_usage(e.msg, "bench");
+        return benches[i].run(&cc.cfg, cc.name, &e) != 0 ? fail(e.msg) : 0;
+    }
+    return fail_usage("unknown benchmark", "bench");
+}
+
+static const char usage_topo[] =
+    "usage: loco topo [-c FILE] [--set KEY=VALUE]... [--workers W] [--pin compact|scatter|none]\n"
+    "\n"
+    "Prints this machine as hwloc sees it (packages, NUMA nodes, cores, hardware threads,\n"
+    "caches) and where a run of the config would pin its workers, server and evaluator.\n";
+
+static int cmd_topo(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(usage_topo, stdout), 0;
+    cli_config cc;
+    loco_err e;
+    if (load_config(&cc, argc, argv, NULL, NULL, &e) != 0) return fail_usage(e.msg, "topo");
+    loco_topo t;
+    loco_plan p;
+    if (loco_topo_open(&t, NULL, &e) != 0) return fail(e.msg);
+    int rc = loco_topo_plan(&t, (int)cc.cfg.run.workers, cc.cfg.run.pin, &p, &e);
+    if (rc == 0) {
+        loco_topo_print(&t, &p, stdout);
+        loco_plan_free(&p);
+    }
+    loco_topo_close(&t);
+    return rc ? fail(e.msg) : 0;
 }
 
 static int cmd_help(int argc, char **argv) {
@@ -431,7 +470,7 @@ int main(int argc, char **argv) {
         int (*run)(int, char **);
     } cmds[] = {{"train", cmd_train},   {"eval", cmd_eval},   {"sample", cmd_sample},
                 {"export", cmd_export}, {"check", cmd_check}, {"bench", cmd_bench},
-                {"help", cmd_help}};
+                {"topo", cmd_topo},     {"help", cmd_help}};
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return cmd_help(0, NULL);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name)) return cmds[i].run(argc - 2, argv + 2);

@@ -9,4 +9,12 @@
  * timed on the step's own matrix shapes in the same run. */
 int loco_bench_step(const loco_config *c, const char *config_name, loco_err *e);
 
+/* The global buffer's push-add, pull and sweep bandwidth for 1..cores threads, stripe
+ * sizes and lock kinds, against memcpy and a STREAM-style triad in the same run. */
+int loco_bench_apply(const loco_config *c, const char *config_name, loco_err *e);
+
+/* Aggregate training tokens/s of asynchronous runs with W = 1..cores workers (real clock,
+ * no slowdown), the time workers wait, and the virtual clock's overhead. */
+int loco_bench_scale(const loco_config *c, const char *config_name, loco_err *e);
+
 #endif

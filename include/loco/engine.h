@@ -27,6 +27,7 @@ typedef struct {
     double final_val;                /* validation loss of theta */
     long tokens, local_steps, updates;
     double wall_s, time_s;           /* time_s: virtual seconds in the virtual clock */
+    double wait_s;                   /* worker seconds spent waiting for stripes, turns, windows */
     int stopped;                     /* ended early */
 } loco_engine_out;
 
