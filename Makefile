@@ -15,7 +15,7 @@ LDLIBS   = -lopenblas -lhwloc -linih -lz -lm -pthread
 MALLOC   = -ljemalloc
 BUILD    = build
 # the config that `./loco train` uses without -c, compiled into the binary
-DEFAULT_INI = configs/small.ini
+DEFAULT_INI = configs/demo.ini
 
 TEST_LIB = -lcriterion
 TEST_RUNNER =

@@ -253,7 +253,7 @@ static int bind_memory(const loco_topo *t, const loco_place *pl, const char *nam
 }
 
 int loco_topo_bind(const loco_topo *t, const loco_place *pl, loco_err *e) {
-    if (pl->pu < 0 || t->synthetic) return 0;
+    if (!t || !pl || pl->pu < 0 || t->synthetic) return 0;
     char name[32];
     place_name(pl, name, sizeof name);
     hwloc_obj_t pu = hwloc_get_obj_by_type(t->topo, HWLOC_OBJ_PU, (unsigned)pl->pu);

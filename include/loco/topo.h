@@ -56,7 +56,7 @@ int loco_topo_plan(const loco_topo *t, int workers, int pin, loco_plan *p, loco_
 void loco_plan_free(loco_plan *p);
 
 /* Binds the calling thread (CPU and memory policy) to its place; a no-op for places
- * that are not pinned and on synthetic topologies. */
+ * that are not pinned, on synthetic topologies, and when t or pl is NULL (no plan). */
 int loco_topo_bind(const loco_topo *t, const loco_place *pl, loco_err *e);
 
 /* bytes of zeroed memory interleaved page by page over all NUMA nodes (one node: a
