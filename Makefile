@@ -87,6 +87,8 @@ check: $(LOCO) $(BUILD)/loco_tests
 bench: all
 	./loco bench step -c configs/small.ini
 	./loco bench step -c configs/paper-20m.ini
+	./loco bench apply -c configs/small.ini
+	./loco bench scale -c configs/small.ini
 
 # a sanitizer report fails the target even where the test itself passed
 sanitize:
