@@ -137,9 +137,7 @@ static double oversubscribed(int lock, long kib, int cores, const float *init, s
 }
 
 int loco_bench_apply(const loco_config *c, const char *config_name, loco_err *e) {
-    loco_shape s = {.V = (int)c->model.vocab, .Vp = loco_padded_vocab((int)c->model.vocab),
-                    .maxT = (int)c->model.seq_len, .L = (int)c->model.layers,
-                    .NH = (int)c->model.heads, .C = (int)c->model.dim};
+    loco_shape s = loco_shape_from_config(c);
     loco_model m;
     loco_topo topo;
     loco_plan plan;

@@ -146,9 +146,7 @@ static void phase_times(loco_worker *w, double *fwd, double *grad, double *updat
 }
 
 int loco_bench_step(const loco_config *c, const char *config_name, loco_err *e) {
-    loco_shape s = {.V = (int)c->model.vocab, .Vp = loco_padded_vocab((int)c->model.vocab),
-                    .maxT = (int)c->model.seq_len, .L = (int)c->model.layers,
-                    .NH = (int)c->model.heads, .C = (int)c->model.dim};
+    loco_shape s = loco_shape_from_config(c);
     loco_model m;
     loco_data d;
     loco_worker w;

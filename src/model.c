@@ -10,6 +10,13 @@ int loco_padded_vocab(int V) {
     return (V + 127) / 128 * 128;
 }
 
+loco_shape loco_shape_from_config(const loco_config *c) {
+    loco_shape s = {.V = (int)c->model.vocab, .Vp = loco_padded_vocab((int)c->model.vocab),
+                    .maxT = (int)c->model.seq_len, .L = (int)c->model.layers,
+                    .NH = (int)c->model.heads, .C = (int)c->model.dim};
+    return s;
+}
+
 static void set_tensor(loco_model *m, int id, const char *name, size_t *off, int ndim, long d0,
                        long d1, long d2, int decay) {
     loco_tensor *t = &m->t[id];

@@ -121,6 +121,7 @@ int loco_server_init(loco_server *s, const loco_config *c, loco_globalbuf *gb, l
         return loco_errf(e, "out of memory for the server");
     }
     pthread_mutex_init(&s->entry, NULL);
+    pthread_mutex_init(&s->window_mu, NULL);
     pthread_cond_init(&s->window_cv, NULL);
     pthread_mutex_init(&s->qmu, NULL);
     pthread_cond_init(&s->qcv, NULL);
@@ -130,6 +131,7 @@ int loco_server_init(loco_server *s, const loco_config *c, loco_globalbuf *gb, l
 void loco_server_free(loco_server *s) {
     if (s->queue && s->members) {
         pthread_mutex_destroy(&s->entry);
+        pthread_mutex_destroy(&s->window_mu);
         pthread_cond_destroy(&s->window_cv);
         pthread_mutex_destroy(&s->qmu);
         pthread_cond_destroy(&s->qcv);
@@ -351,11 +353,15 @@ static void close_window(loco_server *s, double t) {
         loco_round *m = &s->rounds[s->members[i]];
         reserve_pull(s, m);
         next_round(s, m, t);
-        m->window_done = 1;
     }
+    /* members wake under their own mutex, not entry: their pulls are reserved now and
+     * must not wait for entry, which a thread may hold while it waits for them */
+    pthread_mutex_lock(&s->window_mu);
+    for (int i = 0; i < s->nmembers; i++) s->rounds[s->members[i]].window_done = 1;
+    pthread_cond_broadcast(&s->window_cv);
+    pthread_mutex_unlock(&s->window_mu);
     s->nmembers = 0;
     s->win_open = 0;
-    pthread_cond_broadcast(&s->window_cv);
 }
 
 /* Worker r joins the window (under entry); returns 1 when it is the one that waits for
@@ -367,7 +373,9 @@ static int join_window(loco_server *s, loco_round *r, double now) {
         s->win_end = now + (s->method == LOCO_METHOD_SYNC ? INFINITY : s->grace_s);
     }
     s->members[s->nmembers++] = r->id;
+    pthread_mutex_lock(&s->window_mu);
     r->window_done = 0;
+    pthread_mutex_unlock(&s->window_mu);
     /* a sync round ends when every worker still running has arrived */
     if (s->method == LOCO_METHOD_SYNC && s->nmembers == s->active) {
         close_window(s, now);
@@ -412,10 +420,10 @@ static long arrive_windowed(loco_server *s, loco_round *r, double now) {
     if (mine.rule != RULE_NONE) r->lockwait_s += walk_job(s, &mine);
     if (opener) await_window_end(s, r);
     double t0 = loco_now();
-    pthread_mutex_lock(&s->entry);
-    while (!r->window_done) pthread_cond_wait(&s->window_cv, &s->entry);
-    long h = r->h;
-    pthread_mutex_unlock(&s->entry);
+    pthread_mutex_lock(&s->window_mu);
+    while (!r->window_done) pthread_cond_wait(&s->window_cv, &s->window_mu);
+    pthread_mutex_unlock(&s->window_mu);
+    long h = r->h; /* set before window_done, under entry */
     r->idle_s += loco_now() - t0;
     r->lockwait_s += loco_server_pull(s, r);
     return h;

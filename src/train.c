@@ -42,9 +42,7 @@ typedef struct {
 
 static int shape_from_config(run *r, loco_err *e) {
     const loco_config *c = r->c;
-    loco_shape s = {.V = (int)c->model.vocab, .Vp = loco_padded_vocab((int)c->model.vocab),
-                    .maxT = (int)c->model.seq_len, .L = (int)c->model.layers,
-                    .NH = (int)c->model.heads, .C = (int)c->model.dim};
+    loco_shape s = loco_shape_from_config(c);
     if (loco_model_init(&r->m, &s, e) != 0) return -1;
     r->init = loco_alloc(r->m.nparams * sizeof(float));
     if (!r->init) return loco_errf(e, "out of memory for %zu parameters", r->m.nparams);

@@ -86,6 +86,7 @@ typedef struct {
     void *ctx;
     /* the protocol's state, under entry */
     pthread_mutex_t entry;
+    pthread_mutex_t window_mu;  /* window members wait for the close under this, not entry */
     pthread_cond_t window_cv;
     long updates;           /* applied arrivals: the server version */
     long local_steps;       /* inner steps of all arrivals so far */
