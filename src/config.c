@@ -661,13 +661,13 @@ static const char *type_name(key_type t) {
 void loco_config_help(FILE *f) {
     fprintf(f, "Config keys: set them in an INI file ([section] then key = value) or with\n"
                "--set section.key=value; later files and --set override earlier ones.\n\n");
-    fprintf(f, "%-19s %-7s %-16s %-18s %s\n", "key", "type", "default", "range", "help");
+    fprintf(f, "%-25s %-7s %-16s %s\n", "key", "type", "default", "range");
     for (int i = 0; i < NKEYS; i++) {
         const key *k = &table[i];
         char full[64], range[RANGE_LEN];
         snprintf(full, sizeof full, "%s.%s", k->section, k->name);
         format_range(k, range, sizeof range);
-        fprintf(f, "%-19s %-7s %-16s %-18s %s\n", full, type_name(k->type), k->def, range,
-                k->help);
+        fprintf(f, "%-25s %-7s %-16s %s\n    %s\n", full, type_name(k->type),
+                k->def[0] ? k->def : "\"\"", range, k->help);
     }
 }

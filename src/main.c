@@ -210,7 +210,12 @@ static void on_interrupt(int sig) {
 }
 
 static int cmd_train(int argc, char **argv) {
-    if (wants_help(argc, argv)) return fputs(usage_train, stdout), 0;
+    if (wants_help(argc, argv)) {
+        fputs(usage_train, stdout);
+        fputs("\nShorthands (also for bench and topo):\n", stdout);
+        loco_config_flags_help(stdout);
+        return 0;
+    }
     cli_config cc;
     train_flags f = {0};
     loco_err e;

@@ -405,3 +405,33 @@ Test(config, help_lists_every_key) {
     expect_has(buf, "no clipping", "real", "choice");
     free(buf);
 }
+
+Test(config, shorthand_flags_set_their_keys_and_speed_changes_add_up) {
+    loco_config c;
+    loco_err e;
+    loco_config_default(&c);
+    cr_assert_eq(loco_config_flag(&c, "--hetero", "very", &e), 0, "%s", e.msg);
+    cr_assert_eq(c.hetero.level, LOCO_LEVEL_VERY);
+    cr_assert_eq(loco_config_flag(&c, "--workers", "6", &e), 0);
+    cr_assert_eq(c.run.workers, 6);
+    cr_assert_eq(loco_config_flag(&c, "--clock", "virtual", &e), 0);
+    cr_assert_eq(c.run.clock, LOCO_CLOCK_VIRTUAL);
+    cr_assert_eq(loco_config_flag(&c, "--slowdown-mode", "spin", &e), 0);
+    cr_assert_eq(c.hetero.mode, LOCO_WAIT_SPIN);
+    cr_assert_eq(loco_config_flag(&c, "--speed-change", "1@10:2", &e), 0);
+    cr_assert_eq(loco_config_flag(&c, "--speed-change", "2@20:3", &e), 0);
+    cr_assert_str_eq(c.hetero.speed_change, "1@10:2,2@20:3", "repeated flags add to the list");
+    cr_assert_eq(loco_config_flag(&c, "--bogus", "1", &e), 1, "not a shorthand");
+    cr_assert_eq(loco_config_flag(&c, "--hetero", "extreme", &e), -1);
+    cr_assert(strstr(e.msg, "--hetero extreme") && strstr(e.msg, "no|slight|moderate|very"),
+              "unknown level: %s", e.msg);
+    cr_assert_eq(c.hetero.level, LOCO_LEVEL_VERY, "a bad value changes nothing");
+}
+
+Test(config, unknown_heterogeneity_level_in_a_file_names_file_line_key) {
+    loco_config c;
+    loco_err e;
+    loco_config_default(&c);
+    cr_assert_eq(loco_config_load_string(&c, "[hetero]\nlevel = extreme\n", "h.ini", &e), -1);
+    cr_assert(strstr(e.msg, "h.ini:2") && strstr(e.msg, "hetero.level"), "%s", e.msg);
+}
