@@ -240,6 +240,27 @@ static void worker_rows(const engine *g, loco_json *j) {
     loco_json_close(j, ']');
 }
 
+/* the per-worker part of the summary, for people */
+static void say_workers(const engine *g, const loco_engine_out *out) {
+    loco_metrics *mt = g->in->mt;
+    loco_metrics_say(mt, "worker  slowdown  rounds  steps  compute_s  slowdown_s  wait_s  rejected");
+    for (int w = 0; w < g->W; w++) {
+        const loco_round *r = &g->rounds[w];
+        loco_metrics_say(mt, "%6d  %8.2f  %6ld  %5ld  %9.1f  %10.1f  %6.1f  %8ld", w,
+                         g->het.slowdown[w], r->rounds, (long)atomic_load(&r->steps), r->compute_s,
+                         r->slow_s, r->lockwait_s + r->idle_s, r->rejects);
+    }
+    double stale = 0;
+    long n = 0;
+    for (int b = 0; b < LOCO_STALE_BUCKETS; b++) {
+        stale += (double)b * g->server.stale_hist[b];
+        n += g->server.stale_hist[b];
+    }
+    loco_metrics_say(mt, "%ld server updates, mean staleness %.2f, server thread busy %.1f%%",
+                     out->updates, n > 0 ? stale / n : 0,
+                     out->wall_s > 0 ? 100 * g->server.busy_s / out->wall_s : 0);
+}
+
 static void summarise(const engine *g, loco_json *j, const loco_engine_out *out) {
     const loco_config *c = g->in->c;
     const loco_server *s = &g->server;
@@ -336,7 +357,10 @@ int loco_engine_run(const loco_engine_in *in, loco_json *summary, loco_engine_ou
         g.done[HAS_EVAL] = 0;
     }
     if (rc == 0) rc = finish(&g, out, e);
-    if (rc == 0) summarise(&g, summary, out);
+    if (rc == 0) {
+        summarise(&g, summary, out);
+        say_workers(&g, out);
+    }
     teardown(&g);
     return rc;
 }
