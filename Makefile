@@ -82,7 +82,7 @@ test:
 
 # the suite without the set-up step; tests find ./loco and data/ from the root
 check: $(LOCO) $(BUILD)/loco_tests
-	$(BUILD)/loco_tests --jobs 2
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(BUILD)/loco_tests --jobs 2
 
 bench: all
 	./loco bench step -c configs/small.ini
