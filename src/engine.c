@@ -107,10 +107,8 @@ static int setup_machine(engine *g, loco_err *e) {
 static int setup_threads(engine *g, loco_err *e) {
     const loco_engine_in *in = g->in;
     const loco_config *c = in->c;
-    g->et.report = on_eval;
-    g->et.ctx = g;
     if (loco_eval_thread_start(&g->et, in->m, in->d, g->B, g->T, (int)c->eval.batches, &g->topo,
-                               &g->plan.places[g->W + 1], e) != 0)
+                               &g->plan.places[g->W + 1], on_eval, g, e) != 0)
         return -1;
     g->done[HAS_EVAL] = 1;
     g->rounds = calloc((size_t)g->W, sizeof *g->rounds);

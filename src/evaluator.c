@@ -171,10 +171,7 @@ static void *eval_main(void *arg) {
 
 int loco_eval_thread_start(loco_eval_thread *et, const loco_model *m, const loco_data *d, int B,
                            int T, int nbatches, const loco_topo *topo, const loco_place *place,
-                           loco_err *e) {
-    void (*report)(void *, const loco_snapshot *, double) = et->report;
-    void *ctx = et->ctx;
-    memset(et, 0, sizeof *et);
+                           loco_eval_report report, void *ctx, loco_err *e) {
     *et = (loco_eval_thread){.m = m, .d = d, .B = B, .T = T, .nbatches = nbatches,
                              .topo = topo, .place = place, .report = report, .ctx = ctx};
     pthread_mutex_init(&et->mu, NULL);

@@ -63,16 +63,18 @@ typedef struct {
     const loco_topo *topo;
     const loco_place *place;
     double busy_s;
-    /* called on the evaluator's thread with each result, in reservation order */
     void (*report)(void *ctx, const loco_snapshot *s, double val_loss);
     void *ctx;
 } loco_eval_thread;
 
+typedef void (*loco_eval_report)(void *ctx, const loco_snapshot *s, double val_loss);
+
 /* Starts the thread (bound to place, which may be NULL); its activations and the
- * snapshot copies are allocated on it. Fails when the validation part is too small. */
+ * snapshot copies are allocated on it. report(ctx, ...) gets each result on that thread,
+ * in reservation order. Fails when the validation part is too small. */
 int loco_eval_thread_start(loco_eval_thread *et, const loco_model *m, const loco_data *d, int B,
                            int T, int nbatches, const loco_topo *topo, const loco_place *place,
-                           loco_err *e);
+                           loco_eval_report report, void *ctx, loco_err *e);
 
 /* A free snapshot, reserved in order (waits while all are in use). The caller sets its
  * fields, copies theta into params, then hands it over with _ready. */
