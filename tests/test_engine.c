@@ -185,6 +185,15 @@ Test(engine, virtual_clock_runs_are_bit_for_bit_reproducible, .timeout = 300) {
     rm_run(a), rm_run(b), rm_run(c);
 }
 
+/* the sum of every "key":N in a JSON text */
+static long sum_field(const char *json, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    long total = 0;
+    for (const char *p = strstr(json, pat); p; p = strstr(p + 1, pat)) total += strtol(p + strlen(pat), NULL, 10);
+    return total;
+}
+
 /* The real clock's paths (emulated slowdowns, measured DyLU speeds, a grace window that
  * closes on a deadline, the sync barrier): they run to the end, every local step of the
  * budget is done and arrives, and the result has learnt something. Under ThreadSanitizer
@@ -208,6 +217,12 @@ Test(engine, real_clock_runs_finish_their_budget, .timeout = 300) {
         char *summary = file_bytes(dir, "summary.json", &len);
         cr_assert(strstr(summary, "\"local_steps\":60,"), "method %d: all 3 x 20 steps arrived: %.300s", k, summary);
         cr_assert(strstr(summary, "\"status\":\"finished\""), "%.200s", summary);
+        /* no push is lost: every round's arrival was applied or rejected */
+        long rounds = sum_field(summary, "rounds"), applied = sum_field(summary, "updates");
+        long rejected = sum_field(summary, "rejected_nonfinite") + sum_field(summary, "rejected_stale");
+        cr_assert_eq(rounds, applied + rejected, "method %d: %ld arrivals, %ld applied + %ld rejected",
+                     k, rounds, applied, rejected);
+        if (k == 2) cr_assert_gt(sum_field(summary, "rejected_stale"), 0, "polythres dropped some");
         free(summary);
         rm_run(dir);
     }
