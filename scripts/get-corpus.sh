@@ -44,12 +44,14 @@ texts=("$work"/package/gutenberg/*.txt)
 [ ${#texts[@]} -eq 18 ] || { echo "get-corpus: expected 18 texts, found ${#texts[@]}" >&2; exit 1; }
 
 # Per text: CRLF -> LF; Latin-1 -> UTF-8 where the file is not valid UTF-8;
-# cut the Project Gutenberg licence that follows "End of Project Gutenberg".
+# cut the Project Gutenberg licence that follows "End of Project Gutenberg" (awk reads
+# to the end rather than exit there: an early exit would SIGPIPE the writers, which
+# pipefail turns into a failure).
 : > "$work/corpus.tmp"
 for f in "${texts[@]}"; do
   if iconv -f UTF-8 -t UTF-8 "$f" >/dev/null 2>&1; then cat "$f"; else iconv -f LATIN1 -t UTF-8 "$f"; fi \
     | tr -d '\r' \
-    | awk 'tolower($0) ~ /^ *(\*\*\* *)?end of (the )?project gutenberg/ { exit } { print }' \
+    | awk 'tolower($0) ~ /^ *(\*\*\* *)?end of (the )?project gutenberg/ { cut = 1 } !cut { print }' \
     >> "$work/corpus.tmp"
   printf '\n' >> "$work/corpus.tmp"
 done
