@@ -28,7 +28,6 @@ typedef struct {
     int started;               /* worker threads started */
     pthread_mutex_t vmu;       /* the latest evaluation, for the progress line */
     double last_val;
-    double last_progress;
     double eval_busy_s;
     int done[8];               /* which parts were set up, for teardown */
 } engine;
@@ -166,7 +165,7 @@ static int all_done(const engine *g) {
 /* one letter per worker: C computing, s emulated slowdown, w waiting (turn, window,
  * stripes), . done */
 static void activity_view(const engine *g, char *buf, size_t n) {
-    static const char letters[] = {'-', 'C', 's', 'w', 'w', '.'};
+    static const char letters[] = {'-', 'C', 's', 'w', '.'};
     size_t k = 0;
     for (int w = 0; w < g->W && k + 1 < n; w++) buf[k++] = letters[atomic_load(&g->rounds[w].activity)];
     buf[k] = '\0';

@@ -251,12 +251,6 @@ void loco_gelu_backward(float *dinp, const float *inp, const float *dout, long n
     }
 }
 
-/* --------------------------------------------------------------- residual */
-
-void loco_residual_forward(float *out, const float *a, const float *b, long n) {
-    for (long i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
 /* -------------------------------------------------- softmax cross-entropy */
 
 float loco_softmax_xent_forward(float *logits, float *losses, const int *targets, int N, int V,

@@ -1,5 +1,5 @@
 /* kernels: the transformer's layers as forward/backward pairs over flat float arrays:
- * encoder, layernorm, matmul (cblas_sgemm), causal attention, GELU, residual and the
+ * encoder, layernorm, matmul (cblas_sgemm), causal attention, GELU, bias add and the
  * fused softmax + cross-entropy. Pure functions: no allocation, no state; scratch is
  * passed in. Backward kernels ADD into parameter gradients and write (not add) input
  * gradients unless the name says otherwise. Shapes in the comments: B batch, T time,
@@ -48,8 +48,6 @@ void loco_gelu_forward(float *out, const float *inp, long n);
 /* dinp = gelu'(inp) * dout (written), n elements; dinp may alias dout */
 void loco_gelu_backward(float *dinp, const float *inp, const float *dout, long n);
 
-/* out = a + b, n elements */
-void loco_residual_forward(float *out, const float *a, const float *b, long n);
 /* x (N,C) += bias (C) on every row */
 void loco_add_bias(float *x, const float *bias, int N, int C);
 

@@ -22,7 +22,7 @@
 enum { LOCO_STALE_BUCKETS = 33 };   /* staleness 0..31, then 32 and more */
 
 /* What a worker does now, for the progress line. */
-enum { LOCO_ACT_START, LOCO_ACT_COMPUTE, LOCO_ACT_SLOW, LOCO_ACT_SYNC, LOCO_ACT_WAIT, LOCO_ACT_DONE };
+enum { LOCO_ACT_START, LOCO_ACT_COMPUTE, LOCO_ACT_SLOW, LOCO_ACT_SYNC, LOCO_ACT_DONE };
 
 /* One worker as the protocol sees it: its buffers (n floats each, owned by the worker)
  * and its round. The worker fills delta and finite before arriving. */
