@@ -12,6 +12,7 @@
 #include "loco/model.h"
 #include "loco/outer.h"
 #include "loco/topo.h"
+#include "loco/train.h"
 
 enum { OP_PUSH, OP_PULL, OP_SWEEP, OP_TRIAD, OP_MEMCPY };
 
@@ -19,7 +20,6 @@ enum { OP_PUSH, OP_PULL, OP_SWEEP, OP_TRIAD, OP_MEMCPY };
  * pull (read theta, write out), sweep Nesterov (read theta, m, g; write theta, m),
  * triad a = b + s c, memcpy */
 static const double bytes_per_float[] = {12, 8, 20, 12, 8};
-static const char *lock_names[] = {"mutex", "spin", "ticket"};
 
 typedef struct {
     int op;
@@ -36,13 +36,13 @@ typedef struct {
 static void push_stripe(void *ctx, loco_globalbuf *gb, int s, size_t lo, size_t hi) {
     (void)s;
     loco_outer_hp hp = {.lr = 1e-3f, .gscale = 1.0f};
-    loco_outer_sgd(gb->theta + lo, (const float *)ctx + lo, hi - lo, &hp);
+    loco_outer_sgd(gb->theta + lo, NULL, NULL, (const float *)ctx + lo, hi - lo, &hp);
 }
 
 static void sweep_stripe(void *ctx, loco_globalbuf *gb, int s, size_t lo, size_t hi) {
     (void)s;
     loco_outer_hp hp = {.lr = 1e-3f, .beta = 0.9f, .gscale = 1.0f};
-    loco_outer_nesterov(gb->theta + lo, gb->m + lo, (const float *)ctx + lo, hi - lo, &hp);
+    loco_outer_nesterov(gb->theta + lo, gb->m + lo, NULL, (const float *)ctx + lo, hi - lo, &hp);
 }
 
 static void triad(float *a, const float *b, const float *c, size_t n) {
@@ -156,7 +156,8 @@ int loco_bench_apply(const loco_config *c, const char *config_name, loco_err *e)
     loco_json_str(&j, "config", config_name);
     loco_json_int(&j, "floats", (long)n);
     loco_json_open(&j, "grid", '[');
-    for (int lock = 0; lock < 3; lock++) {
+    for (const loco_enum *lk = loco_lock_kinds; lk->name; lk++) {
+        int lock = lk->value;
         for (int k = 0; k < 3; k++) {
             loco_globalbuf gb;
             if (loco_globalbuf_init(&gb, init, n, kibs[k], lock, &topo, e) != 0) goto fail;
@@ -167,9 +168,9 @@ int loco_bench_apply(const loco_config *c, const char *config_name, loco_err *e)
             double score = push < over ? push : over;
             if (score > best.push) best = (grid_point){lock, kibs[k], score};
             fprintf(stderr, "  %-6s %4ld KiB stripes: %2d threads pushing %6.1f GB/s, %2d threads "
-                    "%6.1f GB/s\n", lock_names[lock], kibs[k], cores, push, 2 * cores, over);
+                    "%6.1f GB/s\n", loco_enum_name(loco_lock_kinds, lock), kibs[k], cores, push, 2 * cores, over);
             loco_json_open(&j, NULL, '{');
-            loco_json_str(&j, "lock", lock_names[lock]);
+            loco_json_str(&j, "lock", loco_enum_name(loco_lock_kinds, lock));
             loco_json_int(&j, "stripe_kib", kibs[k]);
             loco_json_num(&j, "push_gbs", push);
             loco_json_num(&j, "push_gbs_oversubscribed", over);
@@ -177,7 +178,7 @@ int loco_bench_apply(const loco_config *c, const char *config_name, loco_err *e)
         }
     }
     loco_json_close(&j, ']');
-    fprintf(stderr, "  best: %s, %ld KiB stripes\n", lock_names[best.lock], best.kib);
+    fprintf(stderr, "  best: %s, %ld KiB stripes\n", loco_enum_name(loco_lock_kinds, best.lock), best.kib);
     loco_globalbuf gb;
     if (loco_globalbuf_init(&gb, init, n, best.kib, best.lock, &topo, e) != 0) goto fail;
     double last[5] = {0};
@@ -196,7 +197,7 @@ int loco_bench_apply(const loco_config *c, const char *config_name, loco_err *e)
     }
     loco_json_close(&j, ']');
     loco_globalbuf_free(&gb);
-    loco_json_str(&j, "best_lock", lock_names[best.lock]);
+    loco_json_str(&j, "best_lock", loco_enum_name(loco_lock_kinds, best.lock));
     loco_json_int(&j, "best_stripe_kib", best.kib);
     loco_json_int(&j, "threads", cores);
     loco_json_num(&j, "push_gbs", last[OP_PUSH]);

@@ -7,7 +7,11 @@
 #include "loco/data.h"
 #include "loco/engine.h"
 #include "loco/model.h"
+#include "loco/clock.h"
+#include "loco/hetero.h"
+#include "loco/outer.h"
 #include "loco/topo.h"
+#include "loco/train.h"
 
 enum { STEPS_PER_WORKER = 30, ROUND = 10 };
 
@@ -26,23 +30,27 @@ static int run_once(const loco_config *base, int W, int clock, const loco_model 
     c.outer.total_local_steps = (long)W * STEPS_PER_WORKER;
     c.outer.grace_s = 0;
     c.hetero.level = LOCO_LEVEL_NO;
+    c.hetero.mode = LOCO_SLOW_SLEEP;
     c.hetero.slowdown[0] = c.hetero.speed_change[0] = '\0';
     c.hetero.jitter = 0;
     c.eval.every_updates = 0;
+    c.outer.staleness = LOCO_STALE_NONE;
+    c.outer.delay_comp = 0;
+    c.outer.dn_c = 0;
+    c.outer.dn_period = 0;
+    if (loco_config_validate(&c, e) != 0) return -1;
     loco_metrics mt;
-    loco_metrics_open(&mt, NULL, 1, NULL);
+    loco_metrics_open(&mt, NULL, 1, 0, NULL);
     loco_engine_in in = {.c = &c, .m = m, .d = d, .init = init, .mt = &mt};
-    loco_json summary;
-    loco_json_begin(&summary);
     loco_engine_out out;
-    int rc = loco_engine_run(&in, &summary, &out, e);
-    loco_json_free(&summary);
-    loco_metrics_close(&mt);
-    if (rc != 0) return -1;
-    res->tokens_per_s = (double)out.tokens / out.wall_s;
-    res->wait_frac = out.wait_s / (W * out.wall_s);
-    free(out.theta);
-    return 0;
+    int rc = loco_engine_run(&in, &out, e);
+    loco_metrics_close(&mt, NULL);
+    if (rc == 0) {
+        res->tokens_per_s = (double)out.tokens / out.wall_s;
+        res->wait_frac = out.wait_s / (W * out.wall_s);
+    }
+    loco_engine_out_free(&out);
+    return rc;
 }
 
 int loco_bench_scale(const loco_config *c, const char *config_name, loco_err *e) {

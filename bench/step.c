@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "loco/bench.h"
+#include "loco/train.h"
 #include "loco/data.h"
 #include "loco/kernels.h"
 #include "loco/metrics.h"
@@ -156,7 +157,9 @@ int loco_bench_step(const loco_config *c, const char *config_name, loco_err *e) 
         return -1;
     float *init = loco_alloc(m.nparams * sizeof(float));
     loco_model_init_params(&m, init, (uint64_t)c->run.seed);
-    int rc = loco_worker_init(&w, 0, &m, &d, c, init, e);
+    loco_worker_opts wo;
+    loco_worker_opts_from_config(c, &wo);
+    int rc = loco_worker_init(&w, 0, &m, &d, &wo, init, e);
     free(init);
     if (rc != 0) {
         loco_data_close(&d);

@@ -22,6 +22,44 @@ int loco_errf(loco_err *e, const char *fmt, ...) {
     return -1;
 }
 
+void loco_check_failed(const char *file, int line, const char *cond, const char *fmt, ...) {
+    fflush(stdout);
+    fprintf(stderr, "%s:%d: broken invariant: %s: ", file, line, cond);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}
+
+const loco_enum *loco_enum_row(const loco_enum *t, int value) {
+    for (; t->name; t++)
+        if (t->value == value) return t;
+    loco_check_failed(__FILE__, __LINE__, "value in table", "value %d has no row", value);
+}
+
+const char *loco_enum_name(const loco_enum *t, int value) {
+    return loco_enum_row(t, value)->name;
+}
+
+int loco_enum_value(const loco_enum *t, const char *name, int *value) {
+    for (; t->name; t++) {
+        if (strcmp(t->name, name) == 0) {
+            *value = t->value;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void loco_enum_names(const loco_enum *t, const char *sep, char *buf, size_t n) {
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; t[i].name && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%s", i ? sep : "", t[i].name);
+}
+
 void *loco_alloc(size_t n) {
     size_t rounded = (n + LOCO_ALIGN - 1) / LOCO_ALIGN * LOCO_ALIGN;
     if (rounded == 0) rounded = LOCO_ALIGN;
@@ -44,6 +82,10 @@ static uint64_t mix64(uint64_t z) {
 
 void loco_rng_seed(loco_rng *r, uint64_t seed, uint64_t stream) {
     r->s = mix64(seed ^ mix64(stream + 0x9e3779b97f4a7c15ULL));
+}
+
+uint64_t loco_stream_id(loco_stream_kind kind, uint64_t index) {
+    return (uint64_t)kind << 40 | index;
 }
 
 uint64_t loco_rng_u64(loco_rng *r) {
@@ -81,15 +123,15 @@ void loco_outfile_write(loco_outfile *o, const void *p, size_t n) {
     if (fwrite(p, 1, n, o->f) != n) o->failed = errno ? errno : EIO;
 }
 
-/* fsync the directory so that the rename itself survives a crash */
-static void sync_dir(const char *path) {
+/* fsync the directory so that the rename itself survives a crash; errno or 0 */
+static int sync_dir(const char *path) {
     char buf[LOCO_PATH_LEN];
     snprintf(buf, sizeof buf, "%s", path);
     int fd = open(dirname(buf), O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    if (fd < 0) return errno;
+    int rc = fsync(fd) != 0 ? errno : 0;
+    close(fd);
+    return rc;
 }
 
 int loco_outfile_commit(loco_outfile *o, loco_err *e) {
@@ -102,7 +144,9 @@ int loco_outfile_commit(loco_outfile *o, loco_err *e) {
         unlink(o->tmp);
         return loco_errf(e, "%s: cannot write: %s", o->path, strerror(o->failed));
     }
-    sync_dir(o->path);
+    int err = sync_dir(o->path);
+    if (err) return loco_errf(e, "%s: written, but syncing its directory failed: %s", o->path,
+                              strerror(err));
     return 0;
 }
 

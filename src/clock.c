@@ -4,7 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loco/config.h"
+
+const loco_enum loco_clock_kinds[] = {
+    {"real", LOCO_CLOCK_REAL, NULL},
+    {"virtual", LOCO_CLOCK_VIRTUAL, NULL},
+    {NULL, 0, NULL},
+};
 
 int loco_clock_init(loco_clock *c, int kind, int workers, loco_err *e) {
     memset(c, 0, sizeof *c);
@@ -46,7 +51,11 @@ double loco_clock_time(loco_clock *c) {
 }
 
 void loco_clock_schedule(loco_clock *c, int worker, double at, int what) {
+    LOCO_CHECK(worker >= 0 && worker < c->workers, "worker %d of %d", worker, c->workers);
     pthread_mutex_lock(&c->mu);
+    /* virtual time never runs backwards: an event is never due before the latest turn */
+    LOCO_CHECK(c->kind == LOCO_CLOCK_REAL || !(at < c->now), "worker %d: event at %.17g < now %.17g",
+               worker, at, c->now);
     c->at[worker] = at;
     c->what[worker] = what;
     pthread_cond_broadcast(&c->cv);
@@ -75,6 +84,8 @@ double loco_clock_turn(loco_clock *c, int worker, double *waited) {
     if (c->kind == LOCO_CLOCK_REAL) return loco_clock_wall(c);
     double t0 = loco_now();
     pthread_mutex_lock(&c->mu);
+    /* a worker with no event would wait for a turn that never comes */
+    LOCO_CHECK(isfinite(c->at[worker]), "worker %d waits for its turn with no event", worker);
     while (!is_first(c, worker)) pthread_cond_wait(&c->cv, &c->mu);
     c->now = c->at[worker];
     double t = c->now;

@@ -9,13 +9,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loco/clock.h"
+#include "loco/data.h"
+#include "loco/globalbuf.h"
+#include "loco/hetero.h"
+#include "loco/outer.h"
+#include "loco/topo.h"
+
 /* Loading goes through libinih, whose options are process globals: load configs from one
  * thread (at start-up). A load either applies the whole file or leaves c untouched. */
 
 typedef enum { T_INT, T_REAL, T_STRING, T_CHOICE } key_type;
 
 /* One key. Bounds: imin/imax for int (and the length of a string), rmin/rmax for real
- * (rmax excluded when open_max), choices "a|b" for choice (stored as the index). */
+ * (rmax excluded when open_max), the owner's names and values for a choice. */
 typedef struct {
     const char *section, *name;
     key_type type;
@@ -24,9 +31,11 @@ typedef struct {
     long imin, imax;
     double rmin, rmax;
     int open_max;
-    const char *choices;
+    const loco_enum *choices;
     const char *help;
 } key;
+
+static const loco_enum onoff[] = {{"off", 0, NULL}, {"on", 1, NULL}, {NULL, 0, NULL}};
 
 #define P40 (1L << 40)
 
@@ -36,10 +45,10 @@ static const key table[] = {
      .help = "seed for initial weights and data order: same seed, same run"},
     {"run", "workers", T_INT, offsetof(loco_config, run.workers), "1", .imin = 1, .imax = 1024,
      .help = "worker threads, each training its own replica"},
-    {"run", "clock", T_CHOICE, offsetof(loco_config, run.clock), "real", .choices = "real|virtual",
+    {"run", "clock", T_CHOICE, offsetof(loco_config, run.clock), "real", .choices = loco_clock_kinds,
      .help = "real: wall-clock; virtual: simulated time, bit-for-bit reproducible"},
     {"run", "pin", T_CHOICE, offsetof(loco_config, run.pin), "compact",
-     .choices = "compact|scatter|none", .help = "pin threads to cores: fill in order, spread, or not"},
+     .choices = loco_pin_kinds, .help = "pin threads to cores: fill in order, spread, or not"},
     {"run", "virtual_step_s", T_REAL, offsetof(loco_config, run.virtual_step_s), "1", .rmin = 1e-6,
      .rmax = 1e6, .help = "virtual clock: seconds per inner step of a worker with slowdown 1"},
     {"model", "layers", T_INT, offsetof(loco_config, model.layers), "4", .imin = 1, .imax = 256,
@@ -55,7 +64,7 @@ static const key table[] = {
     {"data", "path", T_STRING, offsetof(loco_config, data.path), "data/corpus.txt", .imin = 1,
      .imax = LOCO_PATH_LEN - 1, .help = "corpus file to train on"},
     {"data", "format", T_CHOICE, offsetof(loco_config, data.format), "text",
-     .choices = "text|llmc", .help = "text: one token per byte; llmc: llm.c uint16 token shard"},
+     .choices = loco_data_formats, .help = "text: one token per byte; llmc: llm.c uint16 token shard"},
     {"data", "block", T_INT, offsetof(loco_config, data.block), "65536", .imin = 1, .imax = P40,
      .help = "tokens per block when splitting the corpus into train and validation"},
     {"data", "val_every", T_INT, offsetof(loco_config, data.val_every), "20", .imin = 2,
@@ -87,7 +96,7 @@ static const key table[] = {
     {"eval", "every_updates", T_INT, offsetof(loco_config, eval.every_updates), "16", .imin = 0,
      .imax = P40, .help = "asynchronous runs: evaluate every this many server updates (arrivals)"},
     {"outer", "method", T_CHOICE, offsetof(loco_config, outer.method), "single",
-     .choices = "single|sync|async|async-dn|async-buffer|async-sgd",
+     .choices = loco_outer_methods,
      .help = "outer method; single = plain training of one worker with a workers-times batch"},
     {"outer", "lr", T_REAL, offsetof(loco_config, outer.lr), "0.7", .rmin = 0, .rmax = 100,
      .help = "outer learning rate (epsilon)"},
@@ -95,7 +104,7 @@ static const key table[] = {
      .rmax = 1, .open_max = 1, .help = "outer Nesterov momentum (beta)"},
     {"outer", "local_steps", T_INT, offsetof(loco_config, outer.local_steps), "50", .imin = 1,
      .imax = 1000000, .help = "H: inner steps per round (the fastest worker's, under DyLU)"},
-    {"outer", "dylu", T_CHOICE, offsetof(loco_config, outer.dylu), "off", .choices = "off|on",
+    {"outer", "dylu", T_CHOICE, offsetof(loco_config, outer.dylu), "off", .choices = onoff,
      .help = "Dynamic Local Updates: slower workers run proportionally fewer steps"},
     {"outer", "dn_period", T_INT, offsetof(loco_config, outer.dn_period), "0", .imin = 0,
      .imax = 1000000, .help = "N of Delayed Nesterov and of async-buffer; 0 = run.workers"},
@@ -104,7 +113,7 @@ static const key table[] = {
     {"outer", "grace_s", T_REAL, offsetof(loco_config, outer.grace_s), "0", .rmin = 0,
      .rmax = 1e9, .help = "grace period: arrivals this close after the first restart together"},
     {"outer", "staleness", T_CHOICE, offsetof(loco_config, outer.staleness), "none",
-     .choices = "none|poly|polythres", .help = "staleness treatment of pseudo-gradients"},
+     .choices = loco_stale_modes, .help = "staleness treatment of pseudo-gradients"},
     {"outer", "stale_max", T_INT, offsetof(loco_config, outer.stale_max), "10", .imin = 0,
      .imax = 1000000, .help = "polythres: arrivals staler than this are dropped"},
     {"outer", "delay_comp", T_REAL, offsetof(loco_config, outer.delay_comp), "0", .rmin = 0,
@@ -112,20 +121,20 @@ static const key table[] = {
     {"outer", "total_local_steps", T_INT, offsetof(loco_config, outer.total_local_steps), "0",
      .imin = 0, .imax = P40, .help = "run length in inner steps summed over workers; 0 = workers x train.steps"},
     {"hetero", "level", T_CHOICE, offsetof(loco_config, hetero.level), "no",
-     .choices = "no|slight|moderate|very", .help = "worker heterogeneity level (PAPER.md section 4)"},
+     .choices = loco_hetero_levels, .help = "worker heterogeneity level (docs/method.md)"},
     {"hetero", "slowdown", T_STRING, offsetof(loco_config, hetero.slowdown), "", .imin = 0,
      .imax = LOCO_LIST_LEN - 1, .help = "explicit per-worker slowdowns, e.g. 1,1.3,2,3 (overrides level)"},
     {"hetero", "jitter", T_REAL, offsetof(loco_config, hetero.jitter), "0", .rmin = 0, .rmax = 10,
      .help = "per-step log-normal noise on step times (sigma); 0 = none"},
     {"hetero", "mode", T_CHOICE, offsetof(loco_config, hetero.mode), "sleep",
-     .choices = "sleep|spin", .help = "real clock: emulate slowdown by sleeping or by spinning"},
+     .choices = loco_slowdown_modes, .help = "real clock: emulate slowdown by sleeping or by spinning"},
     {"hetero", "speed_change", T_STRING, offsetof(loco_config, hetero.speed_change), "",
      .imin = 0, .imax = LOCO_LIST_LEN - 1,
      .help = "W@T:F,...: worker W's slowdown becomes F at time T seconds"},
     {"buffer", "stripe_kib", T_INT, offsetof(loco_config, buffer.stripe_kib), "64", .imin = 1,
      .imax = 1 << 20, .help = "stripe size of the global parameter buffer, KiB"},
     {"buffer", "lock", T_CHOICE, offsetof(loco_config, buffer.lock), "ticket",
-     .choices = "mutex|spin|ticket", .help = "how an operation waits its turn on a stripe"},
+     .choices = loco_lock_kinds, .help = "how an operation waits its turn on a stripe"},
 };
 
 enum { NKEYS = sizeof table / sizeof table[0] };
@@ -176,30 +185,6 @@ static int key_named(const char *full) {
     abort();
 }
 
-/* Index of v in "a|b|c", or -1. */
-static int choice_index(const char *choices, const char *v) {
-    size_t n = strlen(v);
-    int i = 0;
-    for (const char *p = choices;; i++) {
-        const char *bar = strchr(p, '|');
-        size_t len = bar ? (size_t)(bar - p) : strlen(p);
-        if (len == n && !strncmp(p, v, n)) return i;
-        if (!bar) return -1;
-        p = bar + 1;
-    }
-}
-
-/* The i-th name of "a|b|c" into buf ("?" when out of range). */
-static void choice_name(const char *choices, int index, char *buf, size_t n) {
-    const char *p = index < 0 ? NULL : choices;
-    for (int i = 0; i < index && p; i++) {
-        p = strchr(p, '|');
-        if (p) p++;
-    }
-    if (!p) p = "?";
-    snprintf(buf, n, "%.*s", (int)strcspn(p, "|"), p);
-}
-
 /* ---- values: text to field ---- */
 
 /* Longest value: the table's limit, or less so that "name = value" fits on one line. */
@@ -231,7 +216,7 @@ static void format_range(const key *k, char *buf, size_t n) {
         snprintf(buf, n, "%ld..%ld chars", k->imin, string_max(k));
         break;
     case T_CHOICE:
-        snprintf(buf, n, "%s", k->choices);
+        loco_enum_names(k->choices, "|", buf, n);
         break;
     }
 }
@@ -296,12 +281,10 @@ static int parse_string(const key *k, const char *v, char *out, loco_err *e) {
 }
 
 static int parse_choice(const key *k, const char *v, int *out, loco_err *e) {
-    int i = choice_index(k->choices, v);
-    if (i < 0)
-        return loco_errf(e, "%s.%s: expected one of %s, got '%s'", k->section, k->name,
-                         k->choices, v);
-    *out = i;
-    return 0;
+    if (loco_enum_value(k->choices, v, out) == 0) return 0;
+    char names[RANGE_LEN];
+    loco_enum_names(k->choices, "|", names, sizeof names);
+    return loco_errf(e, "%s.%s: expected one of %s, got '%s'", k->section, k->name, names, v);
 }
 
 /* Parses v into key i of c and records where it came from; c is unchanged on error.
@@ -343,12 +326,20 @@ static void format_real(double x, char *buf, size_t n) {
     }
 }
 
+/* The name of a choice value; one set directly in the struct may have none ("?", which
+ * then does not read back). */
+static const char *choice_text(const key *k, int v) {
+    for (const loco_enum *t = k->choices; t->name; t++)
+        if (t->value == v) return t->name;
+    return "?";
+}
+
 static void format_value(const loco_config *c, const key *k, char *buf, size_t n) {
     switch (k->type) {
     case T_INT: snprintf(buf, n, "%ld", *(const long *)cfield(c, k)); break;
     case T_REAL: format_real(*(const double *)cfield(c, k), buf, n); break;
     case T_STRING: snprintf(buf, n, "%s", (const char *)cfield(c, k)); break;
-    case T_CHOICE: choice_name(k->choices, *(const int *)cfield(c, k), buf, n); break;
+    case T_CHOICE: snprintf(buf, n, "%s", choice_text(k, *(const int *)cfield(c, k))); break;
     }
 }
 
@@ -607,17 +598,120 @@ static int check_text_vocab(const loco_config *c, loco_err *e) {
                      describe(c, "data.format", b, DESC_LEN));
 }
 
-/* A new relation is one function here and one line in this list. */
+/* "A with B: why", naming both keys' values and where they were set */
+static int reject_pair(const loco_config *c, const char *k1, const char *k2, const char *why,
+                       loco_err *e) {
+    char a[DESC_LEN], b[DESC_LEN];
+    return loco_errf(e, "%s with %s: %s", describe(c, k1, a, DESC_LEN), describe(c, k2, b, DESC_LEN),
+                     why);
+}
+
+static const loco_outer_method *method_of(const loco_config *c) {
+    return loco_outer_method_of(c->outer.method);
+}
+
+static int check_dn_c(const loco_config *c, loco_err *e) {
+    if (c->outer.dn_c == 0) return 0;
+    if (c->outer.method != LOCO_METHOD_ASYNC_DN)
+        return reject_pair(c, "outer.dn_c", "outer.method", "only async-dn has a momentum "
+                           "activation c", e);
+    long N = loco_config_dn_period(c);
+    if (c->outer.dn_c * (double)N <= 1.0 + 1e-9) return 0;
+    char a[DESC_LEN], msg[DESC_LEN];
+    snprintf(msg, sizeof msg, "c must be at most 1/N = 1/%ld (N is outer.dn_period, or "
+             "run.workers when that is 0)", N);
+    return loco_errf(e, "%s: %s", describe(c, "outer.dn_c", a, DESC_LEN), msg);
+}
+
+static int check_dn_period(const loco_config *c, loco_err *e) {
+    if (c->outer.dn_period == 0 || method_of(c)->periodic) return 0;
+    return reject_pair(c, "outer.dn_period", "outer.method", "only async-dn and async-buffer "
+                       "have a period N", e);
+}
+
+static int check_grace(const loco_config *c, loco_err *e) {
+    const loco_outer_method *m = method_of(c);
+    if (c->outer.grace_s == 0 || (m->engine && !m->barrier)) return 0;
+    return reject_pair(c, "outer.grace_s", "outer.method", m->barrier
+                       ? "a sync round already waits for every worker"
+                       : "one worker has no arrivals to group", e);
+}
+
+/* Every arrival of a sync round starts from the same theta (and single has none):
+ * staleness is always 0 and theta_now - theta_start is 0, so these would do nothing. */
+static int check_fresh(const loco_config *c, loco_err *e) {
+    if (!method_of(c)->fresh_rounds) return 0;
+    if (c->outer.staleness != LOCO_STALE_NONE)
+        return reject_pair(c, "outer.staleness", "outer.method", "its arrivals are never stale", e);
+    if (c->outer.delay_comp > 0)
+        return reject_pair(c, "outer.delay_comp", "outer.method", "theta does not move while "
+                           "its rounds run, so there is no delay to compensate", e);
+    if (c->outer.dylu && !method_of(c)->engine)
+        return reject_pair(c, "outer.dylu", "outer.method", "one worker has no slower peers", e);
+    return 0;
+}
+
+static int check_spin(const loco_config *c, loco_err *e) {
+    if (c->hetero.mode != LOCO_SLOW_SPIN || c->run.clock != LOCO_CLOCK_VIRTUAL) return 0;
+    return reject_pair(c, "hetero.mode", "run.clock", "the virtual clock emulates no slowdown "
+                       "in real time (its rounds just last longer)", e);
+}
+
+/* a list value, parsed the way the run will parse it */
+static int check_list(const loco_config *c, const char *full, int rc, const loco_err *why,
+                      loco_err *e) {
+    if (rc == 0) return 0;
+    char a[DESC_LEN];
+    return loco_errf(e, "%s: %s", describe(c, full, a, DESC_LEN), why->msg);
+}
+
+static int check_slowdown(const loco_config *c, loco_err *e) {
+    if (!c->hetero.slowdown[0]) return 0;
+    double *f = calloc((size_t)c->run.workers, sizeof *f);
+    if (!f) return loco_errf(e, "out of memory");
+    loco_err why;
+    int rc = loco_hetero_parse_slowdown(c->hetero.slowdown, (int)c->run.workers, f, &why);
+    free(f);
+    return check_list(c, "hetero.slowdown", rc, &why, e);
+}
+
+static int check_speed_change(const loco_config *c, loco_err *e) {
+    loco_speed_change *changes;
+    int n;
+    loco_err why;
+    int rc = loco_hetero_parse_changes(c->hetero.speed_change, (int)c->run.workers, &changes,
+                                       &n, &why);
+    if (rc == 0) free(changes);
+    return check_list(c, "hetero.speed_change", rc, &why, e);
+}
+
+/* Every relation between keys is one function above and one line in this list. */
 static int (*const checks[])(const loco_config *, loco_err *) = {
     check_heads,
     check_lr,
     check_text_vocab,
+    check_dn_c,
+    check_dn_period,
+    check_grace,
+    check_fresh,
+    check_spin,
+    check_slowdown,
+    check_speed_change,
 };
 
 int loco_config_validate(const loco_config *c, loco_err *e) {
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
         if (checks[i](c, e) != 0) return -1;
     return 0;
+}
+
+long loco_config_dn_period(const loco_config *c) {
+    return c->outer.dn_period > 0 ? c->outer.dn_period : c->run.workers;
+}
+
+long loco_config_total_local_steps(const loco_config *c) {
+    return c->outer.total_local_steps > 0 ? c->outer.total_local_steps
+                                          : c->run.workers * c->train.steps;
 }
 
 /* ---- writing and help ---- */

@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "loco/config.h"
 
 /* llm.c shards are little-endian and we read their uint16 tokens in place */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "data.c assumes a little-endian host");
@@ -167,6 +166,12 @@ static int split(loco_data *d, loco_err *e) {
     return 0;
 }
 
+const loco_enum loco_data_formats[] = {
+    {"text", LOCO_FORMAT_TEXT, NULL},
+    {"llmc", LOCO_FORMAT_LLMC, NULL},
+    {NULL, 0, NULL},
+};
+
 int loco_data_open(loco_data *d, const char *path, int format, int vocab, size_t block,
                    long val_every, loco_err *e) {
     /* ranges are the config's job; these are contract violations */
@@ -229,9 +234,9 @@ void loco_data_window(const loco_data *d, size_t p, int T, int *inputs, int *tar
     copy_window(d, p, T, inputs, targets);
 }
 
-void loco_stream_init(loco_stream *s, const loco_data *d, uint64_t seed, uint64_t stream) {
+void loco_stream_init(loco_stream *s, const loco_data *d, uint64_t seed, uint64_t worker) {
     s->d = d;
-    loco_rng_seed(&s->rng, seed, stream);
+    loco_rng_seed(&s->rng, seed, loco_stream_id(LOCO_STREAM_DATA, worker));
 }
 
 void loco_stream_next(loco_stream *s, int B, int T, int *inputs, int *targets) {
@@ -264,17 +269,22 @@ static size_t val_window_start(const loco_data *d, int T, size_t j) {
     return 0;
 }
 
+int loco_data_check_val(const loco_data *d, int nbatches, int B, int T, loco_err *e) {
+    size_t nwin = loco_data_val_windows(d, T);
+    uint64_t need = (uint64_t)nbatches * (uint64_t)B;
+    if (nwin >= need) return 0;
+    return loco_errf(e, "%s: the validation part (%zu tokens) holds %zu windows of "
+                     "model.seq_len + 1 = %d tokens, fewer than eval.batches * train.batch "
+                     "= %d * %d = %llu; lower eval.batches, train.batch or model.seq_len",
+                     d->path, d->val_tokens, nwin, T + 1, nbatches, B, (unsigned long long)need);
+}
+
 int loco_data_val_batch(const loco_data *d, int i, int nbatches, int B, int T, int *inputs,
                         int *targets, loco_err *e) {
     assert(nbatches > 0 && B > 0 && T > 0 && i >= 0 && i < nbatches);
+    if (loco_data_check_val(d, nbatches, B, T, e) != 0) return -1;
     size_t nwin = loco_data_val_windows(d, T);
     uint64_t need = (uint64_t)nbatches * (uint64_t)B;
-    if (nwin < need)
-        return loco_errf(e, "%s: the validation part (%zu tokens) holds %zu windows of "
-                         "model.seq_len + 1 = %d tokens, fewer than eval.batches * train.batch "
-                         "= %d * %d = %llu; lower eval.batches, train.batch or model.seq_len",
-                         d->path, d->val_tokens, nwin, T + 1, nbatches, B,
-                         (unsigned long long)need);
     for (int b = 0; b < B; b++) {
         /* 128-bit product: (i*B + b) * nwin can pass 2^64 on a huge validation part */
         uint64_t g = (uint64_t)i * (uint64_t)B + (uint64_t)b;

@@ -147,7 +147,7 @@ static void *eval_main(void *arg) {
         if (!et->slot[i].params) rc = loco_errf(&e, "out of memory for evaluation snapshots");
     }
     pthread_mutex_lock(&et->mu);
-    et->failed = rc != 0 ? -1 : 1;
+    et->state = rc != 0 ? LOCO_EVAL_FAILED : LOCO_EVAL_RUNNING;
     if (rc != 0) et->err = e;
     pthread_cond_broadcast(&et->cv);
     while (rc == 0) {
@@ -179,8 +179,8 @@ int loco_eval_thread_start(loco_eval_thread *et, const loco_model *m, const loco
     if (pthread_create(&et->thread, NULL, eval_main, et) != 0)
         return loco_errf(e, "cannot start the evaluator thread");
     pthread_mutex_lock(&et->mu);
-    while (et->failed == 0) pthread_cond_wait(&et->cv, &et->mu);
-    int ok = et->failed > 0;
+    while (et->state == LOCO_EVAL_STARTING) pthread_cond_wait(&et->cv, &et->mu);
+    int ok = et->state == LOCO_EVAL_RUNNING;
     pthread_mutex_unlock(&et->mu);
     if (ok) return 0;
     if (e) *e = et->err;
@@ -190,18 +190,35 @@ int loco_eval_thread_start(loco_eval_thread *et, const loco_model *m, const loco
     return -1;
 }
 
-loco_snapshot *loco_eval_thread_reserve(loco_eval_thread *et) {
+/* a free slot, under mu; NULL when none */
+static loco_snapshot *free_slot(loco_eval_thread *et) {
+    for (int i = 0; i < LOCO_SNAPSHOTS; i++)
+        if (et->slot[i].state == SLOT_FREE) return &et->slot[i];
+    return NULL;
+}
+
+loco_snapshot *loco_eval_thread_try_reserve(loco_eval_thread *et) {
     pthread_mutex_lock(&et->mu);
-    loco_snapshot *s = NULL;
-    while (!s) {
-        for (int i = 0; i < LOCO_SNAPSHOTS && !s; i++)
-            if (et->slot[i].state == SLOT_FREE) s = &et->slot[i];
-        if (!s) pthread_cond_wait(&et->cv, &et->mu);
+    loco_snapshot *s = free_slot(et);
+    if (s) {
+        s->state = SLOT_RESERVED;
+        s->seq = et->next_seq++;
     }
-    s->state = SLOT_RESERVED;
-    s->seq = et->next_seq++;
     pthread_mutex_unlock(&et->mu);
     return s;
+}
+
+int loco_eval_thread_has_free(loco_eval_thread *et) {
+    pthread_mutex_lock(&et->mu);
+    int any = free_slot(et) != NULL;
+    pthread_mutex_unlock(&et->mu);
+    return any;
+}
+
+void loco_eval_thread_wait_free(loco_eval_thread *et) {
+    pthread_mutex_lock(&et->mu);
+    while (!free_slot(et)) pthread_cond_wait(&et->cv, &et->mu);
+    pthread_mutex_unlock(&et->mu);
 }
 
 void loco_eval_thread_ready(loco_eval_thread *et, loco_snapshot *s) {

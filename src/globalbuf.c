@@ -7,7 +7,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "loco/config.h"
 
 /* Spins before a ticket-kind waiter sleeps: a stripe is held for ~1-10 us, so a
  * short spin usually sees the turn come without a system call. */
@@ -26,6 +25,13 @@ static long futex(atomic_uint *addr, int op, unsigned val) {
 static int my_turn(loco_stripe *st, uint32_t t) {
     return atomic_load_explicit(&st->turn, memory_order_acquire) == t;
 }
+
+const loco_enum loco_lock_kinds[] = {
+    {"mutex", LOCO_LOCK_MUTEX, NULL},
+    {"spin", LOCO_LOCK_SPIN, NULL},
+    {"ticket", LOCO_LOCK_TICKET, NULL},
+    {NULL, 0, NULL},
+};
 
 /* ------------------------------------------------------------ the waits */
 
@@ -62,7 +68,7 @@ static uint64_t enter(const loco_globalbuf *gb, loco_stripe *st, uint32_t t) {
     switch (gb->lock) {
     case LOCO_LOCK_SPIN: wait_spin(st, t); break;
     case LOCO_LOCK_MUTEX: wait_mutex(st, t); break;
-    default: wait_ticket(st, t); break;
+    case LOCO_LOCK_TICKET: wait_ticket(st, t); break;
     }
     uint64_t ns = (uint64_t)((loco_now() - t0) * 1e9);
     atomic_fetch_add_explicit(&st->waits, 1, memory_order_relaxed);
@@ -71,6 +77,8 @@ static uint64_t enter(const loco_globalbuf *gb, loco_stripe *st, uint32_t t) {
 }
 
 static void leave(const loco_globalbuf *gb, loco_stripe *st, uint32_t t) {
+    LOCO_CHECK(atomic_load_explicit(&st->turn, memory_order_relaxed) == t,
+               "left a stripe whose turn is %u, not ours (%u)", atomic_load(&st->turn), t);
     switch (gb->lock) {
     case LOCO_LOCK_SPIN:
         atomic_store_explicit(&st->turn, t + 1, memory_order_release);
@@ -81,7 +89,7 @@ static void leave(const loco_globalbuf *gb, loco_stripe *st, uint32_t t) {
         pthread_cond_broadcast(&st->cv);
         pthread_mutex_unlock(&st->mu);
         break;
-    default:
+    case LOCO_LOCK_TICKET:
         atomic_store(&st->turn, t + 1);
         if (atomic_load(&st->sleepers) > 0) futex(&st->turn, FUTEX_WAKE_PRIVATE, INT_MAX);
         break;
@@ -106,6 +114,9 @@ static void free_floats(const loco_globalbuf *gb, float *p) {
 int loco_globalbuf_init(loco_globalbuf *gb, const float *init, size_t n, long stripe_kib,
                         int lock, const loco_topo *topo, loco_err *e) {
     memset(gb, 0, sizeof *gb);
+    LOCO_CHECK(lock == LOCO_LOCK_MUTEX || lock == LOCO_LOCK_SPIN || lock == LOCO_LOCK_TICKET,
+               "lock kind %d", lock);
+    LOCO_CHECK(stripe_kib >= 1, "stripe_kib %ld", stripe_kib);
     gb->n = n;
     gb->lock = lock;
     gb->topo = topo;
@@ -150,6 +161,9 @@ uint64_t loco_globalbuf_tickets(loco_globalbuf *gb, int count) {
 }
 
 double loco_globalbuf_walk(loco_globalbuf *gb, uint64_t t, loco_stripe_fn fn, void *ctx) {
+    /* a ticket never handed out would wait for a turn that never comes */
+    LOCO_CHECK(t < atomic_load(&gb->next), "ticket %lu walked, only %lu issued",
+               (unsigned long)t, (unsigned long)atomic_load(&gb->next));
     uint32_t turn = (uint32_t)t;
     uint64_t waited = 0;
     for (int s = 0; s < gb->nstripes; s++) {

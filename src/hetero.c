@@ -2,19 +2,28 @@
  * worker (1 = fastest); a worker with factor f runs at 1/f of the fastest speed. */
 #include "loco/hetero.h"
 
-#include <assert.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "loco/config.h"
 
-#define SLOWDOWN_KEY "hetero.slowdown"
-#define CHANGE_KEY "hetero.speed_change"
+const loco_enum loco_hetero_levels[] = {
+    {"no", LOCO_LEVEL_NO, NULL},
+    {"slight", LOCO_LEVEL_SLIGHT, NULL},
+    {"moderate", LOCO_LEVEL_MODERATE, NULL},
+    {"very", LOCO_LEVEL_VERY, NULL},
+    {NULL, 0, NULL},
+};
 
-/* PAPER.md section 4, seconds per step relative to the fastest of 4 workers; for other
- * worker counts only the last column (the max/min ratio) is used */
+const loco_enum loco_slowdown_modes[] = {
+    {"sleep", LOCO_SLOW_SLEEP, NULL},
+    {"spin", LOCO_SLOW_SPIN, NULL},
+    {NULL, 0, NULL},
+};
+
+/* loco's levels (docs/method.md), seconds per step relative to the fastest of 4 workers;
+ * for other worker counts only the last column (the max/min ratio) is used */
 static const double level_table[4][4] = {
     {1.0, 1.0, 1.0, 1.0},
     {1.0, 1.1, 1.3, 1.5},
@@ -23,8 +32,8 @@ static const double level_table[4][4] = {
 };
 
 void loco_hetero_level(int level, int k, double *out) {
-    assert(level >= LOCO_LEVEL_NO && level <= LOCO_LEVEL_VERY);
-    assert(k >= 1);
+    LOCO_CHECK(level >= LOCO_LEVEL_NO && level <= LOCO_LEVEL_VERY, "level %d", level);
+    LOCO_CHECK(k >= 1, "%d workers", k);
     if (k == 4) {
         memcpy(out, level_table[level], sizeof level_table[level]);
         return;
@@ -77,24 +86,23 @@ static int parse_real(const char *s, double *out) {
 static int parse_factor(const char *item, int i, double *out, loco_err *e) {
     double f;
     if (parse_real(item, &f) != 0)
-        return loco_errf(e, "%s: \"%s\" (item %d) is not a finite number", SLOWDOWN_KEY, item, i + 1);
+        return loco_errf(e, "\"%s\" (item %d) is not a finite number", item, i + 1);
     if (f < 1.0)
         return loco_errf(e,
-                         "%s: factor %s (item %d) is below 1: a slowdown factor is seconds per "
+                         "factor %s (item %d) is below 1: a slowdown factor is seconds per "
                          "step relative to the fastest worker",
-                         SLOWDOWN_KEY, item, i + 1);
+                         item, i + 1);
     *out = f;
     return 0;
 }
 
-static int parse_slowdown(loco_hetero *h, const char *list, loco_err *e) {
+int loco_hetero_parse_slowdown(const char *list, int workers, double *out, loco_err *e) {
     int n = count_items(list);
-    if (n != h->workers)
-        return loco_errf(e, "%s: %d factors for %d workers (\"%s\")", SLOWDOWN_KEY, n, h->workers, list);
+    if (n != workers) return loco_errf(e, "%d factors for %d workers", n, workers);
     char *copy = strdup(list), *p = copy;
-    if (!copy) return loco_errf(e, "%s: out of memory", SLOWDOWN_KEY);
+    if (!copy) return loco_errf(e, "out of memory");
     int rc = 0;
-    for (int i = 0; i < n && rc == 0; i++) rc = parse_factor(next_item(&p), i, &h->slowdown[i], e);
+    for (int i = 0; i < n && rc == 0; i++) rc = parse_factor(next_item(&p), i, &out[i], e);
     free(copy);
     return rc;
 }
@@ -111,15 +119,15 @@ static int parse_change(const char *item, int workers, loco_speed_change *c, loc
     double f = strtod(fs, &end);
     if (end == fs || *end != '\0') goto malformed;
     if (w < 0 || w >= workers)
-        return loco_errf(e, "%s: \"%s\": worker %ld does not exist (%d workers)", CHANGE_KEY, item, w, workers);
+        return loco_errf(e, "\"%s\": worker %ld does not exist (%d workers)", item, w, workers);
     if (!isfinite(t) || t < 0)
-        return loco_errf(e, "%s: \"%s\": time %g is not a number of seconds >= 0", CHANGE_KEY, item, t);
+        return loco_errf(e, "\"%s\": time %g is not a number of seconds >= 0", item, t);
     if (!isfinite(f) || f < 1.0)
-        return loco_errf(e, "%s: \"%s\": factor %g is not a finite slowdown >= 1", CHANGE_KEY, item, f);
+        return loco_errf(e, "\"%s\": factor %g is not a finite slowdown >= 1", item, f);
     *c = (loco_speed_change){.worker = (int)w, .time_s = t, .factor = f};
     return 0;
 malformed:
-    return loco_errf(e, "%s: \"%s\": expected W@T:F (worker@seconds:factor)", CHANGE_KEY, item);
+    return loco_errf(e, "\"%s\": expected W@T:F (worker@seconds:factor)", item);
 }
 
 /* Insertion sort because it is stable: of two changes at the same time for the same
@@ -133,42 +141,47 @@ static void sort_changes(loco_speed_change *c, int n) {
     }
 }
 
-static int parse_changes(loco_hetero *h, const char *list, loco_err *e) {
-    int n = count_items(list);
+int loco_hetero_parse_changes(const char *list, int workers, loco_speed_change **out, int *n,
+                              loco_err *e) {
+    *out = NULL;
+    *n = 0;
+    if (is_blank(list)) return 0;
+    int count = count_items(list);
     char *copy = strdup(list), *p = copy;
-    h->changes = calloc((size_t)n, sizeof *h->changes);
-    if (!copy || !h->changes) {
-        free(copy);
-        return loco_errf(e, "%s: out of memory", CHANGE_KEY);
-    }
-    int rc = 0;
-    for (int i = 0; i < n && rc == 0; i++) rc = parse_change(next_item(&p), h->workers, &h->changes[i], e);
+    loco_speed_change *c = calloc((size_t)count, sizeof *c);
+    int rc = copy && c ? 0 : loco_errf(e, "out of memory");
+    for (int i = 0; i < count && rc == 0; i++) rc = parse_change(next_item(&p), workers, &c[i], e);
     free(copy);
-    if (rc != 0) return rc;
-    sort_changes(h->changes, n);
-    h->nchanges = n;
+    if (rc != 0) {
+        free(c);
+        return -1;
+    }
+    sort_changes(c, count);
+    *out = c;
+    *n = count;
     return 0;
 }
 
 int loco_hetero_init(loco_hetero *h, int workers, int level, const char *slowdown, double jitter,
                      const char *changes, loco_err *e) {
     memset(h, 0, sizeof *h);
-    if (workers < 1) return loco_errf(e, "hetero: %d workers: need at least 1", workers);
+    if (workers < 1) return loco_errf(e, "%d workers: need at least 1", workers);
     if (!isfinite(jitter) || jitter < 0)
-        return loco_errf(e, "hetero.jitter: %g is not a standard deviation >= 0", jitter);
+        return loco_errf(e, "jitter %g is not a standard deviation >= 0", jitter);
     h->workers = workers;
     h->jitter = jitter;
     h->slowdown = calloc((size_t)workers, sizeof *h->slowdown);
     if (!h->slowdown) {
-        loco_errf(e, "hetero: out of memory");
+        loco_errf(e, "out of memory for the speed profile");
         goto fail;
     }
     if (slowdown && !is_blank(slowdown)) {
-        if (parse_slowdown(h, slowdown, e) != 0) goto fail;
+        if (loco_hetero_parse_slowdown(slowdown, workers, h->slowdown, e) != 0) goto fail;
     } else {
         loco_hetero_level(level, workers, h->slowdown);
     }
-    if (changes && !is_blank(changes) && parse_changes(h, changes, e) != 0) goto fail;
+    if (changes && loco_hetero_parse_changes(changes, workers, &h->changes, &h->nchanges, e) != 0)
+        goto fail;
     return 0;
 fail:
     loco_hetero_free(h);
@@ -184,7 +197,7 @@ void loco_hetero_free(loco_hetero *h) {
 /* ---- queries ---- */
 
 double loco_hetero_slowdown_at(const loco_hetero *h, int worker, double t) {
-    assert(worker >= 0 && worker < h->workers);
+    LOCO_CHECK(worker >= 0 && worker < h->workers, "worker %d of %d", worker, h->workers);
     double f = h->slowdown[worker];
     for (int i = 0; i < h->nchanges && h->changes[i].time_s <= t; i++)
         if (h->changes[i].worker == worker) f = h->changes[i].factor;
@@ -194,13 +207,13 @@ double loco_hetero_slowdown_at(const loco_hetero *h, int worker, double t) {
 double loco_hetero_jitter(const loco_hetero *h, loco_rng *r) {
     /* no draw at 0, so turning jitter off leaves every other use of r unchanged */
     if (h->jitter == 0) return 1.0;
-    assert(r != NULL);
+    LOCO_CHECK(r != NULL, "jitter without a generator");
     return exp(h->jitter * loco_rng_normal(r));
 }
 
 double loco_hetero_round_s(const loco_hetero *h, int worker, double start, long n,
                            double base_step_s, loco_rng *r) {
-    assert(n >= 0 && base_step_s >= 0);
+    LOCO_CHECK(n >= 0 && base_step_s >= 0, "n %ld, base_step_s %g", n, base_step_s);
     /* step by step: a change that falls inside the round applies from the next step on */
     double elapsed = 0.0;
     for (long j = 0; j < n; j++) {
@@ -211,7 +224,7 @@ double loco_hetero_round_s(const loco_hetero *h, int worker, double start, long 
 }
 
 long loco_dylu_steps(double v, double vmax, long H) {
-    assert(H >= 1);
+    LOCO_CHECK(H >= 1, "H %ld", H);
     if (!(vmax > 0)) return H;
     /* The relative slack keeps ratios that are integers on paper from landing just below
      * them: v = 1/1.3, H = 65 gives 49.999999999999993, which is 50 steps, not 49. */

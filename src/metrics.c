@@ -1,5 +1,6 @@
 #include "loco/metrics.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -118,48 +119,235 @@ void loco_json_free(loco_json *j) {
 
 /* ----------------------------------------------------------------- events */
 
-int loco_metrics_open(loco_metrics *mt, const char *dir, int quiet, loco_err *e) {
+int loco_metrics_open(loco_metrics *mt, const char *dir, int quiet, int byte_level, loco_err *e) {
     memset(mt, 0, sizeof *mt);
     mt->tty = isatty(STDERR_FILENO);
     mt->quiet = quiet;
+    mt->byte_level = byte_level;
     pthread_mutex_init(&mt->mu, NULL);
     if (!dir) return 0;
-    if (loco_mkdirs(dir, e) != 0) return -1;
-    char path[LOCO_PATH_LEN + 32];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    mt->events = fopen(path, "w");
-    if (!mt->events) return loco_errf(e, "%s: cannot create", path);
+    snprintf(mt->path, sizeof mt->path, "%s/metrics.jsonl", dir);
+    mt->events = fopen(mt->path, "w");
+    if (!mt->events) return loco_errf(e, "%s: cannot create: %s", mt->path, strerror(errno));
     return 0;
 }
 
-void loco_metrics_close(loco_metrics *mt) {
-    if (mt->events) fclose(mt->events);
+int loco_metrics_flush(loco_metrics *mt) {
+    pthread_mutex_lock(&mt->mu);
+    if (mt->events && mt->plen > 0 && !mt->write_errno) {
+        if (fwrite(mt->pending, 1, mt->plen, mt->events) != mt->plen || fflush(mt->events) != 0)
+            mt->write_errno = errno ? errno : EIO;
+    }
+    mt->plen = 0;
+    int rc = mt->write_errno ? -1 : 0;
+    pthread_mutex_unlock(&mt->mu);
+    return rc;
+}
+
+int loco_metrics_close(loco_metrics *mt, loco_err *e) {
+    loco_metrics_flush(mt);
+    if (mt->events && fclose(mt->events) != 0 && !mt->write_errno) mt->write_errno = errno;
     if (mt->progress_open) fputc('\n', stderr);
+    int err = mt->write_errno;
+    char path[sizeof mt->path];
+    memcpy(path, mt->path, sizeof path);
+    free(mt->pending);
     pthread_mutex_destroy(&mt->mu);
     memset(mt, 0, sizeof *mt);
+    if (err) return loco_errf(e, "%s: cannot write: %s (events since are lost)", path, strerror(err));
+    return 0;
 }
 
-void loco_metrics_event(loco_metrics *mt, loco_json *j) {
-    if (!mt->events) return;
+/* Appends the finished object as one line to the pending events (the caller's lock, if
+ * any, is held only for this copy). */
+static void add_event(loco_metrics *mt, loco_json *j) {
+    loco_json_end(j);
     pthread_mutex_lock(&mt->mu);
-    fputs(j->buf, mt->events);
-    fputc('\n', mt->events);
-    fflush(mt->events);
+    if (mt->events && !mt->write_errno) {
+        size_t n = j->len + 1;
+        if (mt->plen + n > mt->pcap) {
+            size_t cap = mt->pcap ? mt->pcap : 4096;
+            while (mt->plen + n > cap) cap *= 2;
+            char *p = realloc(mt->pending, cap);
+            if (!p) abort(); /* a few KiB of text: out of memory here is not recoverable */
+            mt->pending = p;
+            mt->pcap = cap;
+        }
+        memcpy(mt->pending + mt->plen, j->buf, j->len);
+        mt->pending[mt->plen + j->len] = '\n';
+        mt->plen += n;
+    }
     pthread_mutex_unlock(&mt->mu);
+    loco_json_free(j);
 }
 
-void loco_metrics_progress(loco_metrics *mt, int force, const char *fmt, ...) {
-    if (mt->quiet || (!mt->tty && !force)) return;
-    va_list ap;
-    va_start(ap, fmt);
-    if (mt->tty) fputs("\r\033[K", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    if (mt->tty) {
-        mt->progress_open = 1;
+void loco_metrics_train(loco_metrics *mt, const loco_train_event *ev) {
+    loco_json j;
+    loco_json_begin(&j);
+    loco_json_str(&j, "event", "train");
+    loco_json_int(&j, "step", ev->step);
+    loco_json_int(&j, "tokens", ev->tokens);
+    loco_json_num(&j, "wall_s", ev->wall_s);
+    loco_json_num(&j, "loss", ev->loss);
+    loco_json_num(&j, "lr", ev->lr);
+    loco_json_num(&j, "grad_norm", ev->grad_norm);
+    loco_json_num(&j, "tokens_per_s", ev->tokens_per_s);
+    add_event(mt, &j);
+}
+
+void loco_metrics_eval(loco_metrics *mt, const loco_eval_event *ev) {
+    loco_json j;
+    loco_json_begin(&j);
+    loco_json_str(&j, "event", "eval");
+    if (ev->async) {
+        loco_json_int(&j, "updates", ev->updates);
+        loco_json_int(&j, "local_steps", ev->local_steps);
     } else {
-        fputc('\n', stderr);
+        loco_json_int(&j, "step", ev->step);
     }
+    loco_json_int(&j, "tokens", ev->tokens);
+    if (ev->async) loco_json_num(&j, "time_s", ev->time_s);
+    loco_json_num(&j, "wall_s", ev->wall_s);
+    loco_json_val(&j, "", ev->val_loss, mt->byte_level);
+    add_event(mt, &j);
+}
+
+const loco_enum loco_arrival_statuses[] = {
+    {"applied", LOCO_ARRIVAL_APPLIED, NULL},
+    {"nonfinite", LOCO_ARRIVAL_NONFINITE, NULL},
+    {"stale", LOCO_ARRIVAL_STALE, NULL},
+    {NULL, 0, NULL},
+};
+
+void loco_metrics_arrival(loco_metrics *mt, const loco_arrival *a) {
+    loco_json j;
+    loco_json_begin(&j);
+    loco_json_str(&j, "event", "arrival");
+    loco_json_int(&j, "worker", a->worker);
+    loco_json_int(&j, "ticket", a->ticket);
+    loco_json_int(&j, "staleness", a->staleness);
+    loco_json_int(&j, "local_steps", a->local_steps);
+    loco_json_int(&j, "updates", a->updates);
+    loco_json_num(&j, "time_s", a->time_s);
+    loco_json_num(&j, "wall_s", a->wall_s);
+    loco_json_str(&j, "status", loco_enum_name(loco_arrival_statuses, a->status));
+    add_event(mt, &j);
+}
+
+/* ---------------------------------------------------------------- summary */
+
+static void summary_async(const loco_summary *s, loco_json *j) {
+    loco_json_str(j, "method", s->method);
+    loco_json_str(j, "clock", s->clock);
+    loco_json_int(j, "workers", s->workers);
+    loco_json_int(j, "updates", s->updates);
+    loco_json_int(j, "local_steps", s->local_steps);
+    loco_json_num(j, "time_s", s->time_s);
+    if (s->virtual_clock)
+        loco_json_num(j, "virtual_tokens_per_s", s->time_s > 0 ? s->tokens / s->time_s : 0);
+    loco_json_num(j, "server_busy", s->server_busy);
+    loco_json_num(j, "evaluator_busy", s->evaluator_busy);
+    loco_json_int(j, "rejected_nonfinite", s->rejected_nonfinite);
+    loco_json_int(j, "rejected_stale", s->rejected_stale);
+    loco_json_int(j, "evals_skipped", s->evals_skipped);
+    loco_json_open(j, "staleness_hist", '[');
+    for (int b = 0; b < LOCO_STALE_BUCKETS; b++) loco_json_int(j, NULL, s->stale_hist[b]);
+    loco_json_close(j, ']');
+    loco_json_int(j, "stripes", s->stripes);
+    loco_json_int(j, "stripe_kib", s->stripe_kib);
+    loco_json_int(j, "stripe_waits", s->stripe_waits);
+    loco_json_num(j, "stripe_wait_s", s->stripe_wait_s);
+    loco_json_open(j, "per_worker", '[');
+    for (int w = 0; w < s->workers; w++) {
+        const loco_worker_row *r = &s->rows[w];
+        loco_json_open(j, NULL, '{');
+        loco_json_int(j, "worker", w);
+        loco_json_num(j, "slowdown", r->slowdown);
+        loco_json_int(j, "rounds", r->rounds);
+        loco_json_int(j, "steps", r->steps);
+        loco_json_int(j, "tokens", r->tokens);
+        loco_json_num(j, "compute_s", r->compute_s);
+        loco_json_num(j, "slowdown_s", r->slowdown_s);
+        loco_json_num(j, "lockwait_s", r->lockwait_s);
+        loco_json_num(j, "idle_s", r->idle_s);
+        loco_json_int(j, "rejected", r->rejected);
+        loco_json_close(j, '}');
+    }
+    loco_json_close(j, ']');
+}
+
+void loco_summary_json(const loco_summary *s, int byte_level, loco_json *j) {
+    loco_json_begin(j);
+    loco_json_str(j, "status", s->status);
+    loco_json_val(j, "final_", s->final_val, byte_level);
+    loco_json_int(j, "steps", s->steps);
+    loco_json_int(j, "tokens", s->tokens);
+    loco_json_num(j, "wall_s", s->wall_s);
+    loco_json_num(j, "train_s", s->train_s);
+    loco_json_num(j, "tokens_per_s", s->train_s > 0 ? (double)s->tokens / s->train_s : 0);
+    loco_json_int(j, "params", s->params);
+    if (s->method) summary_async(s, j);
+    loco_json_end(j);
+}
+
+static double mean_staleness(const loco_summary *s) {
+    double sum = 0;
+    long n = 0;
+    for (int b = 0; b < LOCO_STALE_BUCKETS; b++) {
+        sum += (double)b * s->stale_hist[b];
+        n += s->stale_hist[b];
+    }
+    return n > 0 ? sum / n : 0;
+}
+
+static void say_workers(loco_metrics *mt, const loco_summary *s) {
+    loco_metrics_say(mt, "worker  slowdown  rounds  steps  compute_s  slowdown_s  wait_s  rejected");
+    for (int w = 0; w < s->workers; w++) {
+        const loco_worker_row *r = &s->rows[w];
+        loco_metrics_say(mt, "%6d  %8.2f  %6ld  %5ld  %9.1f  %10.1f  %6.1f  %8ld", w, r->slowdown,
+                         r->rounds, r->steps, r->compute_s, r->slowdown_s,
+                         r->lockwait_s + r->idle_s, r->rejected);
+    }
+    loco_metrics_say(mt, "%ld server updates, mean staleness %.2f, server thread busy %.1f%%%s",
+                     s->updates, mean_staleness(s), 100 * s->server_busy,
+                     s->evals_skipped ? " (evaluations skipped: the evaluator fell behind)" : "");
+}
+
+void loco_metrics_say_summary(loco_metrics *mt, const loco_summary *s) {
+    if (s->method) say_workers(mt, s);
+    char wall[32];
+    loco_format_duration(s->wall_s, wall, sizeof wall);
+    loco_metrics_say(mt, "%s: %ld steps, %ld tokens in %s (%.0f tokens/s); val loss %.4f, ppl %.2f",
+                     s->status, s->steps, s->tokens, wall,
+                     s->train_s > 0 ? (double)s->tokens / s->train_s : 0, s->final_val,
+                     exp(s->final_val));
+    if (mt->byte_level)
+        loco_metrics_say(mt, "  %.3f bits per byte; %ld parameters", s->final_val / log(2.0),
+                         s->params);
+}
+
+/* --------------------------------------------------------------- terminal */
+
+void loco_metrics_progress(loco_metrics *mt, int force, const loco_progress *p) {
+    if (mt->quiet || (!mt->tty && !force)) return;
+    char line[512], eta[32];
+    size_t n = 0;
+    n += (size_t)snprintf(line + n, sizeof line - n, "%s %ld/%ld", p->updates < 0 ? "step" : "steps",
+                          p->step, p->steps);
+    if (p->updates >= 0) n += (size_t)snprintf(line + n, sizeof line - n, " | updates %ld", p->updates);
+    if (isfinite(p->loss)) n += (size_t)snprintf(line + n, sizeof line - n, " | loss %.4f", p->loss);
+    if (isfinite(p->val)) n += (size_t)snprintf(line + n, sizeof line - n, " | val %.4f", p->val);
+    n += (size_t)snprintf(line + n, sizeof line - n, " | %.0f tok/s", p->tokens_per_s);
+    if (p->workers && n < sizeof line)
+        n += (size_t)snprintf(line + n, sizeof line - n, " | [%s]", p->workers);
+    loco_format_duration(p->eta_s, eta, sizeof eta);
+    if (n < sizeof line) snprintf(line + n, sizeof line - n, " | ETA %s", eta);
+    if (mt->tty) fputs("\r\033[K", stderr);
+    fputs(line, stderr);
+    if (mt->tty)
+        mt->progress_open = 1;
+    else
+        fputc('\n', stderr);
     fflush(stderr);
 }
 

@@ -10,13 +10,6 @@ int loco_padded_vocab(int V) {
     return (V + 127) / 128 * 128;
 }
 
-loco_shape loco_shape_from_config(const loco_config *c) {
-    loco_shape s = {.V = (int)c->model.vocab, .Vp = loco_padded_vocab((int)c->model.vocab),
-                    .maxT = (int)c->model.seq_len, .L = (int)c->model.layers,
-                    .NH = (int)c->model.heads, .C = (int)c->model.dim};
-    return s;
-}
-
 static void set_tensor(loco_model *m, int id, const char *name, size_t *off, int ndim, long d0,
                        long d1, long d2, int decay) {
     loco_tensor *t = &m->t[id];
@@ -77,7 +70,7 @@ void loco_model_init_params(const loco_model *m, float *params, uint64_t seed) {
         if (id == LOCO_WTE) n = (size_t)m->s.V * (size_t)m->s.C; /* padded rows stay 0 */
         float std = (id == LOCO_ATTPROJW || id == LOCO_FCPROJW) ? resid_std : 0.02f;
         loco_rng r;
-        loco_rng_seed(&r, seed, 1000 + (uint64_t)id);
+        loco_rng_seed(&r, seed, loco_stream_id(LOCO_STREAM_INIT, (uint64_t)id));
         for (size_t i = 0; i < n; i++) p[i] = (float)(std * loco_rng_normal(&r));
     }
 }

@@ -1,5 +1,6 @@
 #include "loco/outer.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -7,15 +8,16 @@
 /* Every rule is one pass over the stripe: g[i] is read once, scaled by gscale first, and
  * each output written once, so the loops vectorise. No restrict: the header does not
  * forbid aliased arguments, so gcc adds a run-time overlap check around each vector loop.
- * Per-call constants (1/N, c beta, ...) are folded in double and rounded once. */
+ * Per-call constants (1/N, c beta, ...) are folded in double and rounded once. Arrays a
+ * rule does not name may be NULL. */
 
 static float inv_n(const loco_outer_hp *hp) {
     return (float)(1.0 / (double)hp->N);
 }
 
-/* theta, m, g are (n) */
-void loco_outer_nesterov(float *theta, float *m, const float *g, size_t n,
+void loco_outer_nesterov(float *theta, float *m, float *a, const float *g, size_t n,
                          const loco_outer_hp *hp) {
+    (void)a;
     float lr = hp->lr, beta = hp->beta, s = hp->gscale;
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * s;
@@ -25,14 +27,15 @@ void loco_outer_nesterov(float *theta, float *m, const float *g, size_t n,
     }
 }
 
-/* theta, g are (n) */
-void loco_outer_sgd(float *theta, const float *g, size_t n, const loco_outer_hp *hp) {
+void loco_outer_sgd(float *theta, float *m, float *a, const float *g, size_t n,
+                    const loco_outer_hp *hp) {
+    (void)m, (void)a;
     float lr = hp->lr, s = hp->gscale;
     for (size_t i = 0; i < n; i++) theta[i] -= lr * (g[i] * s);
 }
 
-/* theta, a, m, g are (n); m is frozen between activations */
-void loco_outer_dn_between(float *theta, float *a, const float *m, const float *g, size_t n,
+/* m is frozen between activations */
+void loco_outer_dn_between(float *theta, float *m, float *a, const float *g, size_t n,
                            const loco_outer_hp *hp) {
     float lr = hp->lr, s = hp->gscale, in = inv_n(hp);
     float cb = (float)((double)hp->c * hp->beta);
@@ -43,8 +46,7 @@ void loco_outer_dn_between(float *theta, float *a, const float *m, const float *
     }
 }
 
-/* theta, a, m, g are (n) */
-void loco_outer_dn_activate(float *theta, float *a, float *m, const float *g, size_t n,
+void loco_outer_dn_activate(float *theta, float *m, float *a, const float *g, size_t n,
                             const loco_outer_hp *hp) {
     float lr = hp->lr, beta = hp->beta, s = hp->gscale, in = inv_n(hp);
     /* (1 - cN + c) beta: with c = 0 this is beta, so the window sums to one Nesterov step */
@@ -59,14 +61,14 @@ void loco_outer_dn_activate(float *theta, float *a, float *m, const float *g, si
     }
 }
 
-/* a, g are (n) */
-void loco_outer_buffer_add(float *a, const float *g, size_t n, const loco_outer_hp *hp) {
+void loco_outer_buffer_add(float *theta, float *m, float *a, const float *g, size_t n,
+                           const loco_outer_hp *hp) {
+    (void)theta, (void)m;
     float s = hp->gscale;
     for (size_t i = 0; i < n; i++) a[i] += g[i] * s;
 }
 
-/* theta, a, m, g are (n) */
-void loco_outer_buffer_apply(float *theta, float *a, float *m, const float *g, size_t n,
+void loco_outer_buffer_apply(float *theta, float *m, float *a, const float *g, size_t n,
                              const loco_outer_hp *hp) {
     float lr = hp->lr, beta = hp->beta, s = hp->gscale, in = inv_n(hp);
     for (size_t i = 0; i < n; i++) {
@@ -78,8 +80,9 @@ void loco_outer_buffer_apply(float *theta, float *a, float *m, const float *g, s
     }
 }
 
-void loco_outer_buffer_flush(float *theta, float *a, float *m, size_t n,
+void loco_outer_buffer_flush(float *theta, float *m, float *a, const float *g, size_t n,
                              const loco_outer_hp *hp) {
+    (void)g;
     float lr = hp->lr, beta = hp->beta, in = inv_n(hp);
     for (size_t i = 0; i < n; i++) {
         float gbar = a[i] * in;
@@ -90,6 +93,64 @@ void loco_outer_buffer_flush(float *theta, float *a, float *m, size_t n,
     }
 }
 
+/* --------------------------------------------------------------- the tables */
+
+static const loco_outer_rule rules[LOCO_NRULES] = {
+    /*                     name            apply                     momentum theta accumulates */
+    [LOCO_RULE_NONE]         = {"none",         NULL,                    0, 0, 0},
+    [LOCO_RULE_SGD]          = {"sgd",          loco_outer_sgd,          0, 1, 0},
+    [LOCO_RULE_NESTEROV]     = {"nesterov",     loco_outer_nesterov,     1, 1, 0},
+    [LOCO_RULE_DN_BETWEEN]   = {"dn-between",   loco_outer_dn_between,   0, 1, 1},
+    [LOCO_RULE_DN_ACTIVATE]  = {"dn-activate",  loco_outer_dn_activate,  1, 1, 0},
+    [LOCO_RULE_BUFFER_ADD]   = {"buffer-add",   loco_outer_buffer_add,   0, 0, 1},
+    [LOCO_RULE_BUFFER_APPLY] = {"buffer-apply", loco_outer_buffer_apply, 1, 1, 0},
+    [LOCO_RULE_FLUSH]        = {"flush",        loco_outer_buffer_flush, 1, 1, 0},
+};
+
+const loco_outer_rule *loco_outer_rule_of(int id) {
+    LOCO_CHECK(id >= 0 && id < LOCO_NRULES, "rule %d", id);
+    return &rules[id];
+}
+
+/* One row per method: its name, and the behaviour the protocol reads (outer.h). */
+const loco_enum loco_outer_methods[] = {
+    {"single", LOCO_METHOD_SINGLE, &(const loco_outer_method){
+        .engine = 0, .fresh_rounds = 1}},
+    {"sync", LOCO_METHOD_SYNC, &(const loco_outer_method){
+        .engine = 1, .rule = LOCO_RULE_BUFFER_ADD, .period_rule = LOCO_RULE_BUFFER_ADD,
+        .barrier = 1, .close_rule = LOCO_RULE_FLUSH, .fresh_rounds = 1}},
+    {"async", LOCO_METHOD_ASYNC, &(const loco_outer_method){
+        .engine = 1, .rule = LOCO_RULE_NESTEROV, .period_rule = LOCO_RULE_NESTEROV}},
+    {"async-dn", LOCO_METHOD_ASYNC_DN, &(const loco_outer_method){
+        .engine = 1, .rule = LOCO_RULE_DN_BETWEEN, .period_rule = LOCO_RULE_DN_ACTIVATE,
+        .periodic = 1}},
+    {"async-buffer", LOCO_METHOD_ASYNC_BUFFER, &(const loco_outer_method){
+        .engine = 1, .rule = LOCO_RULE_BUFFER_ADD, .period_rule = LOCO_RULE_BUFFER_APPLY,
+        .periodic = 1, .close_rule = LOCO_RULE_FLUSH}},
+    {"async-sgd", LOCO_METHOD_ASYNC_SGD, &(const loco_outer_method){
+        .engine = 1, .rule = LOCO_RULE_SGD, .period_rule = LOCO_RULE_SGD}},
+    {NULL, 0, NULL},
+};
+
+const loco_outer_method *loco_outer_method_of(int id) {
+    return loco_enum_row(loco_outer_methods, id)->data;
+}
+
+int loco_outer_rule_for(int id, long t, long N) {
+    const loco_outer_method *m = loco_outer_method_of(id);
+    LOCO_CHECK(m->engine && t >= 1 && N >= 1, "method %d, arrival %ld, N %ld", id, t, N);
+    return t % N == 0 ? m->period_rule : m->rule;
+}
+
+const loco_enum loco_stale_modes[] = {
+    {"none", LOCO_STALE_NONE, NULL},
+    {"poly", LOCO_STALE_POLY, NULL},
+    {"polythres", LOCO_STALE_POLYTHRES, NULL},
+    {NULL, 0, NULL},
+};
+
+/* ------------------------------------------------------------- staleness */
+
 /* staleness >= 0: the server version never runs behind a worker's start version */
 float loco_outer_poly(long staleness) {
     return 1.0f / sqrtf((float)staleness + 1.0f);
@@ -99,12 +160,14 @@ int loco_outer_polythres_drop(long staleness, long stale_max) {
     return staleness > stale_max;
 }
 
-/* g, theta_now, theta_start are (n) */
+/* g, theta_now, theta_start are (n). The test is written so that NaN fails it too, and
+ * as a select so the loop still vectorises. */
 void loco_outer_delay_comp(float *g, const float *theta_now, const float *theta_start, size_t n,
                            float lambda) {
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
-        g[i] = gi + lambda * gi * gi * (theta_now[i] - theta_start[i]);
+        float ci = gi + lambda * gi * gi * (theta_now[i] - theta_start[i]);
+        g[i] = fabsf(ci) <= FLT_MAX ? ci : gi;
     }
 }
 

@@ -1,3 +1,36 @@
+/* The protocol. One arrival, from push to restart:
+ *
+ *  1. Worker w ends its round with g = theta_start - theta_local in r->delta and calls
+ *     loco_server_arrive. In the virtual clock it first waits until its round's end is
+ *     the earliest pending event (clock.mu, no other lock held), so arrivals are decided
+ *     in virtual-time order; in the real clock it goes straight on.
+ *  2. Under entry, the decision (decide): a delta with NaN or Inf, or (polythres) one
+ *     staler than outer.stale_max, is rejected and counted: it touches nothing. Otherwise
+ *     it becomes update t = ++updates and gets the rule the method table gives the t-th
+ *     arrival, weighted by poly if asked. Its push takes the next ticket: tickets are only
+ *     taken under entry, so ticket order is decision order. When t is on the evaluation
+ *     schedule a snapshot slot is taken (never waited for here). The arrival event is
+ *     buffered for metrics.jsonl (metrics writes it out later, from the main thread).
+ *  3. Still under entry, the restart. Without a window, w's pull comes right behind its
+ *     push: a pure add and the pull are one walk (add, then copy out, stripe by stripe),
+ *     after a momentum rule the pull is the next ticket. w's next round gets its steps
+ *     from the budget (and DyLU); in the virtual clock its end is fixed now and put on the
+ *     clock, which hands the turn on. With a window (a grace period, or sync's round),
+ *     w joins it instead; its pull and next round are decided when the window closes.
+ *  4. Entry released, the walks: a pure add is walked by w itself; a momentum rule was
+ *     queued for the sweeper (the server thread), and w's pull walks right behind it.
+ *     Stripes are entered in ticket order, so w's pull sees exactly the updates before it.
+ *  5. A window's opener waits for the window's end (virtual: the turn of its close event;
+ *     real: a deadline), then closes it under entry: sync's round step (the flush) is
+ *     queued, and every member, in the order they joined, gets its pull ticket and its
+ *     next round. Members wait under window_mu, then walk their pulls.
+ *
+ * Lock order: entry, then (each only for a moment, never waiting on anything) window_mu,
+ * the sweeper's mu, the evaluator's mu, clock.mu, the metrics mu. clock.mu alone is held
+ * while a worker waits for its virtual turn. No stripe turn is ever waited for under
+ * entry: walks happen after it is released. Nothing slow runs under entry: events are
+ * buffered, snapshot slots are only tried (the virtual clock waits for a free one with
+ * entry released, holding its turn). */
 #include "loco/server.h"
 
 #include <math.h>
@@ -5,188 +38,115 @@
 #include <string.h>
 #include <time.h>
 
-/* The rule an operation applies to each stripe. The first group only adds into theta
- * and a, so the arriving worker applies it; the second moves the momentum, so the
- * server thread sweeps it. */
-enum {
-    RULE_NONE,
-    RULE_SGD, RULE_DN_BETWEEN, RULE_BUFFER_ADD,
-    RULE_NESTEROV, RULE_DN_ACTIVATE, RULE_BUFFER_APPLY, RULE_FLUSH,
-};
-
-static int is_sweep(int rule) {
-    return rule >= RULE_NESTEROV;
-}
-
-/* ------------------------------------------------------ one stripe's work */
-
-static void run_stripe(void *ctx, loco_globalbuf *gb, int s, size_t lo, size_t hi) {
-    (void)s;
-    const loco_stripe_job *j = ctx;
-    size_t n = hi - lo;
-    float *th = gb->theta + lo, *m = gb->m + lo, *a = gb->a + lo;
-    float *g = j->g ? j->g + lo : NULL;
-    if (g && j->lambda > 0) loco_outer_delay_comp(g, th, j->theta_start + lo, n, j->lambda);
-    switch (j->rule) {
-    case RULE_SGD: loco_outer_sgd(th, g, n, &j->hp); break;
-    case RULE_DN_BETWEEN: loco_outer_dn_between(th, a, m, g, n, &j->hp); break;
-    case RULE_BUFFER_ADD: loco_outer_buffer_add(a, g, n, &j->hp); break;
-    case RULE_NESTEROV: loco_outer_nesterov(th, m, g, n, &j->hp); break;
-    case RULE_DN_ACTIVATE: loco_outer_dn_activate(th, a, m, g, n, &j->hp); break;
-    case RULE_BUFFER_APPLY: loco_outer_buffer_apply(th, a, m, g, n, &j->hp); break;
-    case RULE_FLUSH: loco_outer_buffer_flush(th, a, m, n, &j->hp); break;
-    default: break;
-    }
-    size_t bytes = n * sizeof(float);
-    if (j->out0) memcpy(j->out0 + lo, th, bytes);
-    if (j->out1) memcpy(j->out1 + lo, th, bytes);
-    if (j->snap) memcpy(j->snap->params + lo, th, bytes);
-}
-
-/* Walks a job with its ticket; a snapshot in it is handed to the evaluator after. */
-static double walk_job(loco_server *s, loco_stripe_job *j) {
-    double waited = loco_globalbuf_walk(s->gb, j->ticket, run_stripe, j);
-    if (j->snap) loco_eval_thread_ready(s->ev, j->snap);
-    return waited;
-}
-
-/* ------------------------------------------------------ the sweep thread */
-
-/* Queues a sweep; called under entry, so the queue is in ticket order. */
-static void enqueue(loco_server *s, const loco_stripe_job *j) {
-    pthread_mutex_lock(&s->qmu);
-    s->queue[(s->qhead + s->qlen) % s->qcap] = *j;
-    s->qlen++;
-    pthread_cond_signal(&s->qcv);
-    pthread_mutex_unlock(&s->qmu);
-}
-
-static void *sweep_main(void *arg) {
-    loco_server *s = arg;
-    loco_topo_bind(s->topo, s->place, NULL);
-    pthread_mutex_lock(&s->qmu);
-    for (;;) {
-        while (s->qlen == 0 && !s->closing) pthread_cond_wait(&s->qcv, &s->qmu);
-        if (s->qlen == 0) break;
-        loco_stripe_job j = s->queue[s->qhead];
-        pthread_mutex_unlock(&s->qmu);
-        double t0 = loco_now();
-        walk_job(s, &j);
-        pthread_mutex_lock(&s->qmu);
-        s->busy_s += loco_now() - t0;
-        s->qhead = (s->qhead + 1) % s->qcap;
-        s->qlen--;
-    }
-    pthread_mutex_unlock(&s->qmu);
-    return NULL;
-}
+#include "loco/job.h"
 
 /* ------------------------------------------------------------- lifecycle */
 
-static long steps_budget(const loco_config *c) {
-    return c->outer.total_local_steps > 0 ? c->outer.total_local_steps
-                                          : c->run.workers * c->train.steps;
-}
-
-int loco_server_init(loco_server *s, const loco_config *c, loco_globalbuf *gb, loco_clock *clock,
-                     const loco_hetero *het, loco_eval_thread *ev, loco_round *rounds,
-                     int batch_tokens, loco_err *e) {
+int loco_server_init(loco_server *s, const loco_server_settings *st, loco_globalbuf *gb,
+                     loco_clock *clock, const loco_hetero *het, loco_eval_thread *ev,
+                     loco_metrics *mt, loco_err *e) {
     memset(s, 0, sizeof *s);
-    long N = c->outer.dn_period > 0 ? c->outer.dn_period : c->run.workers;
-    if (c->outer.method == LOCO_METHOD_ASYNC_DN && c->outer.dn_c * (double)N > 1.0 + 1e-9)
-        return loco_errf(e, "outer.dn_c = %g must be at most 1/N = 1/%ld", c->outer.dn_c, N);
-    s->method = c->outer.method;
-    s->workers = (int)c->run.workers;
-    s->clock_kind = c->run.clock;
-    s->staleness = c->outer.staleness;
-    s->dylu = c->outer.dylu;
-    s->batch_tokens = batch_tokens;
-    s->N = N;
-    s->H = c->outer.local_steps;
-    s->stale_max = c->outer.stale_max;
-    s->every_updates = c->eval.every_updates;
-    s->lambda = (float)c->outer.delay_comp;
-    s->hp = (loco_outer_hp){.lr = (float)c->outer.lr, .beta = (float)c->outer.momentum,
-                            .N = (int)s->N, .c = (float)c->outer.dn_c, .gscale = 1.0f};
-    s->grace_s = c->outer.grace_s;
-    s->base_step_s = c->run.virtual_step_s;
-    s->gb = gb, s->clock = clock, s->het = het, s->ev = ev, s->rounds = rounds;
-    s->budget = s->planned = steps_budget(c);
-    s->active = s->workers;
-    s->qcap = s->workers + 4;
-    s->queue = calloc((size_t)s->qcap, sizeof *s->queue);
-    s->members = calloc((size_t)s->workers, sizeof *s->members);
-    if (!s->queue || !s->members) {
-        loco_server_free(s);
+    s->st = *st;
+    s->method = loco_outer_method_of(st->method);
+    LOCO_CHECK(s->method->engine && st->workers >= 1 && st->N >= 1 && st->H >= 1,
+               "method %d, %d workers, N %ld, H %ld", st->method, st->workers, st->N, st->H);
+    s->gb = gb, s->clock = clock, s->het = het, s->ev = ev, s->mt = mt;
+    s->budget = st->budget;
+    s->active = st->workers;
+    s->rounds = calloc((size_t)st->workers, sizeof *s->rounds);
+    s->members = calloc((size_t)st->workers, sizeof *s->members);
+    /* outstanding sweeps: at most one per worker (its pull waits behind it), one round
+     * close and the final flush */
+    if (!s->rounds || !s->members ||
+        loco_sweeper_init(&s->sweeper, gb, st->workers + 2, e) != 0) {
+        free(s->rounds);
+        free(s->members);
         return loco_errf(e, "out of memory for the server");
+    }
+    for (int w = 0; w < st->workers; w++) {
+        s->rounds[w].id = w;
+        loco_rng_seed(&s->rounds[w].durations, st->seed,
+                      loco_stream_id(LOCO_STREAM_DURATION, (uint64_t)w));
     }
     pthread_mutex_init(&s->entry, NULL);
     pthread_mutex_init(&s->window_mu, NULL);
     pthread_cond_init(&s->window_cv, NULL);
-    pthread_mutex_init(&s->qmu, NULL);
-    pthread_cond_init(&s->qcv, NULL);
     return 0;
 }
 
 void loco_server_free(loco_server *s) {
-    if (s->queue && s->members) {
-        pthread_mutex_destroy(&s->entry);
-        pthread_mutex_destroy(&s->window_mu);
-        pthread_cond_destroy(&s->window_cv);
-        pthread_mutex_destroy(&s->qmu);
-        pthread_cond_destroy(&s->qcv);
-    }
-    free(s->queue);
+    if (!s->rounds) return;
+    loco_sweeper_free(&s->sweeper);
+    pthread_mutex_destroy(&s->entry);
+    pthread_mutex_destroy(&s->window_mu);
+    pthread_cond_destroy(&s->window_cv);
+    free(s->rounds);
     free(s->members);
     memset(s, 0, sizeof *s);
 }
 
-int loco_server_start(loco_server *s, const loco_topo *topo, const loco_place *place, loco_err *e) {
-    s->topo = topo;
-    s->place = place;
-    s->started_at = loco_now();
-    if (pthread_create(&s->thread, NULL, sweep_main, s) != 0)
-        return loco_errf(e, "cannot start the server thread");
-    s->started = 1;
-    return 0;
+loco_round *loco_server_round(loco_server *s, int w) {
+    LOCO_CHECK(w >= 0 && w < s->st.workers, "worker %d of %d", w, s->st.workers);
+    return &s->rounds[w];
 }
 
-static void close_window(loco_server *s, double t);
+int loco_server_start(loco_server *s, const loco_topo *topo, const loco_place *place, loco_err *e) {
+    return loco_sweeper_start(&s->sweeper, topo, place, e);
+}
+
+void loco_server_read_stats(loco_server *s, loco_server_stats *out) {
+    pthread_mutex_lock(&s->entry);
+    *out = (loco_server_stats){.updates = s->updates, .local_steps = s->local_steps,
+                               .planned = s->st.budget,
+                               .rejected_nonfinite = s->rejected_nonfinite,
+                               .rejected_stale = s->rejected_stale,
+                               .evals_skipped = s->evals_skipped};
+    memcpy(out->stale_hist, s->stale_hist, sizeof out->stale_hist);
+    pthread_mutex_unlock(&s->entry);
+    out->busy_s = loco_sweeper_busy(&s->sweeper);
+}
 
 /* ------------------------------------------------------------ the rounds */
 
 /* steps per second of worker w at time t: from the profile (virtual) or measured (real,
  * 0 when the worker has no measurement yet) */
 static double speed_of(const loco_server *s, int w, double t) {
-    if (s->clock_kind == LOCO_CLOCK_VIRTUAL) return 1.0 / loco_hetero_slowdown_at(s->het, w, t);
+    if (s->st.clock == LOCO_CLOCK_VIRTUAL) return 1.0 / loco_hetero_slowdown_at(s->het, w, t);
     return s->rounds[w].step_s > 0 ? 1.0 / s->rounds[w].step_s : 0;
 }
 
 static long dylu_steps(const loco_server *s, const loco_round *r, double t) {
     double v = speed_of(s, r->id, t), vmax = 0;
-    for (int w = 0; w < s->workers; w++) {
+    for (int w = 0; w < s->st.workers; w++) {
         double vw = speed_of(s, w, t);
         vmax = vw > vmax ? vw : vmax;
     }
-    if (v <= 0) return s->H; /* not measured yet: as the fastest */
-    return loco_dylu_steps(v, vmax, s->H);
+    if (v <= 0) return s->st.H; /* not measured yet: as the fastest */
+    return loco_dylu_steps(v, vmax, s->st.H);
+}
+
+static void retire(loco_server *s, loco_round *r) {
+    LOCO_CHECK(!r->retired && s->active > 0, "worker %d retired twice (%d active)", r->id,
+               s->active);
+    r->retired = 1;
+    s->active--;
+    loco_clock_park(s->clock, r->id);
 }
 
 /* Hands out worker r's next round, starting at time t (under entry). Returns its steps;
  * 0 retires the worker. In the virtual clock the round's end is fixed now. */
 static long next_round(loco_server *s, loco_round *r, double t) {
-    long h = s->dylu ? dylu_steps(s, r, t) : s->H;
+    long h = s->st.dylu ? dylu_steps(s, r, t) : s->st.H;
     h = h < s->budget ? h : s->budget;
     s->budget -= h;
     r->h = h;
     r->start_t = t;
     if (h == 0) {
-        s->active--;
-        loco_clock_park(s->clock, r->id);
+        retire(s, r);
         return 0;
     }
-    if (s->clock_kind == LOCO_CLOCK_VIRTUAL) {
-        double d = loco_hetero_round_s(s->het, r->id, t, h, s->base_step_s, &r->rng);
+    if (s->st.clock == LOCO_CLOCK_VIRTUAL) {
+        double d = loco_hetero_round_s(s->het, r->id, t, h, s->st.virtual_step_s, &r->durations);
         loco_clock_schedule(s->clock, r->id, t + d, LOCO_EVENT_FINISH);
     }
     return h;
@@ -207,22 +167,23 @@ long loco_server_begin(loco_server *s, loco_round *r) {
 }
 
 double loco_server_pull(loco_server *s, loco_round *r) {
-    loco_stripe_job j = {.ticket = r->pull_ticket, .rule = RULE_NONE, .out0 = r->params,
-                         .out1 = r->theta0};
-    return walk_job(s, &j);
+    loco_job j = {.ticket = r->pull_ticket, .rule = LOCO_RULE_NONE, .out0 = r->params,
+                  .out1 = r->theta0};
+    return loco_job_walk(s->gb, &j);
 }
+
+static void close_window(loco_server *s, double t);
 
 void loco_server_abandon(loco_server *s, loco_round *r) {
     pthread_mutex_lock(&s->entry);
     s->budget += r->h;
     r->h = 0;
-    s->active--;
-    loco_clock_park(s->clock, r->id);
-    if (s->win_open && s->method == LOCO_METHOD_SYNC && s->nmembers == s->active)
+    /* a worker handed no round at begin is retired already: it must not count twice */
+    if (!r->retired) retire(s, r);
+    if (s->win_open && s->method->barrier && s->nmembers == s->active)
         close_window(s, loco_clock_time(s->clock));
     pthread_mutex_unlock(&s->entry);
     loco_globalbuf_walk(s->gb, r->pull_ticket, NULL, NULL);
-    atomic_store(&r->activity, LOCO_ACT_DONE);
 }
 
 void loco_server_stop_early(loco_server *s) {
@@ -235,28 +196,18 @@ void loco_server_stop_early(loco_server *s) {
 
 /* Real clock: folds the round's measured seconds per step into the moving average
  * DyLU reads (under entry, where every reader looks). */
-static void measure(loco_round *r) {
-    if (r->round_step_s <= 0) return;
-    r->step_s = r->step_s > 0 ? 0.5 * r->step_s + 0.5 * r->round_step_s : r->round_step_s;
+static void measure(loco_round *r, double step_s) {
+    if (step_s <= 0) return;
+    r->step_s = r->step_s > 0 ? 0.5 * r->step_s + 0.5 * step_s : step_s;
 }
 
-/* the rule of applied arrival number t */
-static int rule_for(const loco_server *s, long t) {
-    switch (s->method) {
-    case LOCO_METHOD_ASYNC: return RULE_NESTEROV;
-    case LOCO_METHOD_ASYNC_DN: return t % s->N == 0 ? RULE_DN_ACTIVATE : RULE_DN_BETWEEN;
-    case LOCO_METHOD_ASYNC_BUFFER: return t % s->N == 0 ? RULE_BUFFER_APPLY : RULE_BUFFER_ADD;
-    case LOCO_METHOD_ASYNC_SGD: return RULE_SGD;
-    default: return RULE_BUFFER_ADD; /* sync: applied when the round is complete */
-    }
-}
-
-/* What the arrival is: "applied", or why it is not. */
-static const char *judge(loco_server *s, const loco_round *r, long staleness) {
-    if (!r->finite) return "nonfinite";
-    if (s->staleness == LOCO_STALE_POLYTHRES && loco_outer_polythres_drop(staleness, s->stale_max))
-        return "stale";
-    return "applied";
+/* What becomes of the arrival: applied, or why not. */
+static int judge(const loco_server *s, int finite, long staleness) {
+    if (!finite) return LOCO_ARRIVAL_NONFINITE;
+    if (s->st.staleness == LOCO_STALE_POLYTHRES &&
+        loco_outer_polythres_drop(staleness, s->st.stale_max))
+        return LOCO_ARRIVAL_STALE;
+    return LOCO_ARRIVAL_APPLIED;
 }
 
 static void count_staleness(loco_server *s, long staleness) {
@@ -264,91 +215,121 @@ static void count_staleness(loco_server *s, long staleness) {
     s->stale_hist[b]++;
 }
 
-/* A snapshot of theta right after update t, when t is on the evaluation schedule. */
+static int eval_due(const loco_server *s, long t) {
+    return s->ev && s->st.eval_every > 0 && t % s->st.eval_every == 0;
+}
+
+/* A snapshot of theta right after update t, when t is on the evaluation schedule and a
+ * slot is free; a skipped one is counted (the virtual clock never gets here without a
+ * free slot, see make_room). */
 static loco_snapshot *snapshot_for(loco_server *s, long t, double now) {
-    if (!s->ev || s->every_updates <= 0 || t % s->every_updates != 0) return NULL;
-    loco_snapshot *snap = loco_eval_thread_reserve(s->ev);
+    if (!eval_due(s, t)) return NULL;
+    loco_snapshot *snap = loco_eval_thread_try_reserve(s->ev);
+    if (!snap) {
+        s->evals_skipped++;
+        return NULL;
+    }
     snap->updates = t;
     snap->local_steps = s->local_steps;
-    snap->tokens = s->local_steps * s->batch_tokens;
+    snap->tokens = s->local_steps * s->st.batch_tokens;
     snap->time_s = now;
     snap->wall_s = loco_clock_wall(s->clock);
     return snap;
 }
 
-/* Decides arrival r at time now (under entry) and fills its push: *push gets a job
- * with rule RULE_NONE when the arrival is rejected. */
-static void decide(loco_server *s, loco_round *r, double now, loco_stripe_job *push) {
-    long staleness = s->updates - r->v_start;
-    const char *status = judge(s, r, staleness);
-    int applied = status[0] == 'a';
-    s->local_steps += r->h;
-    *push = (loco_stripe_job){.rule = RULE_NONE, .hp = s->hp};
-    r->rejected = !applied;
-    if (applied) {
-        long t = ++s->updates;
-        count_staleness(s, staleness);
-        push->rule = rule_for(s, t);
-        push->g = r->delta;
-        push->theta_start = r->theta0;
-        push->lambda = s->lambda;
-        if (s->staleness != LOCO_STALE_NONE) push->hp.gscale = loco_outer_poly(staleness);
-        push->snap = snapshot_for(s, t, now);
-        s->buffered = push->rule == RULE_BUFFER_ADD ? s->buffered + 1 : 0;
-    } else {
-        r->rejects++;
-        if (r->finite) s->rejected_stale++;
-        else s->rejected_nonfinite++;
-    }
-    if (s->on_arrival) {
-        loco_arrival a = {r->id, applied ? s->updates : 0, staleness, r->h, s->updates, now,
-                          loco_clock_wall(s->clock), status};
-        s->on_arrival(s->ctx, &a);
+/* Virtual clock, under entry, holding the turn: when this arrival will need a snapshot
+ * and none is free, waits for one with entry released. Nothing the decision reads can
+ * change meanwhile: only the turn holder decides, and only deciders reserve slots. */
+static void make_room(loco_server *s, int finite, long staleness) {
+    if (s->st.clock != LOCO_CLOCK_VIRTUAL || judge(s, finite, staleness) != LOCO_ARRIVAL_APPLIED ||
+        !eval_due(s, s->updates + 1))
+        return;
+    while (!loco_eval_thread_has_free(s->ev)) {
+        pthread_mutex_unlock(&s->entry);
+        loco_eval_thread_wait_free(s->ev);
+        pthread_mutex_lock(&s->entry);
     }
 }
 
-/* Applies a decided push: the worker walks a pure add itself; a sweep goes to the server
- * thread. With pull set, the worker's next theta comes in the same pass (pure add) or in
- * a pull right behind the sweep. Called under entry for the tickets; walks happen after
- * entry is released, through *mine. */
-static void issue(loco_server *s, loco_round *r, loco_stripe_job *push, int pull,
-                  loco_stripe_job *mine) {
-    *mine = (loco_stripe_job){.rule = RULE_NONE};
-    if (push->rule != RULE_NONE && is_sweep(push->rule)) {
+/* Decides arrival r at time now (under entry) and fills its push: a job with rule
+ * LOCO_RULE_NONE when the arrival is rejected. */
+static int decide(loco_server *s, loco_round *r, int finite, double now, loco_job *push) {
+    long staleness = s->updates - r->v_start;
+    int status = judge(s, finite, staleness);
+    s->local_steps += r->h;
+    *push = (loco_job){.rule = LOCO_RULE_NONE, .hp = s->st.hp, .ev = s->ev};
+    if (status == LOCO_ARRIVAL_APPLIED) {
+        long t = ++s->updates;
+        count_staleness(s, staleness);
+        push->rule = loco_outer_rule_for(s->st.method, t, s->st.N);
+        push->hp.N = (int)s->st.N;
+        push->hp.gscale = s->st.staleness != LOCO_STALE_NONE ? loco_outer_poly(staleness) : 1.0f;
+        push->g = r->delta;
+        push->theta_start = r->theta0;
+        push->lambda = s->st.lambda;
+        push->snap = snapshot_for(s, t, now);
+        s->accumulated = loco_outer_rule_of(push->rule)->accumulates ? s->accumulated + 1 : 0;
+    } else if (status == LOCO_ARRIVAL_NONFINITE) {
+        s->rejected_nonfinite++;
+    } else {
+        s->rejected_stale++;
+    }
+    if (s->mt) {
+        loco_arrival a = {.worker = r->id, .ticket = status == LOCO_ARRIVAL_APPLIED ? s->updates : 0,
+                          .staleness = staleness, .local_steps = r->h, .updates = s->updates,
+                          .time_s = now, .wall_s = loco_clock_wall(s->clock), .status = status};
+        loco_metrics_arrival(s->mt, &a);
+    }
+    return status;
+}
+
+/* Issues a decided push (under entry, for its ticket): a momentum rule goes to the
+ * sweeper; a pure add comes back in *mine for the worker to walk once entry is released.
+ * With pull set, the worker's next theta comes in that same walk (pure add) or in a
+ * pull right behind the sweep. */
+static void issue(loco_server *s, loco_round *r, loco_job *push, int pull, loco_job *mine) {
+    *mine = (loco_job){.rule = LOCO_RULE_NONE};
+    if (push->rule != LOCO_RULE_NONE) {
         push->ticket = loco_globalbuf_tickets(s->gb, 1);
-        enqueue(s, push);
-    } else if (push->rule != RULE_NONE) {
-        push->ticket = loco_globalbuf_tickets(s->gb, 1);
-        *mine = *push;
+        if (loco_outer_rule_of(push->rule)->moves_momentum)
+            loco_sweeper_push(&s->sweeper, push);
+        else
+            *mine = *push;
     }
     if (!pull) return;
-    if (mine->rule != RULE_NONE) {
+    if (mine->rule != LOCO_RULE_NONE) {
         /* one pass: add, then copy out */
         mine->out0 = r->params, mine->out1 = r->theta0;
         r->v_start = s->updates;
     } else {
         reserve_pull(s, r);
-        *mine = (loco_stripe_job){.ticket = r->pull_ticket, .rule = RULE_NONE,
-                                  .out0 = r->params, .out1 = r->theta0};
+        *mine = (loco_job){.ticket = r->pull_ticket, .rule = LOCO_RULE_NONE,
+                           .out0 = r->params, .out1 = r->theta0};
     }
+}
+
+/* Queues the method's close rule over the arrivals still accumulated (under entry). */
+static void flush_accumulated(loco_server *s) {
+    if (s->method->close_rule == LOCO_RULE_NONE || s->accumulated == 0) return;
+    loco_job flush = {.rule = s->method->close_rule, .hp = s->st.hp, .ev = s->ev};
+    flush.hp.N = (int)s->accumulated;
+    flush.hp.gscale = 1.0f;
+    flush.ticket = loco_globalbuf_tickets(s->gb, 1);
+    LOCO_CHECK(loco_outer_rule_of(flush.rule)->moves_momentum, "close rule %d", flush.rule);
+    loco_sweeper_push(&s->sweeper, &flush);
+    s->accumulated = 0;
 }
 
 /* ------------------------------------------------------------- windows */
 
 static int windowed(const loco_server *s) {
-    return s->method == LOCO_METHOD_SYNC || s->grace_s > 0;
+    return s->method->barrier || s->st.grace_s > 0;
 }
 
-/* Closes the window at time t (under entry): a sync round's outer step, then every
+/* Closes the window at time t (under entry): a barrier round's step, then every
  * member's pull and next round, in the order they joined. */
 static void close_window(loco_server *s, double t) {
-    if (s->method == LOCO_METHOD_SYNC && s->buffered > 0) {
-        loco_stripe_job flush = {.rule = RULE_FLUSH, .hp = s->hp};
-        flush.hp.N = (int)s->buffered;
-        flush.ticket = loco_globalbuf_tickets(s->gb, 1);
-        enqueue(s, &flush);
-        s->buffered = 0;
-    }
+    if (s->method->barrier) flush_accumulated(s);
     for (int i = 0; i < s->nmembers; i++) {
         loco_round *m = &s->rounds[s->members[i]];
         reserve_pull(s, m);
@@ -370,18 +351,19 @@ static int join_window(loco_server *s, loco_round *r, double now) {
     int opener = !s->win_open;
     if (opener) {
         s->win_open = 1;
-        s->win_end = now + (s->method == LOCO_METHOD_SYNC ? INFINITY : s->grace_s);
+        s->win_end = now + (s->method->barrier ? INFINITY : s->st.grace_s);
     }
+    LOCO_CHECK(s->nmembers < s->st.workers, "window of %d members is full", s->nmembers);
     s->members[s->nmembers++] = r->id;
     pthread_mutex_lock(&s->window_mu);
     r->window_done = 0;
     pthread_mutex_unlock(&s->window_mu);
-    /* a sync round ends when every worker still running has arrived */
-    if (s->method == LOCO_METHOD_SYNC && s->nmembers == s->active) {
+    /* a barrier round ends when every worker still running has arrived */
+    if (s->method->barrier && s->nmembers == s->active) {
         close_window(s, now);
         return 0;
     }
-    if (opener && s->method != LOCO_METHOD_SYNC) {
+    if (opener && !s->method->barrier) {
         loco_clock_schedule(s->clock, r->id, s->win_end, LOCO_EVENT_CLOSE);
         return 1;
     }
@@ -389,11 +371,12 @@ static int join_window(loco_server *s, loco_round *r, double now) {
     return 0;
 }
 
-/* The opener of a grace window: waits for its end, then closes it (virtual: when the
- * close is the earliest event; real: after sleeping to the deadline). */
-static void await_window_end(loco_server *s, loco_round *r) {
-    double waited = 0, t = s->win_end;
-    if (s->clock_kind == LOCO_CLOCK_VIRTUAL) {
+/* The opener of a grace window: waits for its end (virtual: when the close is the
+ * earliest event; real: after sleeping to the deadline), then closes it. Returns the
+ * seconds waited. */
+static double await_window_end(loco_server *s, loco_round *r) {
+    double waited = 0, t;
+    if (s->st.clock == LOCO_CLOCK_VIRTUAL) {
         t = loco_clock_turn(s->clock, r->id, &waited);
     } else {
         double left = s->win_end - loco_clock_wall(s->clock);
@@ -404,45 +387,48 @@ static void await_window_end(loco_server *s, loco_round *r) {
         }
         t = loco_clock_wall(s->clock);
     }
-    r->idle_s += waited;
     pthread_mutex_lock(&s->entry);
     close_window(s, t);
     pthread_mutex_unlock(&s->entry);
+    return waited;
 }
 
-/* Arrival of worker r into a window: its push now, its pull when the window closes. */
-static long arrive_windowed(loco_server *s, loco_round *r, double now) {
-    loco_stripe_job push, mine;
-    decide(s, r, now, &push);
+/* Arrival of worker r into a window (entered under entry, which it releases): its push
+ * now, its pull when the window closes. */
+static long arrive_windowed(loco_server *s, loco_round *r, int finite, double now,
+                            loco_arrival_cost *cost) {
+    loco_job push, mine;
+    cost->rejected = decide(s, r, finite, now, &push) != LOCO_ARRIVAL_APPLIED;
     issue(s, r, &push, 0, &mine);
     int opener = join_window(s, r, now);
     pthread_mutex_unlock(&s->entry);
-    if (mine.rule != RULE_NONE) r->lockwait_s += walk_job(s, &mine);
-    if (opener) await_window_end(s, r);
+    if (mine.rule != LOCO_RULE_NONE) cost->stripe_s += loco_job_walk(s->gb, &mine);
+    if (opener) cost->window_s += await_window_end(s, r);
     double t0 = loco_now();
     pthread_mutex_lock(&s->window_mu);
     while (!r->window_done) pthread_cond_wait(&s->window_cv, &s->window_mu);
     pthread_mutex_unlock(&s->window_mu);
     long h = r->h; /* set before window_done, under entry */
-    r->idle_s += loco_now() - t0;
-    r->lockwait_s += loco_server_pull(s, r);
+    cost->window_s += loco_now() - t0;
+    cost->stripe_s += loco_server_pull(s, r);
     return h;
 }
 
-long loco_server_arrive(loco_server *s, loco_round *r) {
-    double waited;
-    double now = loco_clock_turn(s->clock, r->id, &waited);
-    r->idle_s += waited;
+long loco_server_arrive(loco_server *s, loco_round *r, int finite, double step_s,
+                        loco_arrival_cost *cost) {
+    *cost = (loco_arrival_cost){0};
+    double now = loco_clock_turn(s->clock, r->id, &cost->turn_s);
     pthread_mutex_lock(&s->entry);
-    r->rounds++;
-    measure(r);
-    if (windowed(s)) return arrive_windowed(s, r, now);
-    loco_stripe_job push, mine;
-    decide(s, r, now, &push);
+    LOCO_CHECK(!r->retired && r->h > 0, "worker %d arrives without a round", r->id);
+    measure(r, step_s);
+    make_room(s, finite, s->updates - r->v_start);
+    if (windowed(s)) return arrive_windowed(s, r, finite, now, cost);
+    loco_job push, mine;
+    cost->rejected = decide(s, r, finite, now, &push) != LOCO_ARRIVAL_APPLIED;
     issue(s, r, &push, 1, &mine);
     long h = next_round(s, r, now);
     pthread_mutex_unlock(&s->entry);
-    r->lockwait_s += walk_job(s, &mine);
+    cost->stripe_s += loco_job_walk(s->gb, &mine);
     return h;
 }
 
@@ -450,20 +436,8 @@ long loco_server_arrive(loco_server *s, loco_round *r) {
 
 void loco_server_finish(loco_server *s) {
     pthread_mutex_lock(&s->entry);
-    if (s->buffered > 0 && s->started) {
-        /* a partial buffer: applied on its mean rather than lost */
-        loco_stripe_job flush = {.rule = RULE_FLUSH, .hp = s->hp};
-        flush.hp.N = (int)s->buffered;
-        flush.ticket = loco_globalbuf_tickets(s->gb, 1);
-        enqueue(s, &flush);
-        s->buffered = 0;
-    }
+    /* a partial buffer: applied on its mean rather than lost */
+    if (s->sweeper.started) flush_accumulated(s);
     pthread_mutex_unlock(&s->entry);
-    if (!s->started) return;
-    pthread_mutex_lock(&s->qmu);
-    s->closing = 1;
-    pthread_cond_signal(&s->qcv);
-    pthread_mutex_unlock(&s->qmu);
-    pthread_join(s->thread, NULL);
-    s->started = 0;
+    loco_sweeper_stop(&s->sweeper);
 }

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loco/config.h"
 
 /* ---------------------------------------------------------------- the machine */
 
@@ -192,6 +191,13 @@ static void assign(const loco_topo *t, const int *order, loco_plan *p, int *coun
         p->places[i].shared = p->places[i].pu >= 0 && count[p->places[i].pu] > 1;
 }
 
+const loco_enum loco_pin_kinds[] = {
+    {"compact", LOCO_PIN_COMPACT, NULL},
+    {"scatter", LOCO_PIN_SCATTER, NULL},
+    {"none", LOCO_PIN_NONE, NULL},
+    {NULL, 0, NULL},
+};
+
 int loco_topo_plan(const loco_topo *t, int workers, int pin, loco_plan *p, loco_err *e) {
     assert(workers >= 1 && workers <= INT_MAX - 2);
     assert(pin == LOCO_PIN_COMPACT || pin == LOCO_PIN_SCATTER || pin == LOCO_PIN_NONE);
@@ -370,10 +376,9 @@ static void print_place(const loco_place *pl, FILE *f) {
 }
 
 void loco_topo_print(const loco_topo *t, const loco_plan *p, FILE *f) {
-    static const char *pins[] = {"compact", "scatter", "none"};
     print_machine(t, f);
     if (!p) return;   /* the machine alone */
-    fprintf(f, "plan: %s, %d worker%s\n", pins[p->pin], p->workers, plural(p->workers));
+    fprintf(f, "plan: %s, %d worker%s\n", loco_enum_name(loco_pin_kinds, p->pin), p->workers, plural(p->workers));
     for (int i = 0; i < p->nplaces; i++) print_place(&p->places[i], f);
     if (p->oversubscribed)
         fprintf(f, "%d workers on %d PUs: oversubscribed, workers share cores\n", p->workers, t->npus);

@@ -9,11 +9,29 @@
 #include "loco/engine.h"
 #include "loco/evaluator.h"
 #include "loco/metrics.h"
-#include "loco/model.h"
-#include "loco/worker.h"
+#include "loco/outer.h"
 
 void loco_train_opts_default(loco_train_opts *o) {
     memset(o, 0, sizeof *o);
+}
+
+loco_shape loco_shape_from_config(const loco_config *c) {
+    loco_shape s = {.V = (int)c->model.vocab, .Vp = loco_padded_vocab((int)c->model.vocab),
+                    .maxT = (int)c->model.seq_len, .L = (int)c->model.layers,
+                    .NH = (int)c->model.heads, .C = (int)c->model.dim};
+    return s;
+}
+
+void loco_worker_opts_from_config(const loco_config *c, loco_worker_opts *o) {
+    *o = (loco_worker_opts){
+        .B = (int)c->train.batch,
+        .T = (int)c->model.seq_len,
+        .seed = (uint64_t)c->run.seed,
+        .hp = {.lr = c->train.lr, .lr_min = c->train.lr_min, .warmup = c->train.warmup,
+               .steps = c->train.steps, .beta1 = c->train.beta1, .beta2 = c->train.beta2,
+               .eps = c->train.eps, .weight_decay = c->train.weight_decay,
+               .grad_clip = c->train.grad_clip},
+    };
 }
 
 /* Everything one run holds. */
@@ -25,6 +43,7 @@ typedef struct {
     float *init;              /* starting parameters */
     float *final;             /* the parameters to save (points into w or engine output) */
     loco_metrics mt;
+    int mt_open;
     char *config_text;        /* the resolved config, as written to config.ini */
     double t0, last_val;
     long tokens, steps;
@@ -95,7 +114,8 @@ static int resolved_config(run *r, loco_err *e) {
     return 0;
 }
 
-static int setup(run *r, loco_err *e) {
+/* Every check of the input; nothing is written yet. */
+static int check_input(run *r, loco_err *e) {
     loco_config *c = r->c;
     if (r->o->init_path ? shape_from_file(r, e) : shape_from_config(r, e)) return -1;
     if (loco_config_validate(c, e) != 0) return -1;
@@ -107,67 +127,58 @@ static int setup(run *r, loco_err *e) {
     if (loco_data_train_windows(&r->data, T) == 0)
         return loco_errf(e, "%s: no train span holds model.seq_len + 1 = %d tokens", c->data.path,
                          T + 1);
-    if (resolved_config(r, e) != 0) return -1;
-    if (loco_metrics_open(&r->mt, r->o->out_dir, r->o->quiet, e) != 0) return -1;
-    if (r->o->out_dir && loco_write_text(r->o->out_dir, "config.ini", r->config_text, e) != 0)
+    if (loco_data_check_val(&r->data, (int)c->eval.batches, (int)c->train.batch, T, e) != 0)
         return -1;
+    return resolved_config(r, e);
+}
+
+static int setup(run *r, loco_err *e) {
+    if (check_input(r, e) != 0) return -1;
+    const char *dir = r->o->out_dir;
+    if (dir && loco_mkdirs(dir, e) != 0) return -1;
+    if (loco_metrics_open(&r->mt, dir, r->o->quiet, r->byte_level, e) != 0) return -1;
+    r->mt_open = 1;
+    if (dir && loco_write_text(dir, "config.ini", r->config_text, e) != 0) return -1;
     return 0;
 }
 
 static void teardown(run *r) {
-    loco_metrics_close(&r->mt);
+    if (r->mt_open) loco_metrics_close(&r->mt, NULL);
     loco_evaluator_free(&r->ev);
     loco_worker_free(&r->w);
     loco_data_close(&r->data);
     free(r->init);
-    free(r->eo.theta);
+    loco_engine_out_free(&r->eo);
     free(r->config_text);
 }
 
 /* ------------------------------------------------- single-worker training */
 
 static void train_event(run *r, double step_s, long step_tokens) {
-    loco_json j;
-    loco_json_begin(&j);
-    loco_json_str(&j, "event", "train");
-    loco_json_int(&j, "step", r->w.steps);
-    loco_json_int(&j, "tokens", r->tokens);
-    loco_json_num(&j, "wall_s", loco_now() - r->t0);
-    loco_json_num(&j, "loss", r->w.loss);
-    loco_json_num(&j, "lr", loco_adamw_lr(&r->w.hp, r->w.steps - 1));
-    loco_json_num(&j, "grad_norm", r->w.grad_norm);
-    loco_json_num(&j, "tokens_per_s", (double)step_tokens / step_s);
-    loco_json_end(&j);
-    loco_metrics_event(&r->mt, &j);
-    loco_json_free(&j);
+    loco_train_event ev = {.step = r->w.steps, .tokens = r->tokens, .wall_s = loco_now() - r->t0,
+                           .loss = r->w.loss, .lr = loco_adamw_lr(&r->w.hp, r->w.steps - 1),
+                           .grad_norm = r->w.grad_norm,
+                           .tokens_per_s = (double)step_tokens / step_s};
+    loco_metrics_train(&r->mt, &ev);
 }
 
 static void evaluate(run *r) {
     r->last_val = loco_evaluator_val_loss(&r->ev, r->w.params);
-    loco_json j;
-    loco_json_begin(&j);
-    loco_json_str(&j, "event", "eval");
-    loco_json_int(&j, "step", r->w.steps);
-    loco_json_int(&j, "tokens", r->tokens);
-    loco_json_num(&j, "wall_s", loco_now() - r->t0);
-    loco_json_val(&j, "", r->last_val, r->byte_level);
-    loco_json_end(&j);
-    loco_metrics_event(&r->mt, &j);
-    loco_json_free(&j);
+    loco_eval_event ev = {.step = r->w.steps, .tokens = r->tokens, .wall_s = loco_now() - r->t0,
+                          .val_loss = r->last_val};
+    loco_metrics_eval(&r->mt, &ev);
 }
 
 static void progress(run *r, int force) {
     double now = loco_now();
     if (!force && now - r->last_progress < 0.1) return;
     r->last_progress = now;
-    long steps = r->c->train.steps;
-    double rate = r->train_s > 0 ? (double)r->tokens / r->train_s : 0;
-    double eta = r->w.steps > 0 ? r->train_s / (double)r->w.steps * (double)(steps - r->w.steps) : 0;
-    char eta_s[32], val[32] = "";
-    loco_format_duration(eta, eta_s, sizeof eta_s);
-    if (isfinite(r->last_val)) snprintf(val, sizeof val, " | val %.4f", r->last_val);
-    loco_metrics_progress(&r->mt, force, "step %ld/%ld | loss %.4f%s | %.0f tok/s | ETA %s",
-                          r->w.steps, steps, r->w.loss, val, rate, eta_s);
+    long steps = r->c->train.steps, done = r->w.steps;
+    loco_progress p = {.step = done, .steps = steps, .updates = -1, .loss = r->w.loss,
+                       .val = r->last_val,
+                       .tokens_per_s = r->train_s > 0 ? (double)r->tokens / r->train_s : 0,
+                       .eta_s = done > 0 ? r->train_s / (double)done * (double)(steps - done) : 0};
+    loco_metrics_progress(&r->mt, force, &p);
 }
 
 /* One step of the `single` method: k = run.workers accumulated batches (the paper's
@@ -183,7 +194,9 @@ static float single_step(run *r, int k) {
 static int single_run(run *r, loco_err *e) {
     const loco_config *c = r->c;
     int k = (int)c->run.workers;
-    if (loco_worker_init(&r->w, 0, &r->m, &r->data, c, r->init, e) != 0) return -1;
+    loco_worker_opts wo;
+    loco_worker_opts_from_config(c, &wo);
+    if (loco_worker_init(&r->w, 0, &r->m, &r->data, &wo, r->init, e) != 0) return -1;
     if (loco_evaluator_init(&r->ev, &r->m, &r->data, r->w.B, r->w.T, (int)c->eval.batches, e) != 0)
         return -1;
     long every = c->eval.every, step_tokens = (long)k * r->w.B * r->w.T;
@@ -200,6 +213,7 @@ static int single_run(run *r, loco_err *e) {
         train_event(r, dt, step_tokens);
         int eval_now = every > 0 && r->w.steps % every == 0;
         if (eval_now) evaluate(r);
+        loco_metrics_flush(&r->mt);
         progress(r, eval_now);
     }
     r->stopped = r->w.steps < c->train.steps;
@@ -214,10 +228,10 @@ static int single_run(run *r, loco_err *e) {
 
 /* ------------------------------------------------ the asynchronous path */
 
-static int async_run(run *r, loco_json *summary, loco_err *e) {
+static int async_run(run *r, loco_err *e) {
     loco_engine_in in = {.c = r->c, .m = &r->m, .d = &r->data, .init = r->init, .mt = &r->mt,
-                         .stop = r->o->stop, .byte_level = r->byte_level};
-    if (loco_engine_run(&in, summary, &r->eo, e) != 0) return -1;
+                         .stop = r->o->stop};
+    if (loco_engine_run(&in, &r->eo, e) != 0) return -1;
     r->final = r->eo.theta;
     r->last_val = r->eo.final_val;
     r->tokens = r->eo.tokens;
@@ -229,29 +243,23 @@ static int async_run(run *r, loco_json *summary, loco_err *e) {
 
 /* ------------------------------------------------------------ the outputs */
 
-static int write_outputs(run *r, loco_json *j, const char *status, loco_err *e) {
-    double wall = loco_now() - r->t0;
-    loco_json_str(j, "status", status);
-    loco_json_val(j, "final_", r->last_val, r->byte_level);
-    loco_json_int(j, "steps", r->steps);
-    loco_json_int(j, "tokens", r->tokens);
-    loco_json_num(j, "wall_s", wall);
-    loco_json_num(j, "train_s", r->train_s);
-    loco_json_num(j, "tokens_per_s", r->train_s > 0 ? (double)r->tokens / r->train_s : 0);
-    loco_json_int(j, "params", (long)r->m.ntrue);
-    loco_json_end(j);
-    char wall_s[32];
-    loco_format_duration(wall, wall_s, sizeof wall_s);
-    loco_metrics_say(&r->mt, "%s: %ld steps, %ld tokens in %s (%.0f tokens/s); val loss %.4f, "
-                     "ppl %.2f", status, r->steps, r->tokens, wall_s,
-                     r->train_s > 0 ? (double)r->tokens / r->train_s : 0, r->last_val,
-                     exp(r->last_val));
-    if (r->byte_level)
-        loco_metrics_say(&r->mt, "  %.3f bits per byte; %zu parameters",
-                         loco_bits_per_byte(r->last_val), r->m.ntrue);
+static int write_outputs(run *r, const char *status, loco_err *e) {
+    loco_summary s = r->c->outer.method == LOCO_METHOD_SINGLE ? (loco_summary){0} : r->eo.summary;
+    s.status = status;
+    s.final_val = r->last_val;
+    s.steps = r->steps;
+    s.tokens = r->tokens;
+    s.params = (long)r->m.ntrue;
+    s.wall_s = loco_now() - r->t0;
+    s.train_s = r->train_s;
+    if (!s.rows) s.method = NULL; /* the engine did not get as far as its summary */
+    loco_metrics_say_summary(&r->mt, &s);
     if (!r->o->out_dir) return 0;
-    if (loco_write_text(r->o->out_dir, "summary.json", j->buf, e) != 0) return -1;
-    if (!r->final) return 0;
+    loco_json j;
+    loco_summary_json(&s, r->byte_level, &j);
+    int rc = loco_write_text(r->o->out_dir, "summary.json", j.buf, e);
+    loco_json_free(&j);
+    if (rc != 0 || !r->final) return rc;
     char path[LOCO_PATH_LEN];
     snprintf(path, sizeof path, "%s/model.bin", r->o->out_dir);
     return loco_model_write(path, &r->m, r->final, r->config_text, e);
@@ -265,20 +273,21 @@ int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
     r.last_val = NAN;
     int rc = setup(&r, e);
     if (rc == 0) {
+        int single = c->outer.method == LOCO_METHOD_SINGLE;
         loco_metrics_say(&r.mt, "loco: %zu parameters, %s, batches of %ld x %ld tokens from %s%s%s",
-                         r.m.ntrue, c->outer.method == LOCO_METHOD_SINGLE ? "one worker" : "asynchronous",
-                         c->train.batch, c->model.seq_len, c->data.path,
-                         o->out_dir ? ", writing to " : "", o->out_dir ? o->out_dir : "");
-        loco_json summary;
-        loco_json_begin(&summary);
+                         r.m.ntrue, single ? "one worker" : "asynchronous", c->train.batch,
+                         c->model.seq_len, c->data.path, o->out_dir ? ", writing to " : "",
+                         o->out_dir ? o->out_dir : "");
         r.t0 = loco_now();
-        rc = c->outer.method == LOCO_METHOD_SINGLE ? single_run(&r, e) : async_run(&r, &summary, e);
+        rc = single ? single_run(&r, e) : async_run(&r, e);
         /* a diverged single run still reports what it did, but saves no model */
         if (rc != 0) r.final = NULL;
         const char *status = rc != 0 ? "failed" : r.stopped ? "stopped" : "finished";
         loco_err we;
-        if (write_outputs(&r, &summary, status, rc == 0 ? e : &we) != 0 && rc == 0) rc = -1;
-        loco_json_free(&summary);
+        if (write_outputs(&r, status, rc == 0 ? e : &we) != 0 && rc == 0) rc = -1;
+        loco_err me;
+        r.mt_open = 0;
+        if (loco_metrics_close(&r.mt, rc == 0 ? e : &me) != 0 && rc == 0) rc = -1;
     }
     teardown(&r);
     return rc;

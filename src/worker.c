@@ -7,27 +7,15 @@
 
 #include "loco/outer.h"
 
-void loco_adamw_hp_from_config(loco_adamw_hp *hp, const loco_config *c) {
-    hp->lr = c->train.lr;
-    hp->lr_min = c->train.lr_min;
-    hp->warmup = c->train.warmup;
-    hp->steps = c->train.steps;
-    hp->beta1 = c->train.beta1;
-    hp->beta2 = c->train.beta2;
-    hp->eps = c->train.eps;
-    hp->weight_decay = c->train.weight_decay;
-    hp->grad_clip = c->train.grad_clip;
-}
-
 int loco_worker_init(loco_worker *w, int id, const loco_model *m, const loco_data *d,
-                     const loco_config *c, const float *init, loco_err *e) {
+                     const loco_worker_opts *o, const float *init, loco_err *e) {
     memset(w, 0, sizeof *w);
     w->id = id;
     w->m = m;
-    w->B = (int)c->train.batch;
-    w->T = (int)c->model.seq_len;
-    loco_adamw_hp_from_config(&w->hp, c);
-    loco_stream_init(&w->stream, d, (uint64_t)c->run.seed, (uint64_t)id);
+    w->B = o->B;
+    w->T = o->T;
+    w->hp = o->hp;
+    loco_stream_init(&w->stream, d, o->seed, (uint64_t)id);
     size_t bytes = m->nparams * sizeof(float);
     w->params = loco_alloc(bytes);
     w->grads = loco_alloc(bytes);
@@ -100,7 +88,7 @@ void loco_worker_reset_optimizer(loco_worker *w) {
 /* Waits s seconds by sleeping (frees the core) or spinning (holds it). */
 static void emulate(double s, int mode) {
     if (s <= 0) return;
-    if (mode == LOCO_WAIT_SPIN) {
+    if (mode == LOCO_SLOW_SPIN) {
         double end = loco_now() + s;
         while (loco_now() < end) {
         }
@@ -111,40 +99,41 @@ static void emulate(double s, int mode) {
 }
 
 /* h inner steps; in the real clock each step of t seconds is followed by a wait of
- * (slowdown x jitter - 1) t, the emulated slower hardware. */
-static void run_round(loco_worker_thread *t, long h) {
-    loco_round *r = t->r;
-    int real = t->c->run.clock == LOCO_CLOCK_REAL;
+ * (slowdown x jitter - 1) t, the emulated slower hardware. Returns the round's seconds
+ * per step. */
+static double run_round(loco_worker_thread *t, long h) {
+    loco_worker_stats *st = &t->stats;
+    int real = t->clock_kind == LOCO_CLOCK_REAL;
     double start = loco_now();
     for (long j = 0; j < h; j++) {
-        atomic_store(&r->activity, LOCO_ACT_COMPUTE);
+        atomic_store(&st->activity, LOCO_ACT_COMPUTE);
         double t0 = loco_now();
         loco_worker_step(&t->w);
         double dt = loco_now() - t0;
-        r->compute_s += dt;
-        r->steps++;
+        st->compute_s += dt;
+        atomic_fetch_add(&st->steps, 1);
         if (!real) continue;
-        double f = loco_hetero_slowdown_at(t->het, r->id, loco_clock_wall(t->clock)) *
-                   loco_hetero_jitter(t->het, &r->rng);
+        double f = loco_hetero_slowdown_at(t->het, t->r->id, loco_clock_wall(t->clock)) *
+                   loco_hetero_jitter(t->het, &t->jitter);
         if (f > 1) {
-            atomic_store(&r->activity, LOCO_ACT_SLOW);
-            emulate((f - 1) * dt, t->c->hetero.mode);
-            r->slow_s += (f - 1) * dt;
+            atomic_store(&st->activity, LOCO_ACT_SLOW);
+            emulate((f - 1) * dt, t->slowdown_mode);
+            st->slowdown_s += (f - 1) * dt;
         }
     }
-    r->round_step_s = (loco_now() - start) / (double)h;
+    return (loco_now() - start) / (double)h;
 }
 
-/* g = theta_start - theta_local, and whether it is finite */
-static void make_delta(loco_round *r, size_t n) {
+/* g = theta_start - theta_local; returns whether it is finite */
+static int make_delta(loco_round *r, size_t n) {
     for (size_t i = 0; i < n; i++) r->delta[i] = r->theta0[i] - r->params[i];
-    r->finite = loco_all_finite(r->delta, n);
+    return loco_all_finite(r->delta, n);
 }
 
 static int setup_thread(loco_worker_thread *t) {
     loco_round *r = t->r;
     if (loco_topo_bind(t->topo, t->place, &t->err) != 0) return -1;
-    if (loco_worker_init(&t->w, r->id, t->m, t->d, t->c, t->init, &t->err) != 0) return -1;
+    if (loco_worker_init(&t->w, r->id, t->m, t->d, &t->opts, t->init, &t->err) != 0) return -1;
     size_t bytes = t->m->nparams * sizeof(float);
     r->params = t->w.params;
     r->theta0 = loco_alloc(bytes);
@@ -155,31 +144,39 @@ static int setup_thread(loco_worker_thread *t) {
 
 static void *worker_main(void *arg) {
     loco_worker_thread *t = arg;
+    loco_worker_stats *st = &t->stats;
     loco_round *r = t->r;
     if (setup_thread(t) != 0) {
         t->failed = 1;
         loco_server_abandon(t->server, r);
-        atomic_store(&r->activity, LOCO_ACT_DONE);
+        atomic_store(&st->activity, LOCO_ACT_DONE);
         return NULL;
     }
-    atomic_store(&r->activity, LOCO_ACT_SYNC);
-    r->lockwait_s += loco_server_pull(t->server, r);
+    atomic_store(&st->activity, LOCO_ACT_SYNC);
+    st->lockwait_s += loco_server_pull(t->server, r);
     long h = r->h;
     while (h > 0) {
-        run_round(t, h);
-        make_delta(r, t->m->nparams);
-        atomic_store(&r->activity, LOCO_ACT_SYNC);
-        h = loco_server_arrive(t->server, r);
-        if (!r->finite) loco_worker_reset_optimizer(&t->w);
+        double step_s = run_round(t, h);
+        int finite = make_delta(r, t->m->nparams);
+        atomic_store(&st->activity, LOCO_ACT_SYNC);
+        loco_arrival_cost cost;
+        h = loco_server_arrive(t->server, r, finite, step_s, &cost);
+        st->rounds++;
+        st->rejected += cost.rejected;
+        st->lockwait_s += cost.stripe_s;
+        st->idle_s += cost.turn_s + cost.window_s;
+        if (!finite) loco_worker_reset_optimizer(&t->w);
     }
-    atomic_store(&r->activity, LOCO_ACT_DONE);
+    atomic_store(&st->activity, LOCO_ACT_DONE);
     return NULL;
 }
 
 int loco_worker_thread_start(loco_worker_thread *t, loco_err *e) {
     t->failed = 0;
+    loco_rng_seed(&t->jitter, t->opts.seed, loco_stream_id(LOCO_STREAM_JITTER, (uint64_t)t->r->id));
     if (pthread_create(&t->thread, NULL, worker_main, t) != 0) {
         loco_server_abandon(t->server, t->r);
+        atomic_store(&t->stats.activity, LOCO_ACT_DONE);
         return loco_errf(e, "cannot start worker thread %d", t->r->id);
     }
     return 0;

@@ -6,7 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "loco/clock.h"
 #include "loco/config.h"
+#include "loco/data.h"
+#include "loco/hetero.h"
 
 /* ---- helpers ---- */
 
@@ -417,7 +420,7 @@ Test(config, shorthand_flags_set_their_keys_and_speed_changes_add_up) {
     cr_assert_eq(loco_config_flag(&c, "--clock", "virtual", &e), 0);
     cr_assert_eq(c.run.clock, LOCO_CLOCK_VIRTUAL);
     cr_assert_eq(loco_config_flag(&c, "--slowdown-mode", "spin", &e), 0);
-    cr_assert_eq(c.hetero.mode, LOCO_WAIT_SPIN);
+    cr_assert_eq(c.hetero.mode, LOCO_SLOW_SPIN);
     cr_assert_eq(loco_config_flag(&c, "--speed-change", "1@10:2", &e), 0);
     cr_assert_eq(loco_config_flag(&c, "--speed-change", "2@20:3", &e), 0);
     cr_assert_str_eq(c.hetero.speed_change, "1@10:2,2@20:3", "repeated flags add to the list");

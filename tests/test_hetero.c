@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "loco/base.h"
-#include "loco/config.h"
 #include "loco/hetero.h"
 
 static void init_ok(loco_hetero *h, int workers, int level, const char *slowdown, double jitter,
@@ -101,35 +100,36 @@ Test(hetero, init_takes_the_level_and_an_explicit_list_overrides_it) {
 
 /* ---- errors ---- */
 
-Test(hetero, slowdown_list_errors_name_the_key_and_quote_the_item) {
-    init_fails(4, "1,2,3", 0, "", "hetero.slowdown: 3 factors for 4 workers", "(\"1,2,3\")");
-    init_fails(4, "1,2,3,4,", 0, "", "hetero.slowdown", "5 factors for 4 workers (\"1,2,3,4,\")");
-    init_fails(2, "1,2,3", 0, "", "hetero.slowdown", "3 factors for 2 workers");
-    init_fails(4, "1,x,3,4", 0, "", "hetero.slowdown", "\"x\" (item 2)");
-    init_fails(4, "1, ,3,4", 0, "", "hetero.slowdown", "\"\" (item 2)");
-    init_fails(4, "1,2,3,2x", 0, "", "hetero.slowdown", "\"2x\" (item 4)");
-    init_fails(4, "1,inf,3,4", 0, "", "hetero.slowdown", "\"inf\" (item 2)");
-    init_fails(4, "nan,1,3,4", 0, "", "hetero.slowdown", "\"nan\" (item 1)");
-    init_fails(4, "1,2,3,1e999", 0, "", "hetero.slowdown", "\"1e999\" (item 4)");
-    init_fails(4, "1,0.5,3,4", 0, "", "hetero.slowdown: factor 0.5 (item 2) is below 1",
+/* The messages quote the item and say what is wrong with it; the config names the key,
+ * its value and where it was set (test_config.c). */
+Test(hetero, slowdown_list_errors_quote_the_item) {
+    init_fails(4, "1,2,3", 0, "", "3 factors for 4 workers", "factors");
+    init_fails(4, "1,2,3,4,", 0, "", "5 factors for 4 workers", "factors");
+    init_fails(2, "1,2,3", 0, "", "3 factors for 2 workers", "factors");
+    init_fails(4, "1,x,3,4", 0, "", "\"x\" (item 2)", "not a finite number");
+    init_fails(4, "1, ,3,4", 0, "", "\"\" (item 2)", "not a finite number");
+    init_fails(4, "1,2,3,2x", 0, "", "\"2x\" (item 4)", "not a finite number");
+    init_fails(4, "1,inf,3,4", 0, "", "\"inf\" (item 2)", "not a finite number");
+    init_fails(4, "nan,1,3,4", 0, "", "\"nan\" (item 1)", "not a finite number");
+    init_fails(4, "1,2,3,1e999", 0, "", "\"1e999\" (item 4)", "not a finite number");
+    init_fails(4, "1,0.5,3,4", 0, "", "factor 0.5 (item 2) is below 1",
                "seconds per step relative to the fastest worker");
-    init_fails(2, "1,-3", 0, "", "hetero.slowdown", "factor -3 (item 2)");
+    init_fails(2, "1,-3", 0, "", "factor -3 (item 2)", "below 1");
 }
 
-Test(hetero, speed_change_errors_name_the_key_and_quote_the_item) {
-    init_fails(4, "", 0, "7@10:2", "hetero.speed_change: \"7@10:2\"", "worker 7 does not exist (4 workers)");
+Test(hetero, speed_change_errors_quote_the_item) {
+    init_fails(4, "", 0, "7@10:2", "\"7@10:2\"", "worker 7 does not exist (4 workers)");
     init_fails(4, "", 0, "0@1:2, 4@10:2", "\"4@10:2\"", "worker 4 does not exist");
     init_fails(4, "", 0, "-1@10:2", "\"-1@10:2\"", "worker -1 does not exist");
-    init_fails(4, "", 0, "1@x:2", "hetero.speed_change: \"1@x:2\": expected W@T:F", "W@T:F");
+    init_fails(4, "", 0, "1@x:2", "\"1@x:2\": expected W@T:F", "W@T:F");
     const char *malformed[] = {"1@10", "1:2@3", "@1:2", "1@2:3:4", "1.5@2:3", "1@2:x", "x@1:2",
                                "1@2:", "1@:2", "1 2@3:4"};
     for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
         char quoted[64];
         snprintf(quoted, sizeof quoted, "\"%s\"", malformed[i]);
-        init_fails(4, "", 0, malformed[i], "hetero.speed_change", quoted);
         init_fails(4, "", 0, malformed[i], quoted, "expected W@T:F");
     }
-    init_fails(4, "", 0, "0@1:2,,1@2:3", "hetero.speed_change: \"\"", "expected W@T:F");
+    init_fails(4, "", 0, "0@1:2,,1@2:3", "\"\": expected W@T:F", "expected W@T:F");
     init_fails(4, "", 0, "1@-3:2", "\"1@-3:2\"", "time -3");
     init_fails(4, "", 0, "1@nan:2", "\"1@nan:2\"", "time nan");
     init_fails(4, "", 0, "1@3:0.5", "\"1@3:0.5\"", "factor 0.5");
@@ -137,11 +137,11 @@ Test(hetero, speed_change_errors_name_the_key_and_quote_the_item) {
 }
 
 Test(hetero, other_init_errors_are_reported_not_asserted) {
-    init_fails(4, "", -0.1, "", "hetero.jitter", "-0.1");
-    init_fails(4, "", NAN, "", "hetero.jitter", "nan");
-    init_fails(0, "", 0, "", "hetero", "0 workers");
+    init_fails(4, "", -0.1, "", "jitter", "-0.1");
+    init_fails(4, "", NAN, "", "jitter", "nan");
+    init_fails(0, "", 0, "", "0 workers", "at least 1");
     /* a bad change after a good list must still free the list */
-    init_fails(4, "1,2,3,4", 0, "1@x:2", "hetero.speed_change", "\"1@x:2\"");
+    init_fails(4, "1,2,3,4", 0, "1@x:2", "\"1@x:2\"", "W@T:F");
 }
 
 /* ---- speed changes ---- */

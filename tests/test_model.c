@@ -61,9 +61,12 @@ static void tiny_grads(tiny *t) {
     loco_model_backward(&t->m, t->params, t->grads, &t->a, t->inp, t->tgt, t->B, t->T);
 }
 
-/* Directional derivative along a random +-1 direction over the tensor, against a central
+/* Directional derivative along a +-1 direction over the tensor, against a central
  * difference of the loss; the direction is restricted to the entries the loss can see
- * (rows of the padded vocabulary excluded). */
+ * (rows of the padded vocabulary excluded). Half its entries (at random) follow the sign of
+ * the gradient and half are random: a purely random direction can cancel out to a
+ * derivative too small to test, one along the gradient alone would not test the parts the
+ * gradient has wrong signs in. */
 static void check_tensor_direction(tiny *t, int id) {
     const loco_tensor *ten = &t->m.t[id];
     size_t n = id == LOCO_WTE ? (size_t)t->m.s.V * t->m.s.C : ten->count;
@@ -73,7 +76,9 @@ static void check_tensor_direction(tiny *t, int id) {
     loco_rng_seed(&r, 99, (uint64_t)id);
     double analytic = 0;
     for (size_t i = 0; i < n; i++) {
-        dir[i] = loco_rng_u64(&r) & 1 ? 1.0f : -1.0f;
+        uint64_t bits = loco_rng_u64(&r);
+        float sign = g[i] >= 0 ? 1.0f : -1.0f;
+        dir[i] = bits & 2 ? sign : (bits & 1 ? 1.0f : -1.0f);
         analytic += (double)g[i] * dir[i];
     }
     memcpy(saved, p, n * sizeof(float));

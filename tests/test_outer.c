@@ -1,4 +1,4 @@
-/* The outer optimizers against scalar references written in double from PAPER.md section 2,
+/* The outer optimizers against scalar references written in double from the paper (docs/method.md),
  * over consecutive arrivals with the state kept across them, plus the identities the paper
  * states: a DN window with c = 0 is one Nesterov step on the mean, DN with N = 1 is Nesterov,
  * the buffer moves theta once per N arrivals, and naive async overshoots along g. */
@@ -53,7 +53,7 @@ Test(outer, nesterov_matches_the_reference_over_consecutive_arrivals) {
     to_double(rt, theta, NEL);
     for (int t = 1; t <= ARRIVALS; t++) {
         fill_normal(g, NEL, &r, 0.1);
-        loco_outer_nesterov(theta, m, g, NEL, &hp);
+        loco_outer_nesterov(theta, m, NULL, g, NEL, &hp);
         for (int i = 0; i < NEL; i++) {
             rm[i] = b * rm[i] + g[i];
             rt[i] -= lr * (g[i] + b * rm[i]);
@@ -73,7 +73,7 @@ Test(outer, sgd_matches_the_reference_over_consecutive_arrivals) {
     to_double(rt, theta, NEL);
     for (int t = 1; t <= ARRIVALS; t++) {
         fill_normal(g, NEL, &r, 0.1);
-        loco_outer_sgd(theta, g, NEL, &hp);
+        loco_outer_sgd(theta, NULL, NULL, g, NEL, &hp);
         for (int i = 0; i < NEL; i++) rt[i] -= (double)hp.lr * g[i];
         expect_close("theta", t, theta, rt, NEL);
     }
@@ -83,9 +83,9 @@ Test(outer, sgd_matches_the_reference_over_consecutive_arrivals) {
 static void dn_arrive(int t, float *theta, float *a, float *m, const float *g,
                       const loco_outer_hp *hp) {
     if (t % hp->N == 0)
-        loco_outer_dn_activate(theta, a, m, g, NEL, hp);
+        loco_outer_dn_activate(theta, m, a, g, NEL, hp);
     else
-        loco_outer_dn_between(theta, a, m, g, NEL, hp);
+        loco_outer_dn_between(theta, m, a, g, NEL, hp);
 }
 
 static void dn_reference(int t, double *rt, double *ra, double *rm, const float *g,
@@ -146,7 +146,7 @@ Test(outer, dn_with_c0_turns_a_window_of_n_arrivals_into_one_nesterov_step_on_th
                 dn_arrive(t, theta, a, m, g, &hp);
             }
             for (int i = 0; i < NEL; i++) gbar[i] = (float)(sum[i] / N);
-            loco_outer_nesterov(nt, nm, gbar, NEL, &hp);
+            loco_outer_nesterov(nt, nm, NULL, gbar, NEL, &hp);
             /* theta went through N float subtractions instead of one, a summed N values */
             for (int i = 0; i < NEL; i++) {
                 double tol = (N + 4) * FLT_EPSILON * (1.0 + fabs(nt[i]));
@@ -170,7 +170,7 @@ Test(outer, dn_with_n1_and_c0_is_nesterov_on_every_arrival) {
     for (int t = 1; t <= ARRIVALS; t++) {
         fill_normal(g, NEL, &r, 0.1);
         dn_arrive(t, theta, a, m, g, &hp); /* t mod 1 == 0: every arrival activates */
-        loco_outer_nesterov(nt, nm, g, NEL, &hp);
+        loco_outer_nesterov(nt, nm, NULL, g, NEL, &hp);
         for (int i = 0; i < NEL; i++) {
             double tol = 4.0 * t * FLT_EPSILON * (1.0 + fabs(nt[i]));
             cr_assert_float_eq(theta[i], nt[i], tol,
@@ -185,9 +185,9 @@ Test(outer, dn_with_n1_and_c0_is_nesterov_on_every_arrival) {
 static void buffer_arrive(int t, float *theta, float *a, float *m, const float *g,
                           const loco_outer_hp *hp) {
     if (t % hp->N == 0)
-        loco_outer_buffer_apply(theta, a, m, g, NEL, hp);
+        loco_outer_buffer_apply(theta, m, a, g, NEL, hp);
     else
-        loco_outer_buffer_add(a, g, NEL, hp);
+        loco_outer_buffer_add(NULL, NULL, a, g, NEL, hp);
 }
 
 Test(outer, buffer_matches_the_reference_and_moves_theta_once_per_n_arrivals) {
@@ -242,7 +242,7 @@ Test(outer, buffer_window_equals_one_nesterov_step_on_the_mean) {
         buffer_arrive(t, theta, a, m, g, &hp);
     }
     for (int i = 0; i < NEL; i++) gbar[i] = (float)(sum[i] / hp.N);
-    loco_outer_nesterov(nt, nm, gbar, NEL, &hp);
+    loco_outer_nesterov(nt, nm, NULL, gbar, NEL, &hp);
     /* the same step up to the float rounding of the mean (a summed in float, times 1/N) */
     for (int i = 0; i < NEL; i++) {
         double tol = 8 * FLT_EPSILON * (1.0 + fabs(nt[i]));
@@ -253,7 +253,7 @@ Test(outer, buffer_window_equals_one_nesterov_step_on_the_mean) {
     }
 }
 
-/* PAPER.md: four Nesterov steps with the same g move theta by
+/* The paper: four Nesterov steps with the same g move theta by
  * lr [(4 + 4b + 3b^2 + 2b^3 + b^4) g + b^2 (1 + b + b^2 + b^3) m0]. Derived again here:
  * step j (1..4) moves theta by lr (g + b m_j) with m_j = b^j m0 + (1 + ... + b^(j-1)) g, i.e.
  * by lr [(1 + b + ... + b^j) g + b^(j+1) m0]; summing j = 1..4 gives the g coefficient
@@ -270,7 +270,7 @@ Test(outer, naive_async_four_steps_with_the_same_g_follow_the_closed_form) {
     fill_normal(g, NEL, &r, 0.1);
     to_double(theta0, theta, NEL);
     to_double(m0, m, NEL);
-    for (int k = 0; k < 4; k++) loco_outer_nesterov(theta, m, g, NEL, &hp);
+    for (int k = 0; k < 4; k++) loco_outer_nesterov(theta, m, NULL, g, NEL, &hp);
     double cg = 4 + 4 * b + 3 * b * b + 2 * b * b * b + b * b * b * b;
     double cm = b * b * (1 + b + b * b + b * b * b);
     double one_step = 1 + b;
@@ -329,8 +329,8 @@ Test(outer, delay_compensation_matches_the_formula) {
 /* Runs one rule for arrival t on (theta, a, m) with g: 0 Nesterov, 1 SGD, 2 DN, 3 buffer. */
 static void run_rule(int rule, int t, float *theta, float *a, float *m, const float *g,
                      const loco_outer_hp *hp) {
-    if (rule == 0) loco_outer_nesterov(theta, m, g, NEL, hp);
-    if (rule == 1) loco_outer_sgd(theta, g, NEL, hp);
+    if (rule == 0) loco_outer_nesterov(theta, m, NULL, g, NEL, hp);
+    if (rule == 1) loco_outer_sgd(theta, NULL, NULL, g, NEL, hp);
     if (rule == 2) dn_arrive(t, theta, a, m, g, hp);
     if (rule == 3) buffer_arrive(t, theta, a, m, g, hp);
 }
@@ -383,12 +383,12 @@ Test(outer, every_rule_touches_exactly_n_elements_for_small_and_odd_n) {
     for (size_t n = 0; n < 40; n++) {
         float theta[CAP], a[CAP], m[CAP], g[CAP], x[CAP];
         for (int i = 0; i < CAP; i++) theta[i] = a[i] = m[i] = x[i] = 7.0f, g[i] = 1.0f;
-        loco_outer_nesterov(theta, m, g, n, &hp);
-        loco_outer_sgd(theta, g, n, &hp);
-        loco_outer_dn_between(theta, a, m, g, n, &hp);
-        loco_outer_dn_activate(theta, a, m, g, n, &hp);
-        loco_outer_buffer_add(a, g, n, &hp);
-        loco_outer_buffer_apply(theta, a, m, g, n, &hp);
+        loco_outer_nesterov(theta, m, NULL, g, n, &hp);
+        loco_outer_sgd(theta, NULL, NULL, g, n, &hp);
+        loco_outer_dn_between(theta, m, a, g, n, &hp);
+        loco_outer_dn_activate(theta, m, a, g, n, &hp);
+        loco_outer_buffer_add(NULL, NULL, a, g, n, &hp);
+        loco_outer_buffer_apply(theta, m, a, g, n, &hp);
         loco_outer_delay_comp(x, theta, g, n, 0.5f);
         for (size_t i = 0; i < CAP; i++) {
             int inside = i < n;
@@ -440,10 +440,10 @@ Test(outer, flush_after_adds_equals_the_buffered_step) {
         m1[i] = m2[i] = 0.1f * (float)loco_rng_normal(&r);
         for (int j = 0; j < ARR; j++) g[j][i] = 0.05f * (float)loco_rng_normal(&r);
     }
-    for (int j = 0; j < ARR; j++) loco_outer_buffer_add(a1, g[j], K, &hp);
-    loco_outer_buffer_flush(t1, a1, m1, K, &hp);
-    for (int j = 0; j < ARR - 1; j++) loco_outer_buffer_add(a2, g[j], K, &hp);
-    loco_outer_buffer_apply(t2, a2, m2, g[ARR - 1], K, &hp);
+    for (int j = 0; j < ARR; j++) loco_outer_buffer_add(NULL, NULL, a1, g[j], K, &hp);
+    loco_outer_buffer_flush(t1, m1, a1, NULL, K, &hp);
+    for (int j = 0; j < ARR - 1; j++) loco_outer_buffer_add(NULL, NULL, a2, g[j], K, &hp);
+    loco_outer_buffer_apply(t2, m2, a2, g[ARR - 1], K, &hp);
     for (int i = 0; i < K; i++) {
         cr_assert_float_eq(t1[i], t2[i], 1e-6, "theta[%d]: %g vs %g", i, (double)t1[i], (double)t2[i]);
         cr_assert_float_eq(m1[i], m2[i], 1e-6, "m[%d]", i);

@@ -6,51 +6,58 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loco/config.h"
 #include "loco/server.h"
 
 enum { N = 1000 };
 
 typedef struct {
-    loco_config c;
+    loco_server_settings st;
     loco_globalbuf gb;
     loco_clock clock;
     loco_hetero het;
     loco_server s;
-    loco_round r[4];
+    loco_round *r[4];
     float init[N];
 } world;
 
-/* a world of W workers; sets are applied to the config first */
-static void make(world *w, int W, const char **sets) {
+/* Settings as a run's defaults would give them: W workers, method, the virtual clock. */
+static loco_server_settings settings(int W, int method) {
+    return (loco_server_settings){.method = method, .workers = W, .clock = LOCO_CLOCK_VIRTUAL,
+                                  .staleness = LOCO_STALE_NONE, .stale_max = 10, .N = W,
+                                  .H = 50, .budget = 1000000,
+                                  .hp = {.lr = 0.7f, .beta = 0.9f, .gscale = 1.0f},
+                                  .virtual_step_s = 1, .batch_tokens = 1, .seed = 1};
+}
+
+/* a world of W workers with slowdown profile level; st as settings() gave it, edited */
+static void make(world *w, const loco_server_settings *st, int level) {
     memset(w, 0, sizeof *w);
     loco_err e;
-    loco_config_default(&w->c);
-    w->c.run.workers = W;
-    for (int i = 0; sets && sets[i]; i++) cr_assert_eq(loco_config_set(&w->c, sets[i], &e), 0, "%s", e.msg);
+    w->st = *st;
+    int W = st->workers;
     for (int i = 0; i < N; i++) w->init[i] = (float)(i % 17) * 0.1f;
     cr_assert_eq(loco_globalbuf_init(&w->gb, w->init, N, 1, LOCO_LOCK_TICKET, NULL, &e), 0);
-    cr_assert_eq(loco_clock_init(&w->clock, w->c.run.clock, W, &e), 0);
-    cr_assert_eq(loco_hetero_init(&w->het, W, w->c.hetero.level, w->c.hetero.slowdown, 0, "", &e), 0);
-    for (int i = 0; i < W; i++) {
-        w->r[i].id = i;
-        w->r[i].params = loco_alloc(N * sizeof(float));
-        w->r[i].theta0 = loco_alloc(N * sizeof(float));
-        w->r[i].delta = loco_alloc(N * sizeof(float));
-    }
-    cr_assert_eq(loco_server_init(&w->s, &w->c, &w->gb, &w->clock, &w->het, NULL, w->r, 1, &e), 0,
+    cr_assert_eq(loco_clock_init(&w->clock, st->clock, W, &e), 0);
+    cr_assert_eq(loco_hetero_init(&w->het, W, level, "", 0, "", &e), 0);
+    cr_assert_eq(loco_server_init(&w->s, st, &w->gb, &w->clock, &w->het, NULL, NULL, &e), 0,
                  "%s", e.msg);
+    for (int i = 0; i < W; i++) {
+        w->r[i] = loco_server_round(&w->s, i);
+        w->r[i]->params = loco_alloc(N * sizeof(float));
+        w->r[i]->theta0 = loco_alloc(N * sizeof(float));
+        w->r[i]->delta = loco_alloc(N * sizeof(float));
+    }
     cr_assert_eq(loco_server_start(&w->s, NULL, NULL, &e), 0);
 }
 
 static void destroy(world *w) {
     loco_server_finish(&w->s);
-    loco_server_free(&w->s);
-    for (int i = 0; i < w->c.run.workers; i++) {
-        free(w->r[i].params);
-        free(w->r[i].theta0);
-        free(w->r[i].delta);
+    for (int i = 0; i < w->st.workers; i++) {
+        free(w->r[i]->params);
+        free(w->r[i]->theta0);
+        free(w->r[i]->delta);
     }
+    loco_server_free(&w->s);
     loco_hetero_free(&w->het);
     loco_clock_free(&w->clock);
     loco_globalbuf_free(&w->gb);
@@ -58,46 +65,57 @@ static void destroy(world *w) {
 
 /* begins worker i and pulls its first theta */
 static long start(world *w, int i) {
-    long h = loco_server_begin(&w->s, &w->r[i]);
-    loco_server_pull(&w->s, &w->r[i]);
+    long h = loco_server_begin(&w->s, w->r[i]);
+    loco_server_pull(&w->s, w->r[i]);
     return h;
 }
 
-/* worker i arrives with delta = value everywhere (NaN allowed) */
-static long arrive(world *w, int i, float value) {
-    loco_round *r = &w->r[i];
+/* worker i arrives with delta = value everywhere (NaN allowed); *rejected gets whether
+ * the arrival was rejected (may be NULL) */
+static long arrive_r(world *w, int i, float value, int *rejected) {
+    loco_round *r = w->r[i];
     for (int k = 0; k < N; k++) r->delta[k] = value;
-    r->finite = isfinite(value);
-    return loco_server_arrive(&w->s, r);
+    loco_arrival_cost cost;
+    long h = loco_server_arrive(&w->s, r, isfinite(value), 0, &cost);
+    if (rejected) *rejected = cost.rejected;
+    return h;
+}
+
+static long arrive(world *w, int i, float value) {
+    return arrive_r(w, i, value, NULL);
 }
 
 Test(server, a_nonfinite_delta_is_rejected_and_theta_stays_intact) {
     world w;
-    const char *sets[] = {"outer.method=async-dn", "outer.dn_period=1", NULL};
-    make(&w, 1, sets);
+    loco_server_settings st = settings(1, LOCO_METHOD_ASYNC_DN);
+    st.N = 1;
+    make(&w, &st, LOCO_LEVEL_NO);
     start(&w, 0);
-    arrive(&w, 0, NAN);
+    int rejected;
+    arrive_r(&w, 0, NAN, &rejected);
     cr_assert_eq(memcmp(w.gb.theta, w.init, sizeof w.init), 0, "theta changed by a NaN delta");
     for (int k = 0; k < N; k++) cr_assert(isfinite(w.gb.m[k]) && isfinite(w.gb.a[k]));
     cr_assert_eq(w.s.rejected_nonfinite, 1);
     cr_assert_eq(w.s.updates, 0, "a rejected arrival is no update");
-    cr_assert(w.r[0].rejected);
-    cr_assert_eq(memcmp(w.r[0].params, w.init, sizeof w.init), 0, "the worker pulled theta again");
+    cr_assert(rejected);
+    cr_assert_eq(memcmp(w.r[0]->params, w.init, sizeof w.init), 0, "the worker pulled theta again");
     arrive(&w, 0, INFINITY);
     cr_assert_eq(w.s.rejected_nonfinite, 2);
-    arrive(&w, 0, 0.5f); /* a good one is applied by the sweep: Nesterov on g = 0.5 */
+    arrive_r(&w, 0, 0.5f, &rejected); /* a good one is applied by the sweep: Nesterov on g = 0.5 */
+    cr_assert(!rejected);
     cr_assert_eq(w.s.updates, 1);
-    float lr = (float)w.c.outer.lr, beta = (float)w.c.outer.momentum;
+    float lr = st.hp.lr, beta = st.hp.beta;
     float m = 0.5f, want = w.init[3] - lr * (0.5f + beta * m);
     cr_assert_float_eq(w.gb.theta[3], want, 1e-6, "theta %g, want %g", (double)w.gb.theta[3], (double)want);
-    cr_assert_eq(memcmp(w.r[0].params, w.gb.theta, sizeof w.init), 0, "pulled behind the sweep");
+    cr_assert_eq(memcmp(w.r[0]->params, w.gb.theta, sizeof w.init), 0, "pulled behind the sweep");
     destroy(&w);
 }
 
 Test(server, pure_add_arrivals_apply_their_rule_and_the_pull_sees_them) {
     world w;
-    const char *sets[] = {"outer.method=async-sgd", "outer.lr=0.25", NULL};
-    make(&w, 2, sets);
+    loco_server_settings st = settings(2, LOCO_METHOD_ASYNC_SGD);
+    st.hp.lr = 0.25f;
+    make(&w, &st, LOCO_LEVEL_NO);
     start(&w, 0);
     start(&w, 1);
     arrive(&w, 0, 1.0f);
@@ -107,8 +125,8 @@ Test(server, pure_add_arrivals_apply_their_rule_and_the_pull_sees_them) {
         want -= 0.25f * 2.0f;
         cr_assert_float_eq(w.gb.theta[k], want, 1e-6, "theta[%d]", k);
     }
-    cr_assert_eq(memcmp(w.r[1].params, w.gb.theta, sizeof w.init), 0, "worker 1 pulled it");
-    cr_assert_eq(w.r[1].v_start, 2, "worker 1's round starts from version 2");
+    cr_assert_eq(memcmp(w.r[1]->params, w.gb.theta, sizeof w.init), 0, "worker 1 pulled it");
+    cr_assert_eq(w.r[1]->v_start, 2, "worker 1's round starts from version 2");
     cr_assert_eq(w.s.stale_hist[0], 1, "worker 0's arrival was fresh");
     cr_assert_eq(w.s.stale_hist[1], 1, "worker 1's was one update stale");
     destroy(&w);
@@ -116,9 +134,10 @@ Test(server, pure_add_arrivals_apply_their_rule_and_the_pull_sees_them) {
 
 Test(server, polythres_drops_arrivals_staler_than_the_limit) {
     world w;
-    const char *sets[] = {"outer.method=async-sgd", "outer.staleness=polythres",
-                          "outer.stale_max=0", NULL};
-    make(&w, 2, sets);
+    loco_server_settings st = settings(2, LOCO_METHOD_ASYNC_SGD);
+    st.staleness = LOCO_STALE_POLYTHRES;
+    st.stale_max = 0;
+    make(&w, &st, LOCO_LEVEL_NO);
     start(&w, 0);
     start(&w, 1);
     arrive(&w, 0, 1.0f); /* fresh: applied with weight 1 */
@@ -132,8 +151,10 @@ Test(server, polythres_drops_arrivals_staler_than_the_limit) {
 
 Test(server, poly_weights_stale_arrivals) {
     world w;
-    const char *sets[] = {"outer.method=async-sgd", "outer.staleness=poly", "outer.lr=1", NULL};
-    make(&w, 2, sets);
+    loco_server_settings st = settings(2, LOCO_METHOD_ASYNC_SGD);
+    st.staleness = LOCO_STALE_POLY;
+    st.hp.lr = 1;
+    make(&w, &st, LOCO_LEVEL_NO);
     start(&w, 0);
     start(&w, 1);
     arrive(&w, 0, 1.0f);
@@ -145,9 +166,10 @@ Test(server, poly_weights_stale_arrivals) {
 
 Test(server, the_budget_of_local_steps_is_handed_out_exactly) {
     world w;
-    const char *sets[] = {"outer.method=async-sgd", "outer.local_steps=10",
-                          "outer.total_local_steps=25", NULL};
-    make(&w, 1, sets);
+    loco_server_settings st = settings(1, LOCO_METHOD_ASYNC_SGD);
+    st.H = 10;
+    st.budget = 25;
+    make(&w, &st, LOCO_LEVEL_NO);
     cr_assert_eq(start(&w, 0), 10);
     cr_assert_eq(arrive(&w, 0, 0.0f), 10);
     cr_assert_eq(arrive(&w, 0, 0.0f), 5, "the last round gets what is left");
@@ -159,9 +181,9 @@ Test(server, the_budget_of_local_steps_is_handed_out_exactly) {
 
 Test(server, dylu_gives_slower_workers_proportionally_fewer_steps) {
     world w;
-    const char *sets[] = {"outer.method=async-dn", "outer.dylu=on", "outer.local_steps=50",
-                          "hetero.level=very", "run.clock=virtual", NULL};
-    make(&w, 4, sets);
+    loco_server_settings st = settings(4, LOCO_METHOD_ASYNC_DN);
+    st.dylu = 1;
+    make(&w, &st, LOCO_LEVEL_VERY);
     long want[4] = {50, 38, 19, 8}; /* floor(50 / 1, 1.29, 2.6, 5.74) */
     for (int i = 0; i < 4; i++) cr_assert_eq(start(&w, i), want[i], "worker %d", i);
     /* virtual ends: 50 x 1, 38 x 1.29, 19 x 2.6, 8 x 5.74 steps of 1 s */

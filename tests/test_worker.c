@@ -7,10 +7,12 @@
 #include <string.h>
 
 #include "loco/config.h"
+#include "loco/train.h"
 #include "loco/worker.h"
 
 typedef struct {
     loco_config c;
+    loco_worker_opts o;
     loco_model m;
     loco_data d;
     float *init;
@@ -28,6 +30,7 @@ static void setup(fixture *f) {
                                 (size_t)f->c.data.block, f->c.data.val_every, &e), 0, "%s", e.msg);
     f->init = loco_alloc(f->m.nparams * sizeof(float));
     loco_model_init_params(&f->m, f->init, 5);
+    loco_worker_opts_from_config(&f->c, &f->o);
 }
 
 static void teardown(fixture *f) {
@@ -51,7 +54,7 @@ Test(worker, a_step_allocates_nothing) {
     setup(&f);
     loco_worker w;
     loco_err e;
-    cr_assert_eq(loco_worker_init(&w, 0, &f.m, &f.d, &f.c, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_worker_init(&w, 0, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
     loco_worker_step(&w); /* first use of every buffer */
     uint64_t before = allocated_by_this_thread();
     for (int i = 0; i < 5; i++) loco_worker_step(&w);
@@ -67,8 +70,8 @@ Test(worker, step_is_forward_backward_clip_and_adamw_composed) {
     setup(&f);
     loco_worker w, ref;
     loco_err e;
-    cr_assert_eq(loco_worker_init(&w, 3, &f.m, &f.d, &f.c, f.init, &e), 0, "%s", e.msg);
-    cr_assert_eq(loco_worker_init(&ref, 3, &f.m, &f.d, &f.c, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_worker_init(&w, 3, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_worker_init(&ref, 3, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
     for (int step = 0; step < 3; step++) {
         float loss = loco_worker_step(&w);
         /* the same step by hand on the twin */

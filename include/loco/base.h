@@ -20,6 +20,35 @@ typedef struct {
 /* Formats a message into e (when e is not NULL); always returns -1. */
 int loco_errf(loco_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A broken invariant is a programmer error, never a user's: always checked, even in
+ * optimised builds, because the alternative is a hang or silently wrong numbers. Prints
+ * file:line, the condition and the values the message gives, then aborts. (A macro only
+ * for __FILE__ and __LINE__; the work is loco_check_failed.) */
+#define LOCO_CHECK(cond, ...) \
+    ((cond) ? (void)0 : loco_check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__))
+_Noreturn void loco_check_failed(const char *file, int line, const char *cond, const char *fmt,
+                                 ...) __attribute__((format(printf, 4, 5)));
+
+/* A choice's names: each module that owns an enum keeps one of these arrays beside it,
+ * ended by {NULL, 0}; the config table points at it, and anything that prints a choice
+ * asks the array, so every name is written once. data, when the owner sets it, points at
+ * what the choice means (a method's behaviour, for instance). */
+typedef struct {
+    const char *name;
+    int value;
+    const void *data;
+} loco_enum;
+
+/* The row of value in t; a value missing from t is a broken invariant. */
+const loco_enum *loco_enum_row(const loco_enum *t, int value);
+
+/* The name of value in t; a value missing from t is a broken invariant. */
+const char *loco_enum_name(const loco_enum *t, int value);
+/* The value called name in t: 0, or -1 when there is none. */
+int loco_enum_value(const loco_enum *t, const char *name, int *value);
+/* The names joined by sep ("real|virtual") into buf. */
+void loco_enum_names(const loco_enum *t, const char *sep, char *buf, size_t n);
+
 /* 64-byte aligned, zeroed allocation of n bytes; NULL when out of memory. Free with free(). */
 void *loco_alloc(size_t n);
 
@@ -33,6 +62,19 @@ typedef struct {
 } loco_rng;
 
 void loco_rng_seed(loco_rng *r, uint64_t seed, uint64_t stream);
+
+/* The run's random streams, one kind per use, so that no two uses ever share a stream
+ * and adding one changes none of the others: stream (kind, index) for worker or tensor
+ * index. */
+typedef enum {
+    LOCO_STREAM_DATA = 1,       /* worker's training batches */
+    LOCO_STREAM_INIT = 2,       /* tensor's initial weights */
+    LOCO_STREAM_DURATION = 3,   /* worker's virtual round durations */
+    LOCO_STREAM_JITTER = 4,     /* worker's real-clock step jitter */
+    LOCO_STREAM_SAMPLE = 5,     /* text generation */
+} loco_stream_kind;
+
+uint64_t loco_stream_id(loco_stream_kind kind, uint64_t index);
 uint64_t loco_rng_u64(loco_rng *r);
 /* uniform in [0, 1) with 24 random bits */
 float loco_rng_uniform(loco_rng *r);

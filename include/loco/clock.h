@@ -11,10 +11,13 @@
 
 #include "loco/base.h"
 
+enum { LOCO_CLOCK_REAL, LOCO_CLOCK_VIRTUAL };
+extern const loco_enum loco_clock_kinds[];
+
 enum { LOCO_EVENT_FINISH, LOCO_EVENT_CLOSE };
 
 typedef struct {
-    int kind;             /* LOCO_CLOCK_* (config.h) */
+    int kind;             /* LOCO_CLOCK_* */
     int workers;
     pthread_mutex_t mu;
     pthread_cond_t cv;

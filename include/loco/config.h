@@ -1,27 +1,15 @@
-/* config: the run configuration. Owns the one table of keys (section, name, type,
- * default, allowed range, help) from which the INI parser (libinih), --set,
- * validation, `loco help config` and the resolved config.ini all come; a key is
- * added in one place. Knows nothing of training. */
+/* config: the run configuration, in the run layer. Owns the one table of keys (section,
+ * name, type, default, allowed range, help) from which the INI parser (libinih), --set,
+ * validation, `loco help config` and the resolved config.ini all come, and the one list
+ * of checks between keys; a key is added in one place. Choices take their names from the
+ * modules that own them (outer, clock, topo, hetero, globalbuf, data). Nothing below the
+ * run layer includes this header. */
 #ifndef LOCO_CONFIG_H
 #define LOCO_CONFIG_H
 
 #include <stdio.h>
 
 #include "loco/base.h"
-
-/* Choice keys hold the index of their value in the key's list (config.c); these enums
- * follow those lists. */
-enum { LOCO_FORMAT_TEXT, LOCO_FORMAT_LLMC };
-enum { LOCO_CLOCK_REAL, LOCO_CLOCK_VIRTUAL };
-enum { LOCO_PIN_COMPACT, LOCO_PIN_SCATTER, LOCO_PIN_NONE };
-enum {
-    LOCO_METHOD_SINGLE, LOCO_METHOD_SYNC, LOCO_METHOD_ASYNC, LOCO_METHOD_ASYNC_DN,
-    LOCO_METHOD_ASYNC_BUFFER, LOCO_METHOD_ASYNC_SGD
-};
-enum { LOCO_STALE_NONE, LOCO_STALE_POLY, LOCO_STALE_POLYTHRES };
-enum { LOCO_LEVEL_NO, LOCO_LEVEL_SLIGHT, LOCO_LEVEL_MODERATE, LOCO_LEVEL_VERY };
-enum { LOCO_WAIT_SLEEP, LOCO_WAIT_SPIN };
-enum { LOCO_LOCK_MUTEX, LOCO_LOCK_SPIN, LOCO_LOCK_TICKET };
 
 #define LOCO_LIST_LEN 192   /* list-valued keys: one config line */
 
@@ -31,13 +19,13 @@ enum { LOCO_LOCK_MUTEX, LOCO_LOCK_SPIN, LOCO_LOCK_TICKET };
 #define LOCO_CONFIG_MAX_FILES 8
 
 /* Field names mirror the keys: section.key is cfg.section.key. Integer keys are long,
- * real keys double, string keys char arrays, choice keys int (index into the choices). */
+ * real keys double, string keys char arrays, choice keys int (the owner's enum value). */
 typedef struct {
     struct {
         long seed;
         long workers;
-        int clock;            /* LOCO_CLOCK_* */
-        int pin;              /* LOCO_PIN_* */
+        int clock;            /* LOCO_CLOCK_* (clock.h) */
+        int pin;              /* LOCO_PIN_* (topo.h) */
         double virtual_step_s;
     } run;
     struct {
@@ -45,7 +33,7 @@ typedef struct {
     } model;
     struct {
         char path[LOCO_PATH_LEN];
-        int format;           /* LOCO_FORMAT_* */
+        int format;           /* LOCO_FORMAT_* (data.h) */
         long block;           /* tokens per split block */
         long val_every;       /* every val_every-th block is validation */
     } data;
@@ -58,28 +46,28 @@ typedef struct {
         long every_updates;   /* asynchronous runs: evaluate every this many arrivals */
     } eval;
     struct {
-        int method;           /* LOCO_METHOD_* */
+        int method;           /* LOCO_METHOD_* (outer.h) */
         double lr, momentum;
         long local_steps;     /* H */
         int dylu;             /* 0 off, 1 on */
         long dn_period;       /* N; 0 = run.workers */
         double dn_c;
         double grace_s;
-        int staleness;        /* LOCO_STALE_* */
+        int staleness;        /* LOCO_STALE_* (outer.h) */
         long stale_max;
         double delay_comp;    /* lambda; 0 = off */
         long total_local_steps; /* 0 = run.workers x train.steps */
     } outer;
     struct {
-        int level;            /* LOCO_LEVEL_* */
+        int level;            /* LOCO_LEVEL_* (hetero.h) */
         char slowdown[LOCO_LIST_LEN];
         double jitter;
-        int mode;             /* LOCO_WAIT_* */
+        int mode;             /* LOCO_SLOW_* (hetero.h) */
         char speed_change[LOCO_LIST_LEN];
     } hetero;
     struct {
         long stripe_kib;
-        int lock;             /* LOCO_LOCK_* */
+        int lock;             /* LOCO_LOCK_* (globalbuf.h) */
     } buffer;
     /* Where each key was last set, so messages can name it ("configs/x.ini:6", "--set",
      * "default"). Kept by config.c only: key i of its table was set by source src[i]
@@ -113,8 +101,16 @@ int loco_config_flag(loco_config *c, const char *flag, const char *value, loco_e
 /* The shorthands, for help texts. */
 void loco_config_flags_help(FILE *f);
 
-/* Checks between keys (dim divisible by heads, lr_min <= lr, ...). */
+/* Checks between keys and of list values (dim divisible by heads, lr_min <= lr, the
+ * slowdown list, combinations that mean nothing, ...): every check of user input that
+ * does not need the data. Messages name each key's value and where it was set. */
 int loco_config_validate(const loco_config *c, loco_err *e);
+
+/* Values the config implies: the DN period N (outer.dn_period, or run.workers when 0)
+ * and the run's length in local steps summed over workers (outer.total_local_steps, or
+ * run.workers x train.steps when 0). */
+long loco_config_dn_period(const loco_config *c);
+long loco_config_total_local_steps(const loco_config *c);
 
 /* Writes every key with its value as an INI file that loads back to the same c. */
 int loco_config_write(const loco_config *c, FILE *f);

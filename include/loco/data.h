@@ -11,6 +11,10 @@
 
 #include "loco/base.h"
 
+/* How a file holds its tokens. */
+enum { LOCO_FORMAT_TEXT, LOCO_FORMAT_LLMC };
+extern const loco_enum loco_data_formats[];   /* "text", "llmc" */
+
 #define LOCO_LLMC_SHARD_MAGIC 20240520
 #define LOCO_LLMC_SHARD_VERSION 1
 #define LOCO_LLMC_HEADER_INTS 256
@@ -22,7 +26,7 @@ typedef struct {
 
 typedef struct {
     char path[LOCO_PATH_LEN];
-    int format;               /* LOCO_FORMAT_TEXT or LOCO_FORMAT_LLMC (config.h) */
+    int format;               /* LOCO_FORMAT_* */
     int vocab;
     void *map;                /* the whole file, mmapped read-only */
     size_t map_len;
@@ -65,7 +69,8 @@ typedef struct {
     loco_rng rng;
 } loco_stream;
 
-void loco_stream_init(loco_stream *s, const loco_data *d, uint64_t seed, uint64_t stream);
+/* Worker `worker`'s stream of the run seeded with seed. */
+void loco_stream_init(loco_stream *s, const loco_data *d, uint64_t seed, uint64_t worker);
 
 /* Fills inputs and targets (B*T each, row-major (B,T)) with B windows of T+1 tokens
  * drawn uniformly from all windows that lie inside one train span:
@@ -75,6 +80,10 @@ void loco_stream_next(loco_stream *s, int B, int T, int *inputs, int *targets);
 /* The validation part as consecutive non-overlapping windows of T+1 tokens (stride T,
  * never crossing a span): how many there are. */
 size_t loco_data_val_windows(const loco_data *d, int T);
+
+/* 0 when the validation part holds nbatches * B windows of T+1 tokens; otherwise -1 with
+ * a message that says what to lower. */
+int loco_data_check_val(const loco_data *d, int nbatches, int B, int T, loco_err *e);
 
 /* Fixed validation batch i of nbatches: B windows spread evenly over all validation
  * windows (window j = (i*B + b) * nwin / (nbatches*B)); the same on every call.

@@ -47,6 +47,7 @@ typedef struct {
 } loco_snapshot;
 
 enum { LOCO_SNAPSHOTS = 4 };
+enum { LOCO_EVAL_STARTING, LOCO_EVAL_RUNNING, LOCO_EVAL_FAILED };
 
 typedef struct {
     loco_evaluator ev;      /* made on the thread, after it is bound */
@@ -57,7 +58,8 @@ typedef struct {
     long next_seq, done_seq;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int closing, failed;
+    int closing;
+    int state;              /* LOCO_EVAL_STARTING, _RUNNING or _FAILED (err says why) */
     loco_err err;
     pthread_t thread;
     const loco_topo *topo;
@@ -76,10 +78,16 @@ int loco_eval_thread_start(loco_eval_thread *et, const loco_model *m, const loco
                            int T, int nbatches, const loco_topo *topo, const loco_place *place,
                            loco_eval_report report, void *ctx, loco_err *e);
 
-/* A free snapshot, reserved in order (waits while all are in use). The caller sets its
- * fields, copies theta into params, then hands it over with _ready. */
-loco_snapshot *loco_eval_thread_reserve(loco_eval_thread *et);
+/* A free snapshot, reserved in order, or NULL when every one is in use (never waits, so
+ * a caller may hold its own lock). The caller sets its fields, copies theta into params,
+ * then hands it over with _ready; snapshots are evaluated in the order reserved. */
+loco_snapshot *loco_eval_thread_try_reserve(loco_eval_thread *et);
 void loco_eval_thread_ready(loco_eval_thread *et, loco_snapshot *s);
+
+/* Whether a snapshot is free now; and waiting until one is (for a caller that must not
+ * skip an evaluation and holds no lock the evaluator's report needs). */
+int loco_eval_thread_has_free(loco_eval_thread *et);
+void loco_eval_thread_wait_free(loco_eval_thread *et);
 
 /* Evaluates what is pending, stops the thread and frees it; returns the seconds the
  * thread spent evaluating. */

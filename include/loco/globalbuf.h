@@ -18,6 +18,11 @@
 #include "loco/base.h"
 #include "loco/topo.h"
 
+/* How a thread waits for its turn on a stripe: a mutex and condition variable, a pure
+ * spin, or a spin then a futex sleep ("ticket", the default: see bench apply). */
+enum { LOCO_LOCK_MUTEX, LOCO_LOCK_SPIN, LOCO_LOCK_TICKET };
+extern const loco_enum loco_lock_kinds[];
+
 /* One stripe's turn word and its contention counters (updated on the slow path only,
  * by the thread that waited), padded to two cache lines so neighbours never share. */
 typedef struct {

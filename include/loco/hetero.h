@@ -8,6 +8,13 @@
 
 #include "loco/base.h"
 
+/* The heterogeneity levels (loco_hetero_level) and how the real clock emulates a
+ * slowdown: sleeping frees the core, spinning holds it. */
+enum { LOCO_LEVEL_NO, LOCO_LEVEL_SLIGHT, LOCO_LEVEL_MODERATE, LOCO_LEVEL_VERY };
+extern const loco_enum loco_hetero_levels[];
+enum { LOCO_SLOW_SLEEP, LOCO_SLOW_SPIN };
+extern const loco_enum loco_slowdown_modes[];
+
 /* Worker `worker`'s slowdown becomes `factor` from time `time_s` on. */
 typedef struct {
     int worker;
@@ -23,17 +30,24 @@ typedef struct {
     int nchanges;
 } loco_hetero;
 
-/* Builds the profile. level is LOCO_LEVEL_* (config.h); slowdown, when not empty, is an
- * explicit comma-separated list with one factor >= 1 per worker and overrides the level;
- * changes is "W@T:F,W@T:F,..." (worker index, time in seconds >= 0, factor >= 1), may be
- * empty. Errors say what is wrong and quote the offending item: a list whose length is
- * not `workers`, a factor < 1 or not a number, a worker index out of range, a malformed
- * change. */
+/* An explicit list of slowdowns "1,1.3,2": exactly `workers` factors >= 1 into out.
+ * Errors say what is wrong and quote the offending item (the caller names the key). */
+int loco_hetero_parse_slowdown(const char *list, int workers, double *out, loco_err *e);
+
+/* Speed changes "W@T:F,W@T:F,..." (worker index < workers, time in seconds >= 0, factor
+ * >= 1), sorted by time into a new array *out of *n (NULL, 0 for a blank list). Errors
+ * quote the offending item. */
+int loco_hetero_parse_changes(const char *list, int workers, loco_speed_change **out, int *n,
+                              loco_err *e);
+
+/* Builds the profile. level is LOCO_LEVEL_*; slowdown, when not blank, is an explicit
+ * list (as loco_hetero_parse_slowdown) that overrides the level; changes (may be NULL or
+ * blank) as loco_hetero_parse_changes. */
 int loco_hetero_init(loco_hetero *h, int workers, int level, const char *slowdown, double jitter,
                      const char *changes, loco_err *e);
 void loco_hetero_free(loco_hetero *h);
 
-/* The level's factors for k workers (PAPER.md section 4): for k = 4 the table
+/* The level's factors for k workers (loco's own levels, docs/method.md): for k = 4 the table
  * (no 1,1,1,1; slight 1,1.1,1.3,1.5; moderate 1,1.3,2,3; very 1,1.29,2.6,5.74); for
  * other k the same max/min ratio spread geometrically, worker i: ratio^(i/(k-1)); k = 1: 1. */
 void loco_hetero_level(int level, int k, double *out);

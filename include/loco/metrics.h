@@ -1,6 +1,7 @@
-/* metrics: what a run reports. Owns the JSON-lines event log (metrics.jsonl), the
- * progress line on the terminal (rewritten in place on a tty, plain lines otherwise),
- * and a small JSON builder for events, summaries and benchmark results. */
+/* metrics: what a run reports, and the one place its formats are written down. Owns the
+ * schema of metrics.jsonl's events (one function per kind, buffered and written out of
+ * the callers' locks) and of summary.json, the progress line on the terminal (rewritten
+ * in place on a tty, plain lines otherwise), and a small JSON builder. */
 #ifndef LOCO_METRICS_H
 #define LOCO_METRICS_H
 
@@ -30,24 +31,115 @@ void loco_json_free(loco_json *j);
 
 typedef struct {
     FILE *events;      /* metrics.jsonl, NULL when the run writes no files */
+    char path[LOCO_PATH_LEN + 16];
+    int byte_level;    /* losses also in bits per byte */
     int tty;           /* stderr is a terminal */
     int progress_open; /* a progress line is on screen and not yet ended */
     int quiet;         /* print nothing on stderr */
     pthread_mutex_t mu; /* events come from several threads */
+    char *pending;     /* events not written yet (under mu) */
+    size_t plen, pcap;
+    int write_errno;   /* the first failed write of metrics.jsonl, 0 if none */
 } loco_metrics;
 
-/* Opens dir/metrics.jsonl (dir is created); dir NULL: progress only. */
-int loco_metrics_open(loco_metrics *mt, const char *dir, int quiet, loco_err *e);
-void loco_metrics_close(loco_metrics *mt);
+/* Opens dir/metrics.jsonl for writing (dir must exist); dir NULL: no files, progress only.
+ * byte_level: the data's tokens are bytes, so losses are also given in bits per byte. */
+int loco_metrics_open(loco_metrics *mt, const char *dir, int quiet, int byte_level, loco_err *e);
+/* Writes what is pending and closes; -1 with a message when a write of metrics.jsonl
+ * failed at any point of the run. */
+int loco_metrics_close(loco_metrics *mt, loco_err *e);
 
-/* Appends the finished object as one line and flushes it, so a crash loses nothing.
- * Thread-safe. */
-void loco_metrics_event(loco_metrics *mt, loco_json *j);
+/* Writes the pending events to metrics.jsonl and flushes it. Events are only buffered
+ * when they happen (under whatever lock their caller holds), in the order they happened;
+ * one thread (the run's main thread) writes them out with this, often. Returns -1 once a
+ * write has failed (and keeps buffering nothing more). */
+int loco_metrics_flush(loco_metrics *mt);
 
-/* A status line on stderr: rewritten in place on a terminal; printed as its own line
+/* ---- the events of metrics.jsonl: one function per kind ---- */
+
+/* {"event":"train","step","tokens","wall_s","loss","lr","grad_norm","tokens_per_s"} */
+typedef struct {
+    long step, tokens;
+    double wall_s, loss, lr, grad_norm, tokens_per_s;
+} loco_train_event;
+void loco_metrics_train(loco_metrics *mt, const loco_train_event *ev);
+
+/* single: {"event":"eval","step","tokens","wall_s","val_loss","val_ppl","val_bpb"};
+ * asynchronous: {"event":"eval","updates","local_steps","tokens","time_s","wall_s",
+ * "val_loss","val_ppl","val_bpb"} */
+typedef struct {
+    int async;
+    long step;                       /* single */
+    long updates, local_steps;       /* asynchronous */
+    long tokens;
+    double time_s, wall_s, val_loss;
+} loco_eval_event;
+void loco_metrics_eval(loco_metrics *mt, const loco_eval_event *ev);
+
+/* What became of a pushed delta. */
+enum { LOCO_ARRIVAL_APPLIED, LOCO_ARRIVAL_NONFINITE, LOCO_ARRIVAL_STALE };
+extern const loco_enum loco_arrival_statuses[];
+
+/* {"event":"arrival","worker","ticket","staleness","local_steps","updates","time_s",
+ * "wall_s","status"}: ticket is the arrival number t, 0 when rejected. */
+typedef struct {
+    int worker;
+    long ticket, staleness, local_steps, updates;
+    double time_s, wall_s;
+    int status;                      /* LOCO_ARRIVAL_* */
+} loco_arrival;
+void loco_metrics_arrival(loco_metrics *mt, const loco_arrival *a);
+
+/* ---- the summary ---- */
+
+enum { LOCO_STALE_BUCKETS = 33 };   /* staleness 0..31, then 32 and more */
+
+/* One worker's row of an asynchronous run's summary. */
+typedef struct {
+    double slowdown;
+    long rounds, steps, tokens, rejected;
+    double compute_s, slowdown_s, lockwait_s, idle_s;
+} loco_worker_row;
+
+typedef struct {
+    const char *status;              /* "finished", "stopped" or "failed" */
+    double final_val;
+    long steps, tokens, params;
+    double wall_s, train_s;
+    /* asynchronous runs only (method != NULL) */
+    const char *method, *clock;
+    int workers, virtual_clock;
+    long updates, local_steps;
+    double time_s, server_busy, evaluator_busy;
+    long rejected_nonfinite, rejected_stale, evals_skipped;
+    long stale_hist[LOCO_STALE_BUCKETS];
+    int stripes;
+    long stripe_kib, stripe_waits;
+    double stripe_wait_s;
+    const loco_worker_row *rows;     /* workers rows */
+} loco_summary;
+
+/* The summary as summary.json's object, built into j (begun and ended here). */
+void loco_summary_json(const loco_summary *s, int byte_level, loco_json *j);
+
+/* The summary for people, on stderr: the totals, and for asynchronous runs the table of
+ * workers and the server's figures. */
+void loco_metrics_say_summary(loco_metrics *mt, const loco_summary *s);
+
+/* ---- the terminal ---- */
+
+/* What the progress line shows. */
+typedef struct {
+    long step, steps;                /* steps done and planned (summed over workers) */
+    long updates;                    /* server updates; < 0 for a single-worker run */
+    double loss, val;                /* NaN: not known (yet) */
+    double tokens_per_s, eta_s;
+    const char *workers;             /* one letter per worker, or NULL */
+} loco_progress;
+
+/* The progress line on stderr: rewritten in place on a terminal; printed as its own line
  * otherwise only when force is set, so logs stay short. */
-void loco_metrics_progress(loco_metrics *mt, int force, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void loco_metrics_progress(loco_metrics *mt, int force, const loco_progress *p);
 
 /* An ordinary message on stderr that does not clobber the progress line. */
 void loco_metrics_say(loco_metrics *mt, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 #include "loco/base.h"
-#include "loco/config.h"
 
 typedef struct {
     int V;     /* vocabulary */
@@ -43,9 +42,6 @@ typedef struct {
 
 /* llm.c's padding of the vocabulary */
 int loco_padded_vocab(int V);
-
-/* The shape a config describes (model.*; wpe holds model.seq_len positions). */
-loco_shape loco_shape_from_config(const loco_config *c);
 
 /* Fills the layout for a shape. Errors for shapes the model cannot run (C % NH, ...). */
 int loco_model_init(loco_model *m, const loco_shape *s, loco_err *e);

@@ -1,143 +1,137 @@
-/* server: the outer protocol of asynchronous Local-SGD and the thread that sweeps.
- * Owns the arrival order (the server version), the outer rule each arrival gets
- * (pure-add rules are applied by the arriving worker itself, momentum rules are swept
- * by the dedicated server thread while the worker pulls behind the sweep), staleness
- * treatment and rejection of non-finite deltas, grace windows and the sync barrier,
- * the budget of local steps and DyLU step counts, and the snapshots handed to the
- * evaluator. Knows workers only through loco_round: their buffers and round state. */
+/* server: the outer protocol of asynchronous Local-SGD. Owns the arrival order (the
+ * server version), which rule each arrival gets (from outer's method table), admission
+ * (non-finite and too stale deltas are rejected before they touch the buffer), staleness,
+ * grace windows and the sync barrier, the budget of local steps, DyLU step counts, and
+ * the evaluation snapshots. The arriving worker walks pure-add rules itself; rules that
+ * move the momentum go to the sweeper (the server thread), which the server owns.
+ * Knows workers only through loco_round. */
 #ifndef LOCO_SERVER_H
 #define LOCO_SERVER_H
 
 #include <pthread.h>
-#include <stdatomic.h>
+#include <stdint.h>
 
 #include "loco/clock.h"
-#include "loco/config.h"
 #include "loco/evaluator.h"
 #include "loco/globalbuf.h"
 #include "loco/hetero.h"
+#include "loco/metrics.h"
 #include "loco/outer.h"
+#include "loco/sweeper.h"
 #include "loco/topo.h"
 
-enum { LOCO_STALE_BUCKETS = 33 };   /* staleness 0..31, then 32 and more */
+/* What the protocol needs to know (the run layer fills it from the config). */
+typedef struct {
+    int method;                /* LOCO_METHOD_* (an engine method) */
+    int workers;
+    int clock;                 /* LOCO_CLOCK_* */
+    int staleness;             /* LOCO_STALE_* */
+    long stale_max;            /* polythres drops arrivals staler than this */
+    int dylu;                  /* Dynamic Local Updates on */
+    long N;                    /* DN period and buffer size */
+    long H;                    /* inner steps per round (the fastest worker's, under DyLU) */
+    long budget;               /* inner steps summed over workers for the whole run */
+    loco_outer_hp hp;          /* lr, beta, c (N and gscale are set per arrival) */
+    float lambda;              /* delay compensation; 0 = off */
+    double grace_s;            /* grace period; 0 = none */
+    double virtual_step_s;     /* virtual seconds per inner step of a worker at slowdown 1 */
+    long eval_every;           /* snapshot every this many updates; 0 = never */
+    long batch_tokens;         /* tokens per inner step, for the snapshots' counts */
+    uint64_t seed;             /* of the rounds' virtual durations */
+} loco_server_settings;
 
-/* What a worker does now, for the progress line. */
-enum { LOCO_ACT_START, LOCO_ACT_COMPUTE, LOCO_ACT_SLOW, LOCO_ACT_SYNC, LOCO_ACT_DONE };
-
-/* One worker as the protocol sees it: its buffers (n floats each, owned by the worker)
- * and its round. The worker fills delta and finite before arriving. */
+/* One worker as the protocol sees it: the buffers the worker lends it (n floats each)
+ * and the state of its round, which only the server writes (under entry). */
 typedef struct {
     int id;
-    float *params;          /* the replica: theta_local, and where pulls land */
-    float *theta0;          /* theta_start of the round (pulls land here too) */
-    float *delta;           /* g = theta_start - theta_local */
-    int finite;             /* delta holds no NaN or Inf */
-    int rejected;           /* the last arrival was rejected */
-    long v_start;           /* server version the round started from */
-    long h;                 /* inner steps of the round */
-    double start_t;         /* round start (virtual or wall seconds) */
-    loco_rng rng;           /* durations (virtual) or step jitter (real) */
-    double round_step_s;    /* seconds per step of the round just done (set by the worker) */
-    double step_s;          /* real clock: moving average of seconds per step, 0 = none yet */
-    uint64_t pull_ticket;   /* the pull that starts the next round */
-    int window_done;        /* set when the window it waits in has closed */
-    atomic_int activity;    /* LOCO_ACT_* */
-    /* counters for the summary (written by the worker's own thread or under entry) */
-    atomic_long steps;      /* read by the progress line while the worker runs */
-    long rounds, rejects;
-    double compute_s, slow_s, lockwait_s, idle_s;
+    float *params;             /* theta_local; pulls land here */
+    float *theta0;             /* theta_start of the round; pulls land here too */
+    float *delta;              /* g = theta_start - theta_local, filled before arriving */
+    long v_start;              /* server version the round started from */
+    long h;                    /* inner steps of the round */
+    double start_t;            /* round start (virtual or wall seconds) */
+    loco_rng durations;        /* virtual clock: the round durations' stream */
+    double step_s;             /* real clock: moving average of seconds per step, 0 = none */
+    uint64_t pull_ticket;      /* the pull that starts the next round */
+    int window_done;           /* the window it waits in has closed (under window_mu) */
+    int retired;               /* handed no more rounds, or abandoned */
 } loco_round;
 
-/* An arrival, for the metrics callback. */
+/* What one arrival cost its worker and what became of its delta. */
 typedef struct {
-    int worker;
-    long ticket;            /* the arrival number t (1, 2, ...); 0 when rejected */
-    long staleness, local_steps, updates;
-    double time_s, wall_s;
-    const char *status;     /* "applied", "nonfinite" or "stale" */
-} loco_arrival;
+    double turn_s;             /* real seconds waiting for the clock's turn (virtual clock) */
+    double window_s;           /* waiting for a grace window or a sync round to close */
+    double stripe_s;           /* waiting for stripes (push and pull) */
+    int rejected;              /* not applied: non-finite or too stale */
+} loco_arrival_cost;
 
-/* A job for the server thread: a momentum rule on every stripe, in ticket order. */
+/* The protocol's counters, copied out under its lock. */
 typedef struct {
-    uint64_t ticket;
-    int rule;
-    loco_outer_hp hp;
-    float *g;
-    const float *theta_start;
-    float lambda;
-    float *out0, *out1;     /* copy theta here after the rule (a pull), or NULL */
-    loco_snapshot *snap;    /* and into this snapshot */
-} loco_stripe_job;
+    long updates;              /* applied arrivals: the server version */
+    long local_steps;          /* inner steps of all arrivals so far */
+    long planned;              /* the whole budget of inner steps */
+    long rejected_nonfinite, rejected_stale;
+    long evals_skipped;        /* real clock: snapshots skipped, the evaluator being behind */
+    long stale_hist[LOCO_STALE_BUCKETS];
+    double busy_s;             /* seconds the server thread spent sweeping */
+} loco_server_stats;
 
 typedef struct {
-    /* settings */
-    int method, workers, clock_kind, staleness, dylu, batch_tokens;
-    long N, H, stale_max, every_updates;
-    float lambda;
-    loco_outer_hp hp;
-    double grace_s, base_step_s;
+    loco_server_settings st;
+    const loco_outer_method *method;
     /* collaborators */
     loco_globalbuf *gb;
     loco_clock *clock;
     const loco_hetero *het;
-    loco_eval_thread *ev;
-    loco_round *rounds;
-    void (*on_arrival)(void *ctx, const loco_arrival *a);
-    void *ctx;
+    loco_eval_thread *ev;      /* may be NULL: no evaluations */
+    loco_metrics *mt;          /* may be NULL: no arrival events */
+    loco_sweeper sweeper;
+    loco_round *rounds;        /* one per worker, owned here */
     /* the protocol's state, under entry */
     pthread_mutex_t entry;
-    pthread_mutex_t window_mu;  /* window members wait for the close under this, not entry */
+    pthread_mutex_t window_mu; /* window members wait for the close under this, not entry */
     pthread_cond_t window_cv;
-    long updates;           /* applied arrivals: the server version */
-    long local_steps;       /* inner steps of all arrivals so far */
-    long budget;            /* inner steps not handed out yet */
-    long planned;           /* the whole budget, as configured */
-    int active;             /* workers that have not finished */
-    long buffered;          /* arrivals added into a and not yet applied */
-    long rejected_nonfinite, rejected_stale;
+    long updates, local_steps, budget;
+    long rejected_nonfinite, rejected_stale, evals_skipped;
     long stale_hist[LOCO_STALE_BUCKETS];
+    int active;                /* workers not retired */
+    long accumulated;          /* arrivals added into a and not yet applied */
     int win_open;
     double win_end;
     int *members, nmembers;
-    /* the sweep thread */
-    loco_stripe_job *queue; /* ring of workers + 4 */
-    int qcap, qhead, qlen, closing;
-    pthread_mutex_t qmu;
-    pthread_cond_t qcv;
-    pthread_t thread;
-    int started;
-    double busy_s, started_at;
-    const loco_topo *topo;
-    const loco_place *place;
 } loco_server;
 
-/* Settings from the config (outer, hetero, eval sections), the collaborators, and the
- * budget of local steps. Does not start the thread. */
-int loco_server_init(loco_server *s, const loco_config *c, loco_globalbuf *gb, loco_clock *clock,
-                     const loco_hetero *het, loco_eval_thread *ev, loco_round *rounds,
-                     int batch_tokens, loco_err *e);
+/* The settings, the collaborators; makes the rounds (their buffers are lent later).
+ * Does not start the server thread. */
+int loco_server_init(loco_server *s, const loco_server_settings *st, loco_globalbuf *gb,
+                     loco_clock *clock, const loco_hetero *het, loco_eval_thread *ev,
+                     loco_metrics *mt, loco_err *e);
 void loco_server_free(loco_server *s);
 
-/* Starts the sweep thread, bound to place (may be NULL). */
+/* Worker w's round. */
+loco_round *loco_server_round(loco_server *s, int w);
+
+/* Starts the server thread, bound to place (may be NULL). */
 int loco_server_start(loco_server *s, const loco_topo *topo, const loco_place *place, loco_err *e);
 
-/* Stops the sweep thread after its queue is empty, and applies what a buffered method
- * still holds (a partial last buffer, on its mean). Call when every worker is done. */
+/* Applies what a buffered method still holds (a partial last buffer, on its mean), then
+ * stops the server thread once its queue is empty. Call when every worker is done. */
 void loco_server_finish(loco_server *s);
 
 /* The first round of worker r: its pull ticket and step count. Call for every worker,
  * in worker order, before any worker starts (so the first tickets and virtual events do
- * not depend on thread timing). Returns the steps (0: no budget). */
+ * not depend on thread timing). Returns the steps (0: no budget, the worker is retired). */
 long loco_server_begin(loco_server *s, loco_round *r);
 
-/* The pull that starts a round (after begin, or after a window closed). Returns the
- * seconds waited for stripes. */
+/* The pull that starts a round (after begin). Returns the seconds waited for stripes. */
 double loco_server_pull(loco_server *s, loco_round *r);
 
-/* Worker r finished its round with r->delta filled: waits for its turn (virtual clock),
- * applies or rejects the arrival, pulls the next round's theta into params and theta0,
- * and returns the next round's step count (0: the worker is done). */
-long loco_server_arrive(loco_server *s, loco_round *r);
+/* Worker r finished its round of r->h steps with r->delta filled (finite: it holds no NaN
+ * or Inf; step_s: its measured seconds per step, for DyLU in the real clock): waits for its
+ * turn (virtual clock), applies or rejects the arrival, pulls the next round's theta into
+ * params and theta0, and returns the next round's step count (0: the worker is done). */
+long loco_server_arrive(loco_server *s, loco_round *r, int finite, double step_s,
+                        loco_arrival_cost *cost);
 
 /* Worker r cannot run (it failed before its first round): its reserved pull is walked
  * without output and its round given back, so the others go on without it. */
@@ -145,5 +139,7 @@ void loco_server_abandon(loco_server *s, loco_round *r);
 
 /* No more rounds are handed out: running rounds finish and arrive, then workers stop. */
 void loco_server_stop_early(loco_server *s);
+
+void loco_server_read_stats(loco_server *s, loco_server_stats *out);
 
 #endif

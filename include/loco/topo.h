@@ -14,6 +14,10 @@
 
 enum { LOCO_ROLE_WORKER, LOCO_ROLE_SERVER, LOCO_ROLE_EVALUATOR };
 
+/* How threads are pinned (see loco_topo_plan). */
+enum { LOCO_PIN_COMPACT, LOCO_PIN_SCATTER, LOCO_PIN_NONE };
+extern const loco_enum loco_pin_kinds[];
+
 typedef struct {
     hwloc_topology_t topo;
     int synthetic;        /* a described machine: nothing is really bound */
@@ -32,7 +36,7 @@ typedef struct {
 } loco_place;
 
 typedef struct {
-    int pin;              /* LOCO_PIN_* (config.h) */
+    int pin;              /* LOCO_PIN_* */
     int workers;
     loco_place *places;   /* workers 0..W-1, then the server, then the evaluator */
     int nplaces;

@@ -8,6 +8,8 @@
 #include <signal.h>
 
 #include "loco/config.h"
+#include "loco/model.h"
+#include "loco/worker.h"
 
 typedef struct {
     const char *out_dir;             /* where outputs go; NULL writes nothing */
@@ -18,9 +20,18 @@ typedef struct {
 
 void loco_train_opts_default(loco_train_opts *o);
 
+/* The shape a config describes (model.*; wpe holds model.seq_len positions). */
+loco_shape loco_shape_from_config(const loco_config *c);
+
+/* A worker's settings from the config: batch (train.batch x model.seq_len), seed and the
+ * inner optimizer ([train]). */
+void loco_worker_opts_from_config(const loco_config *c, loco_worker_opts *o);
+
 /* Runs the training the config describes. The config's model shape is replaced by the
- * init file's when one is given. Returns 0 when the run finished or was stopped and
- * saved; -1 with a message for bad input or a diverged run. */
+ * init file's when one is given. Every check of the input (the config, the data, the
+ * init file) comes before anything is written: a run that fails one leaves no output
+ * directory behind. Returns 0 when the run finished or was stopped and saved; -1 with a
+ * message for bad input or a diverged run. */
 int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e);
 
 #endif

@@ -6,14 +6,22 @@
 #define LOCO_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "loco/adamw.h"
-#include "loco/config.h"
 #include "loco/data.h"
 #include "loco/hetero.h"
 #include "loco/model.h"
 #include "loco/server.h"
 #include "loco/topo.h"
+
+/* A worker's settings: batch shape, the run's seed (its data stream is (seed, id)) and
+ * the inner optimizer. */
+typedef struct {
+    int B, T;
+    uint64_t seed;
+    loco_adamw_hp hp;
+} loco_worker_opts;
 
 typedef struct {
     int id;
@@ -29,13 +37,9 @@ typedef struct {
     double grad_norm;    /* of the last step, before clipping */
 } loco_worker;
 
-/* The inner optimizer's settings from the config's [train] section. */
-void loco_adamw_hp_from_config(loco_adamw_hp *hp, const loco_config *c);
-
-/* Allocates the worker for batches of B x T; params start as a copy of init.
- * The data stream is (run.seed, id). */
+/* Allocates the worker for batches of o->B x o->T; params start as a copy of init. */
 int loco_worker_init(loco_worker *w, int id, const loco_model *m, const loco_data *d,
-                     const loco_config *c, const float *init, loco_err *e);
+                     const loco_worker_opts *o, const float *init, loco_err *e);
 void loco_worker_free(loco_worker *w);
 
 /* One inner step: loco_worker_grad then loco_worker_update. Returns the loss before the
@@ -54,6 +58,21 @@ void loco_worker_reset_optimizer(loco_worker *w);
 
 /* ------------------------------------------------------- the worker thread */
 
+/* What a worker does now, for the progress line. */
+enum { LOCO_ACT_START, LOCO_ACT_COMPUTE, LOCO_ACT_SLOW, LOCO_ACT_SYNC, LOCO_ACT_DONE };
+
+/* What a worker thread did. Written by its own thread only; activity and steps are read
+ * by the progress line while it runs, the rest once it is joined. */
+typedef struct {
+    atomic_int activity;       /* LOCO_ACT_* */
+    atomic_long steps;
+    long rounds, rejected;
+    double compute_s;          /* inner steps */
+    double slowdown_s;         /* emulated slowdown (real clock) */
+    double lockwait_s;         /* waiting for stripes */
+    double idle_s;             /* waiting for the clock's turn or a window */
+} loco_worker_stats;
+
 /* One worker thread of an asynchronous run: bound to its place before it allocates, so
  * its replica, gradients, AdamW state and activations are first touched on its own NUMA
  * node; then rounds of inner steps and arrivals until the server hands out no more. */
@@ -63,12 +82,16 @@ typedef struct {
     loco_server *server;
     const loco_model *m;
     const loco_data *d;
-    const loco_config *c;
+    loco_worker_opts opts;
+    int clock_kind;                /* LOCO_CLOCK_*: the real clock emulates slowdowns */
+    int slowdown_mode;             /* LOCO_SLOW_* */
     const float *init;
     const loco_hetero *het;
     const loco_clock *clock;
     const loco_topo *topo;
     const loco_place *place;
+    loco_rng jitter;               /* real clock: the steps' jitter */
+    loco_worker_stats stats;
     int failed;
     loco_err err;
     pthread_t thread;
