@@ -165,6 +165,9 @@ double loco_globalbuf_walk(loco_globalbuf *gb, uint64_t t, loco_stripe_fn fn, vo
     LOCO_CHECK(t < atomic_load(&gb->next), "ticket %lu walked, only %lu issued",
                (unsigned long)t, (unsigned long)atomic_load(&gb->next));
     uint32_t turn = (uint32_t)t;
+    /* turns only grow: one already past t means t was walked before, and would wait forever */
+    LOCO_CHECK((int32_t)(atomic_load(&gb->stripes[0].turn) - turn) <= 0,
+               "ticket %lu walked twice", (unsigned long)t);
     uint64_t waited = 0;
     for (int s = 0; s < gb->nstripes; s++) {
         loco_stripe *st = &gb->stripes[s];

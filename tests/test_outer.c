@@ -5,7 +5,10 @@
 #include <criterion/criterion.h>
 #include <float.h>
 #include <math.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "loco/base.h"
 #include "loco/outer.h"
@@ -449,4 +452,111 @@ Test(outer, flush_after_adds_equals_the_buffered_step) {
         cr_assert_float_eq(m1[i], m2[i], 1e-6, "m[%d]", i);
         cr_assert_eq(a1[i], 0.0f, "a cleared");
     }
+}
+
+/* ---- the tables ---- */
+
+static int differs(const float *x, const float *y, size_t n) {
+    return memcmp(x, y, n * sizeof *x) != 0;
+}
+
+/* What the rule table says of each rule is what its function does: it writes m exactly
+ * when it "moves the momentum" (the server then sweeps it), theta exactly when it "moves
+ * theta", and leaves g in a exactly when it "accumulates". */
+Test(outer, every_rule_row_says_what_its_function_writes) {
+    enum { K = 40 };
+    loco_outer_hp hp = {.lr = 0.7f, .beta = 0.9f, .N = 3, .c = 0.1f, .gscale = 1.0f};
+    loco_rng r;
+    loco_rng_seed(&r, 8, 0);
+    for (int id = 0; id < LOCO_NRULES; id++) {
+        const loco_outer_rule *rule = loco_outer_rule_of(id);
+        cr_assert_not_null(rule->name, "rule %d has a row", id);
+        if (id == LOCO_RULE_NONE) {
+            cr_assert_null(rule->apply, "none applies nothing");
+            continue;
+        }
+        float th[K], m[K], a[K], g[K], th0[K], m0[K];
+        fill_normal(th, K, &r, 1.0);
+        fill_normal(m, K, &r, 0.1);
+        fill_normal(g, K, &r, 0.1);
+        memset(a, 0, sizeof a);
+        memcpy(th0, th, sizeof th);
+        memcpy(m0, m, sizeof m);
+        rule->apply(th, m, a, g, K, &hp);
+        cr_assert_eq(differs(m, m0, K), rule->moves_momentum, "%s: m written %d, row says %d",
+                     rule->name, differs(m, m0, K), rule->moves_momentum);
+        cr_assert_eq(differs(th, th0, K), rule->moves_theta, "%s: theta written, row says %d",
+                     rule->name, rule->moves_theta);
+        int kept = 1;
+        for (int i = 0; i < K; i++) kept &= a[i] == g[i];
+        cr_assert_eq(kept, rule->accumulates, "%s: g left in a %d, row says %d", rule->name, kept,
+                     rule->accumulates);
+    }
+}
+
+/* Every method's arrivals get rules of the table, periodic methods change rule exactly at
+ * multiples of N, and single is not an engine method. */
+Test(outer, every_method_row_is_consistent) {
+    int n = 0;
+    for (const loco_enum *e = loco_outer_methods; e->name; e++, n++) {
+        const loco_outer_method *m = loco_outer_method_of(e->value);
+        cr_assert_eq(m, e->data, "%s: its row", e->name);
+        if (!m->engine) {
+            cr_assert_eq(e->value, LOCO_METHOD_SINGLE, "only single runs without the engine");
+            continue;
+        }
+        for (long t = 1; t <= 12; t++) {
+            int rule = loco_outer_rule_for(e->value, t, 4);
+            cr_assert(rule > LOCO_RULE_NONE && rule < LOCO_NRULES, "%s: arrival %ld", e->name, t);
+            if (!m->periodic) cr_assert_eq(rule, loco_outer_rule_for(e->value, t, 1), "%s", e->name);
+        }
+        if (m->periodic) cr_assert_neq(m->rule, m->period_rule, "%s: periodic", e->name);
+        if (m->close_rule != LOCO_RULE_NONE)
+            cr_assert(loco_outer_rule_of(m->close_rule)->moves_momentum,
+                      "%s: its close rule is swept", e->name);
+    }
+    cr_assert_eq(n, 6, "the six methods");
+    cr_assert_str_eq(loco_enum_name(loco_outer_methods, LOCO_METHOD_ASYNC_DN), "async-dn");
+}
+
+/* An id outside the tables is a programmer's error: it aborts with file:line and the
+ * value instead of choosing some behaviour. */
+Test(outer, an_unknown_rule_or_method_is_a_broken_invariant) {
+    for (int which = 0; which < 2; which++) {
+        int fds[2];
+        cr_assert_eq(pipe(fds), 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+            dup2(fds[1], 2);
+            if (which == 0)
+                loco_outer_rule_of(LOCO_NRULES);
+            else
+                loco_outer_rule_for(42, 1, 1);
+            _exit(0);
+        }
+        close(fds[1]);
+        char buf[512] = {0};
+        ssize_t got = 0, n;
+        while ((n = read(fds[0], buf + got, sizeof buf - 1 - (size_t)got)) > 0) got += n;
+        close(fds[0]);
+        int status;
+        waitpid(pid, &status, 0);
+        cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "case %d: not aborted", which);
+        cr_assert(got > 0 && strstr(buf, "broken invariant") && strstr(buf, ".c:"),
+                  "case %d: message '%s'", which, buf);
+        cr_assert(strstr(buf, which == 0 ? "rule 8" : "42"), "the value: '%s'", buf);
+    }
+}
+
+/* Delay compensation must not turn a finite delta into Inf or NaN (it runs after the
+ * finiteness check): an element whose compensated value overflows keeps its plain g. */
+Test(outer, delay_compensation_keeps_a_finite_delta_finite) {
+    float g[4] = {1e20f, -3e38f, 2.0f, 0.0f};
+    const float now[4] = {1.0f, 3e38f, 1.5f, 3e38f}, start[4] = {0.0f, -3e38f, 0.5f, -3e38f};
+    loco_outer_delay_comp(g, now, start, 4, 1.0f);
+    cr_assert_eq(g[0], 1e20f, "g^2 overflows: plain g kept");
+    cr_assert_eq(g[1], -3e38f, "theta_now - theta_start overflows: plain g kept");
+    cr_assert_float_eq(g[2], 2.0f + 4.0f * 1.0f, 1e-6, "an ordinary element is compensated");
+    cr_assert_eq(g[3], 0.0f, "0 x Inf would be NaN: plain g kept");
+    cr_assert(loco_all_finite(g, 4));
 }

@@ -3,8 +3,10 @@
  * local steps is handed out exactly, DyLU counts follow the speed profile. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "loco/server.h"
 
@@ -202,5 +204,73 @@ Test(server, dylu_gives_slower_workers_proportionally_fewer_steps) {
         cr_assert_eq(arrive(&w, next, 0.0f), 0);
     }
     cr_assert_eq(w.s.active, 0);
+    destroy(&w);
+}
+
+/* ---- regressions ---- */
+
+typedef struct {
+    world *w;
+    int i;
+    float value;
+    long h;
+} arrival_job;
+
+static void *arrive_main(void *arg) {
+    arrival_job *j = arg;
+    j->h = arrive(j->w, j->i, j->value);
+    return NULL;
+}
+
+/* worker i arrives on another thread; fails the test if that does not return within
+ * seconds (a protocol that waits forever would otherwise hang the suite) */
+static long arrive_within(world *w, int i, float value, double seconds) {
+    arrival_job j = {w, i, value, -1};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, arrive_main, &j), 0);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += (time_t)seconds;
+    int rc = pthread_timedjoin_np(t, NULL, &deadline);
+    cr_assert_eq(rc, 0, "worker %d's arrival did not return within %g s", i, seconds);
+    return j.h;
+}
+
+/* sync, two workers, a budget of one round: worker 1 gets no steps at begin (retired),
+ * then its thread fails to set up and abandons. It must not be counted out twice, or
+ * worker 0 waits forever for a sync round that counts zero running workers. */
+Test(server, a_worker_retired_at_begin_then_abandoned_does_not_hang_a_sync_round) {
+    world w;
+    loco_server_settings st = settings(2, LOCO_METHOD_SYNC);
+    st.H = 10;
+    st.budget = 10;
+    make(&w, &st, LOCO_LEVEL_NO);
+    cr_assert_eq(start(&w, 0), 10);
+    cr_assert_eq(loco_server_begin(&w.s, w.r[1]), 0, "no steps left for worker 1");
+    loco_server_abandon(&w.s, w.r[1]); /* instead of its first pull */
+    cr_assert_eq(w.s.active, 1, "worker 1 counted out once");
+    cr_assert_eq(arrive_within(&w, 0, 0.5f, 10), 0, "the round closes and worker 0 is done");
+    cr_assert_eq(w.s.updates, 1);
+    cr_assert_neq(w.gb.theta[3], w.init[3], "the round's step was applied");
+    destroy(&w);
+}
+
+/* Delay compensation runs after the finiteness check: a finite but huge delta whose
+ * compensation overflows must still leave theta, m and a finite. */
+Test(server, delay_compensation_cannot_poison_the_global_buffer) {
+    world w;
+    loco_server_settings st = settings(2, LOCO_METHOD_ASYNC);
+    st.lambda = 1.0f;
+    st.clock = LOCO_CLOCK_REAL;
+    make(&w, &st, LOCO_LEVEL_NO);
+    start(&w, 0);
+    start(&w, 1);
+    arrive(&w, 0, 1.0f);          /* theta moves, so worker 1's theta_now - theta_start != 0 */
+    int rejected;
+    arrive_r(&w, 1, 1e20f, &rejected); /* g^2 (theta_now - theta_start) overflows */
+    cr_assert(!rejected, "a finite delta is applied");
+    loco_server_finish(&w.s);     /* the sweeps are done */
+    cr_assert(loco_all_finite(w.gb.theta, N) && loco_all_finite(w.gb.m, N) &&
+              loco_all_finite(w.gb.a, N), "the global buffer stays finite");
     destroy(&w);
 }
