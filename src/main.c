@@ -65,9 +65,10 @@ static const char usage_sample[] =
     "usage: loco sample --model FILE [--prompt TEXT] [--tokens N] [--seed S]\n"
     "                   [--temperature T]\n"
     "\n"
-    "Generates N tokens (default 256) after the prompt and prints them. Temperature 0\n"
-    "picks the most likely token; the default is 0.8. Byte-level models only take a\n"
-    "text prompt; models over other vocabularies print token ids.\n";
+    "Generates N tokens (default 256) after the prompt and prints them; the model sees\n"
+    "the last model.seq_len tokens at most. Temperature 0 picks the most likely token;\n"
+    "the default is 0.8. Byte-level models only take a text prompt; models over other\n"
+    "vocabularies print token ids.\n";
 
 static const char usage_export[] =
     "usage: loco export --llmc MODEL OUT\n"
@@ -245,13 +246,15 @@ static int cmd_train(int argc, char **argv) {
 
 /* ------------------------------------------------------- model commands */
 
-/* The training config stored in a loco model file (defaults for llm.c files). */
+/* The training config stored in a loco model file (defaults for llm.c files). A stored
+ * config that does not parse is an error: defaults in its place could give eval and
+ * sample another model.seq_len than the model was trained with. */
 static int model_config(const char *path, const loco_model_file *f, loco_config *c,
                         loco_err *e) {
-    (void)path, (void)e;
     loco_config_default(c);
-    if (f->config && loco_config_load_string(c, f->config, "model config", NULL) != 0)
-        loco_config_default(c);
+    loco_err why;
+    if (f->config && loco_config_load_string(c, f->config, "config", &why) != 0)
+        return loco_errf(e, "%s: the model's stored config does not parse: %s", path, why.msg);
     if (f->format == LOCO_FILE_LLMC) {
         c->model.seq_len = f->m.s.maxT;
         c->data.format = f->m.s.V == 256 ? LOCO_FORMAT_TEXT : LOCO_FORMAT_LLMC;
@@ -273,11 +276,21 @@ typedef struct {
     double temperature;
 } model_flags;
 
+static int is_one_of(const char *s, const char *const *names) {
+    for (; *names; names++)
+        if (!strcmp(s, *names)) return 1;
+    return 0;
+}
+
 static int model_flag(model_flags *f, int argc, char **argv, int *i, loco_err *e) {
+    static const char *const valued[] = {"--format", "--batch", "--threads", "--tokens",
+                                         "--seed",   "--temperature", NULL};
     const char *a = argv[*i], *v;
     if (!strcmp(a, "--model")) return (f->model = flag_value(argc, argv, i, e)) ? 0 : -1;
     if (!strcmp(a, "--data")) return (f->data = flag_value(argc, argv, i, e)) ? 0 : -1;
     if (!strcmp(a, "--prompt")) return (f->prompt = flag_value(argc, argv, i, e)) ? 0 : -1;
+    /* before taking a value, so a stray last word is not "missing its value" */
+    if (!is_one_of(a, valued)) return loco_errf(e, "unknown option '%s'", a);
     if (!(v = flag_value(argc, argv, i, e))) return -1;
     if (!strcmp(a, "--format")) {
         if (!strcmp(v, "text")) return f->format = LOCO_FORMAT_TEXT, 0;
@@ -288,8 +301,7 @@ static int model_flag(model_flags *f, int argc, char **argv, int *i, loco_err *e
     if (!strcmp(a, "--threads")) return parse_long(a, v, 1, 4096, &f->threads, e);
     if (!strcmp(a, "--tokens")) return parse_long(a, v, 0, 1L << 30, &f->tokens, e);
     if (!strcmp(a, "--seed")) return parse_long(a, v, 0, 1L << 62, &f->seed, e);
-    if (!strcmp(a, "--temperature")) return parse_double(a, v, 0, 100, &f->temperature, e);
-    return loco_errf(e, "unknown option '%s'", a);
+    return parse_double(a, v, 0, 100, &f->temperature, e);   /* --temperature */
 }
 
 static int parse_model_flags(model_flags *f, int argc, char **argv, loco_err *e) {
