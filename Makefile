@@ -37,6 +37,9 @@ TEST_RUNNER = $(BUILD)/tests/shim/runner.o
 $(BUILD)/tests/%.o: CFLAGS += -Itests/shim -Wno-format-zero-length
 endif
 
+# test_main runs the binary of this build (under sanitizers, build/san-*/loco)
+$(BUILD)/tests/test_main.o: CFLAGS += -DLOCO_BIN='"./$(LOCO)"'
+
 SRC      = $(wildcard src/*.c)
 LIB_OBJ  = $(patsubst src/%.c,$(BUILD)/src/%.o,$(filter-out src/main.c,$(SRC))) $(BUILD)/default_ini.o
 TEST_OBJ = $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(wildcard tests/*.c))

@@ -16,6 +16,7 @@
 #include "loco/evaluator.h"
 #include "loco/metrics.h"
 #include "loco/model.h"
+#include "loco/sample.h"
 #include "loco/topo.h"
 #include "loco/train.h"
 
@@ -64,9 +65,10 @@ static const char usage_sample[] =
     "usage: loco sample --model FILE [--prompt TEXT] [--tokens N] [--seed S]\n"
     "                   [--temperature T]\n"
     "\n"
-    "Generates N tokens (default 256) after the prompt and prints them. Temperature 0\n"
-    "picks the most likely token; the default is 0.8. Byte-level models only take a\n"
-    "text prompt; models over other vocabularies print token ids.\n";
+    "Generates N tokens (default 256) after the prompt and prints them; the model sees\n"
+    "the last model.seq_len tokens at most. Temperature 0 picks the most likely token;\n"
+    "the default is 0.8. Byte-level models only take a text prompt; models over other\n"
+    "vocabularies print token ids.\n";
 
 static const char usage_export[] =
     "usage: loco export --llmc MODEL OUT\n"
@@ -244,15 +246,28 @@ static int cmd_train(int argc, char **argv) {
 
 /* ------------------------------------------------------- model commands */
 
-/* The training config stored in a loco model file (defaults for llm.c files). */
-static void model_config(const loco_model_file *f, loco_config *c) {
+/* The training config stored in a loco model file (defaults for llm.c files). A stored
+ * config that does not parse is an error: defaults in its place could give eval and
+ * sample another model.seq_len than the model was trained with. */
+static int model_config(const char *path, const loco_model_file *f, loco_config *c,
+                        loco_err *e) {
     loco_config_default(c);
-    if (f->config && loco_config_load_string(c, f->config, "model config", NULL) != 0)
-        loco_config_default(c);
+    loco_err why;
+    if (f->config && loco_config_load_string(c, f->config, "config", &why) != 0)
+        return loco_errf(e, "%s: the model's stored config does not parse: %s", path, why.msg);
     if (f->format == LOCO_FILE_LLMC) {
         c->model.seq_len = f->m.s.maxT;
         c->data.format = f->m.s.V == 256 ? LOCO_FORMAT_TEXT : LOCO_FORMAT_LLMC;
     }
+    return 0;
+}
+
+/* A model file and the config it was trained with. */
+static int read_model(const char *path, loco_model_file *mf, loco_config *c, loco_err *e) {
+    if (loco_model_read(path, mf, e) != 0) return -1;
+    if (model_config(path, mf, c, e) == 0) return 0;
+    loco_model_file_free(mf);
+    return -1;
 }
 
 typedef struct {
@@ -261,11 +276,21 @@ typedef struct {
     double temperature;
 } model_flags;
 
+static int is_one_of(const char *s, const char *const *names) {
+    for (; *names; names++)
+        if (!strcmp(s, *names)) return 1;
+    return 0;
+}
+
 static int model_flag(model_flags *f, int argc, char **argv, int *i, loco_err *e) {
+    static const char *const valued[] = {"--format", "--batch", "--threads", "--tokens",
+                                         "--seed",   "--temperature", NULL};
     const char *a = argv[*i], *v;
     if (!strcmp(a, "--model")) return (f->model = flag_value(argc, argv, i, e)) ? 0 : -1;
     if (!strcmp(a, "--data")) return (f->data = flag_value(argc, argv, i, e)) ? 0 : -1;
     if (!strcmp(a, "--prompt")) return (f->prompt = flag_value(argc, argv, i, e)) ? 0 : -1;
+    /* before taking a value, so a stray last word is not "missing its value" */
+    if (!is_one_of(a, valued)) return loco_errf(e, "unknown option '%s'", a);
     if (!(v = flag_value(argc, argv, i, e))) return -1;
     if (!strcmp(a, "--format")) {
         if (!strcmp(v, "text")) return f->format = LOCO_FORMAT_TEXT, 0;
@@ -276,8 +301,7 @@ static int model_flag(model_flags *f, int argc, char **argv, int *i, loco_err *e
     if (!strcmp(a, "--threads")) return parse_long(a, v, 1, 4096, &f->threads, e);
     if (!strcmp(a, "--tokens")) return parse_long(a, v, 0, 1L << 30, &f->tokens, e);
     if (!strcmp(a, "--seed")) return parse_long(a, v, 0, 1L << 62, &f->seed, e);
-    if (!strcmp(a, "--temperature")) return parse_double(a, v, 0, 100, &f->temperature, e);
-    return loco_errf(e, "unknown option '%s'", a);
+    return parse_double(a, v, 0, 100, &f->temperature, e);   /* --temperature */
 }
 
 static int parse_model_flags(model_flags *f, int argc, char **argv, loco_err *e) {
@@ -296,9 +320,8 @@ static int cmd_eval(int argc, char **argv) {
     if (parse_model_flags(&f, argc, argv, &e) != 0) return fail_usage(e.msg, "eval");
     if (!f.data) return fail_usage("--data PATH is required", "eval");
     loco_model_file mf;
-    if (loco_model_read(f.model, &mf, &e) != 0) return fail(e.msg);
     loco_config c;
-    model_config(&mf, &c);
+    if (read_model(f.model, &mf, &c, &e) != 0) return fail(e.msg);
     int format = f.format >= 0 ? (int)f.format : c.data.format;
     int T = (int)c.model.seq_len < mf.m.s.maxT ? (int)c.model.seq_len : mf.m.s.maxT;
     loco_data d;
@@ -326,27 +349,20 @@ out_model:
     return rc ? fail(e.msg) : 0;
 }
 
-/* next token from probabilities p (V) at a temperature: p^(1/t) renormalised; t = 0: argmax */
-static int pick_token(const float *p, int V, double temperature, loco_rng *r) {
-    int best = 0;
-    for (int i = 1; i < V; i++) best = p[i] > p[best] ? i : best;
-    if (temperature <= 0) return best;
-    double total = 0;
-    for (int i = 0; i < V; i++) total += pow(p[i] / p[best], 1.0 / temperature);
-    double u = loco_rng_uniform(r) * total;
-    for (int i = 0; i < V; i++) {
-        u -= pow(p[i] / p[best], 1.0 / temperature);
-        if (u <= 0) return i;
-    }
-    return best;
-}
-
-static void emit_token(int tok, int byte_level) {
-    if (byte_level)
+static void emit_token(void *byte_level, int tok) {
+    if (*(const int *)byte_level)
         putchar(tok);
     else
         printf("%d ", tok);
     fflush(stdout);
+}
+
+/* The prompt as tokens (bytes); other vocabularies and an empty prompt start from token 0. */
+static int *prompt_tokens(const char *prompt, int byte_level, int *n) {
+    *n = byte_level && *prompt ? (int)strlen(prompt) : 1;
+    int *toks = malloc(sizeof(int) * (size_t)*n);
+    for (int i = 0; toks && i < *n; i++) toks[i] = byte_level ? (unsigned char)prompt[i] : 0;
+    return toks;
 }
 
 static int cmd_sample(int argc, char **argv) {
@@ -355,37 +371,26 @@ static int cmd_sample(int argc, char **argv) {
     loco_err e;
     if (parse_model_flags(&f, argc, argv, &e) != 0) return fail_usage(e.msg, "sample");
     loco_model_file mf;
-    if (loco_model_read(f.model, &mf, &e) != 0) return fail(e.msg);
-    int V = mf.m.s.V, maxT = mf.m.s.maxT, byte_level = V == 256;
+    loco_config c;
+    if (read_model(f.model, &mf, &c, &e) != 0) return fail(e.msg);
+    int byte_level = mf.m.s.V == 256, n;
     if (f.prompt && !byte_level) {
         loco_model_file_free(&mf);
         return fail("--prompt needs a byte-level model (vocabulary 256); this one is not");
     }
-    const char *prompt = f.prompt ? f.prompt : "\n";
-    int n = (int)strlen(prompt), total = n + (int)f.tokens;
-    int *toks = malloc(sizeof(int) * (size_t)(total > 0 ? total : 1));
-    loco_acts a;
-    if (!toks || loco_acts_alloc(&a, &mf.m, 1, maxT, &e) != 0) {
-        free(toks);
-        loco_model_file_free(&mf);
-        return fail(toks ? e.msg : "out of memory");
-    }
-    for (int i = 0; i < n; i++) toks[i] = byte_level ? (unsigned char)prompt[i] : 0;
-    if (n == 0) toks[n++] = 0;
+    int *prompt = prompt_tokens(f.prompt ? f.prompt : "\n", byte_level, &n);
     if (f.prompt) fputs(f.prompt, stdout);
-    loco_rng r;
-    loco_rng_seed(&r, (uint64_t)f.seed, 0);
-    for (; n < total; n++) {
-        int start = n > maxT ? n - maxT : 0, T = n - start;
-        loco_model_forward(&mf.m, mf.params, &a, toks + start, NULL, 1, T);
-        toks[n] = pick_token(a.probs + (size_t)(T - 1) * mf.m.s.Vp, V, f.temperature, &r);
-        emit_token(toks[n], byte_level);
-    }
+    /* positions past the trained sequence length were never trained (llm.c files
+     * loaded with --init keep their 1024) */
+    loco_sample_opts o = {.temperature = f.temperature, .seed = (uint64_t)f.seed,
+                          .context = (int)c.model.seq_len, .emit = emit_token,
+                          .emit_arg = &byte_level};
+    int rc = prompt ? loco_sample_generate(&mf.m, mf.params, prompt, n, NULL, (int)f.tokens, &o, &e)
+                    : loco_errf(&e, "out of memory");
     putchar('\n');
-    loco_acts_free(&a);
-    free(toks);
+    free(prompt);
     loco_model_file_free(&mf);
-    return 0;
+    return rc ? fail(e.msg) : 0;
 }
 
 static int cmd_export(int argc, char **argv) {

@@ -1,0 +1,554 @@
+/* The loco binary as a user runs it: every command, the argument errors with their exit
+ * codes and messages, and Ctrl-C during single and asynchronous training. Runs the
+ * binary this build makes (LOCO_BIN, set by the Makefile) from the repository root. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loco/checkpoint.h"
+#include "loco/model.h"
+
+#ifndef LOCO_BIN
+#define LOCO_BIN "./loco"
+#endif
+
+extern char **environ;
+
+/* Generous: sanitizer builds run the binary ten or more times slower. */
+enum { RUN_TIMEOUT_S = 120 };
+
+/* One test's scratch directory and the outcome of the last run in it. */
+typedef struct {
+    char dir[64];
+    int status;        /* exit code; 128 + N when killed by signal N */
+    char *out, *err;   /* what it printed on stdout and stderr */
+    char out_path[96], err_path[96];
+    char *paths[64];   /* made by in_dir(), freed by cli_close() */
+    int npaths;
+} cli;
+
+static void cli_open(cli *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->dir, sizeof c->dir, "/tmp/loco-main-XXXXXX");
+    cr_assert_not_null(mkdtemp(c->dir), "mkdtemp failed");
+    snprintf(c->out_path, sizeof c->out_path, "%s/stdout", c->dir);
+    snprintf(c->err_path, sizeof c->err_path, "%s/stderr", c->dir);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void cli_close(cli *c) {
+    free(c->out);
+    free(c->err);
+    nftw(c->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    for (int i = 0; i < c->npaths; i++) free(c->paths[i]);
+}
+
+/* name inside the test's directory, until cli_close() */
+static const char *in_dir(cli *c, const char *name) {
+    cr_assert_lt(c->npaths, 64, "too many paths");
+    char *p = malloc(strlen(c->dir) + strlen(name) + 2);
+    cr_assert_not_null(p, "out of memory");
+    sprintf(p, "%s/%s", c->dir, name);
+    return c->paths[c->npaths++] = p;
+}
+
+/* the whole file, NUL-terminated; NULL when it cannot be read */
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *b = NULL;
+    size_t n = 0, cap = 0, got;
+    do {
+        if (cap - n < 4096) b = realloc(b, cap = 2 * cap + 4096);
+        cr_assert_not_null(b, "out of memory");
+        got = fread(b + n, 1, cap - n - 1, f);
+        n += got;
+    } while (got > 0);
+    fclose(f);
+    b[n] = '\0';
+    return b;
+}
+
+static void write_file(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "cannot create %s", path);
+    cr_assert_eq(fwrite(p, 1, n, f), n, "cannot write %s", path);
+    fclose(f);
+}
+
+/* Starts LOCO_BIN with args (NULL-terminated, without argv[0]); stdout and stderr go to
+ * files in the test's directory, stdin is /dev/null. */
+static pid_t cli_start(cli *c, const char *const *args) {
+    const char *argv[64] = {LOCO_BIN};
+    int n = 1;
+    while (args[n - 1]) {
+        cr_assert_lt(n, 63, "too many arguments");
+        argv[n] = args[n - 1];
+        n++;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, c->out_path, O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    posix_spawn_file_actions_addopen(&fa, 2, c->err_path, O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    pid_t pid;
+    int rc = posix_spawn(&pid, LOCO_BIN, &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(rc, 0, "cannot start " LOCO_BIN " (run from the repository root): %s",
+                 strerror(rc));
+    return pid;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec t = {ms / 1000, ms % 1000 * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+/* 1 when pid has ended (its status in c->status), 0 while it runs */
+static int cli_poll(cli *c, pid_t pid) {
+    int st;
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    cr_assert_neq(r, -1, "waitpid failed");
+    if (r == 0) return 0;
+    c->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return 1;
+}
+
+/* A sanitizer build of the binary reports into the stderr we captured, where the grep of
+ * `make sanitize` cannot see it: fail here instead. */
+static void check_no_sanitizer_report(const cli *c) {
+    const char *reports[] = {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
+                             "ERROR: LeakSanitizer", "runtime error:"};
+    for (size_t i = 0; i < sizeof reports / sizeof reports[0]; i++)
+        cr_assert_null(strstr(c->err, reports[i]), "sanitizer report from loco:\n%s", c->err);
+}
+
+/* Waits for pid (killing it after the timeout), then reads what it printed. */
+static void cli_wait(cli *c, pid_t pid) {
+    double deadline = now_s() + RUN_TIMEOUT_S;
+    while (!cli_poll(c, pid)) {
+        if (now_s() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            cr_assert(0, "loco did not end within %d s", RUN_TIMEOUT_S);
+        }
+        sleep_ms(5);
+    }
+    free(c->out);
+    free(c->err);
+    c->out = slurp(c->out_path);
+    c->err = slurp(c->err_path);
+    cr_assert(c->out && c->err, "lost the output files");
+    check_no_sanitizer_report(c);
+}
+
+/* Runs loco with the arguments (NULL-terminated) to the end; returns its exit status. */
+static int run(cli *c, ...) {
+    const char *args[64];
+    int n = 0;
+    va_list ap;
+    va_start(ap, c);
+    do {
+        cr_assert_lt(n, 64, "too many arguments");
+        args[n] = va_arg(ap, const char *);
+    } while (args[n++]);
+    va_end(ap);
+    cli_wait(c, cli_start(c, args));
+    return c->status;
+}
+
+static void expect_err(const cli *c, const char *text) {
+    cr_assert_not_null(strstr(c->err, text), "stderr lacks '%s':\n%s", text, c->err);
+}
+
+static void expect_out(const cli *c, const char *text) {
+    cr_assert_not_null(strstr(c->out, text), "stdout lacks '%s':\n%s", text, c->out);
+}
+
+static void expect_file_has(const char *path, const char *text) {
+    char *s = slurp(path);
+    cr_assert_not_null(s, "%s is missing", path);
+    cr_assert_not_null(strstr(s, text), "%s lacks '%s':\n%.2000s", path, text, s);
+    free(s);
+}
+
+/* A short run of configs/tiny.ini into dir/run: a few tenths of a second. */
+static const char *train_tiny(cli *c) {
+    const char *out = in_dir(c, "run");
+    int rc = run(c, "train", "-c", "configs/tiny.ini", "--set", "train.steps=20", "--set",
+                 "eval.every=10", "--set", "eval.batches=2", "--out", out, NULL);
+    cr_assert_eq(rc, 0, "train failed (%d):\n%s", rc, c->err);
+    return in_dir(c, "run/model.bin");
+}
+
+/* An untrained byte-level model written directly, with the given stored config. */
+static const char *write_model(cli *c, const char *name, const char *config) {
+    loco_shape s = {.V = 256, .Vp = 256, .maxT = 16, .L = 1, .NH = 2, .C = 16};
+    loco_model m;
+    loco_err e;
+    cr_assert_eq(loco_model_init(&m, &s, &e), 0, "%s", e.msg);
+    float *params = loco_alloc(m.nparams * sizeof(float));
+    cr_assert_not_null(params, "out of memory");
+    loco_model_init_params(&m, params, 1);
+    const char *path = in_dir(c, name);
+    cr_assert_eq(loco_model_write(path, &m, params, config, &e), 0, "%s", e.msg);
+    free(params);
+    return path;
+}
+
+/* n bytes of English text in the test's directory */
+static const char *write_text(cli *c, const char *name, size_t n) {
+    const char *line = "It was the best of times, it was the worst of times; ";
+    char *b = malloc(n);
+    cr_assert_not_null(b, "out of memory");
+    for (size_t i = 0; i < n; i++) b[i] = line[i % strlen(line)];
+    const char *path = in_dir(c, name);
+    write_file(path, b, n);
+    free(b);
+    return path;
+}
+
+static double json_number(const char *json, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    cr_assert_not_null(p, "'%s' not in %s", key, json);
+    return strtod(p + strlen(pat), NULL);
+}
+
+/* ------------------------------------------------------------ help texts */
+
+Test(main, no_arguments_prints_the_usage_on_stderr_and_exits_2, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    cr_assert_eq(run(&c, NULL), 2, "exit status");
+    expect_err(&c, "usage: loco <command>");
+    cr_assert_str_eq(c.out, "", "nothing on stdout");
+    cli_close(&c);
+}
+
+Test(main, help_and_dash_dash_help_print_the_usage, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    cr_assert_eq(run(&c, "help", NULL), 0, "help");
+    expect_out(&c, "usage: loco <command>");
+    cr_assert_eq(run(&c, "--help", NULL), 0, "--help");
+    expect_out(&c, "usage: loco <command>");
+    cr_assert_eq(run(&c, "help", "config", NULL), 0, "help config");
+    expect_out(&c, "outer.method");
+    expect_out(&c, "model.seq_len");
+    cli_close(&c);
+}
+
+Test(main, every_command_has_a_help_text, .timeout = 60) {
+    const char *cmds[] = {"train", "eval", "sample", "export", "check", "bench", "topo"};
+    cli c;
+    cli_open(&c);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        cr_assert_eq(run(&c, cmds[i], "--help", NULL), 0, "%s --help: exit status", cmds[i]);
+        char want[64];
+        snprintf(want, sizeof want, "usage: loco %s", cmds[i]);
+        expect_out(&c, want);
+    }
+    cli_close(&c);
+}
+
+/* -------------------------------------------------------------- commands */
+
+Test(main, train_writes_metrics_summary_config_and_model, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    train_tiny(&c);
+    expect_err(&c, "{metrics.jsonl,summary.json,config.ini,model.bin}");
+    expect_file_has(in_dir(&c, "run/summary.json"), "\"status\":\"finished\"");
+    expect_file_has(in_dir(&c, "run/summary.json"), "\"steps\":20,");
+    expect_file_has(in_dir(&c, "run/metrics.jsonl"), "{\"event\":\"eval\",\"step\":10,");
+    expect_file_has(in_dir(&c, "run/metrics.jsonl"), "{\"event\":\"train\",\"step\":20,");
+    expect_file_has(in_dir(&c, "run/config.ini"), "steps = 20");
+    cr_assert_eq(run(&c, "check", in_dir(&c, "run/model.bin"), NULL), 0, "check: %s", c.err);
+    expect_out(&c, "loco model, ");
+    expect_out(&c, "L=2 NH=2 C=64 V=256 Vp=256 maxT=64, checksum ok");
+    cli_close(&c);
+}
+
+Test(main, eval_prints_one_json_line, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *model = train_tiny(&c);
+    /* 3000 bytes: floor(2999 / 64) windows of model.seq_len = 64 */
+    const char *text = write_text(&c, "small.txt", 3000);
+    cr_assert_eq(run(&c, "eval", "--model", model, "--data", text, NULL), 0, "eval: %s", c.err);
+    cr_assert_eq(c.out[0], '{', "JSON: %s", c.out);
+    const char *nl = strchr(c.out, '\n');
+    cr_assert(nl && nl[1] == '\0', "one line: %s", c.out);
+    double loss = json_number(c.out, "loss");
+    cr_assert(loss > 0 && loss < 6, "loss %g", loss);
+    cr_assert_float_eq(json_number(c.out, "ppl"), exp(loss), 1e-3 * exp(loss), "ppl");
+    cr_assert_float_eq(json_number(c.out, "bpb"), loss / log(2), 1e-4, "bpb");
+    cr_assert_eq(json_number(c.out, "tokens"), 46 * 64, "tokens");
+    cli_close(&c);
+}
+
+Test(main, sample_prints_text_and_repeats_itself_with_a_seed, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *model = train_tiny(&c);
+    cr_assert_eq(run(&c, "sample", "--model", model, "--prompt", "The ", "--tokens", "40",
+                     "--seed", "3", NULL),
+                 0, "sample: %s", c.err);
+    cr_assert_eq(strncmp(c.out, "The ", 4), 0, "starts with the prompt: %s", c.out);
+    cr_assert_eq(strlen(c.out), (size_t)4 + 40 + 1, "prompt, 40 bytes, newline: '%s'", c.out);
+    char *first = strdup(c.out);
+    cr_assert_eq(run(&c, "sample", "--model", model, "--prompt", "The ", "--tokens", "40",
+                     "--seed", "3", NULL),
+                 0, "sample: %s", c.err);
+    cr_assert_str_eq(c.out, first, "the same seed prints the same text");
+    free(first);
+    cli_close(&c);
+}
+
+Test(main, export_writes_an_llmc_checkpoint_that_check_and_eval_read, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *model = train_tiny(&c);
+    const char *text = write_text(&c, "small.txt", 3000);
+    cr_assert_eq(run(&c, "eval", "--model", model, "--data", text, NULL), 0, "eval: %s", c.err);
+    double loss = json_number(c.out, "loss");
+    const char *llmc = in_dir(&c, "gpt2.bin");
+    cr_assert_eq(run(&c, "export", "--llmc", model, llmc, NULL), 0, "export: %s", c.err);
+    expect_err(&c, "llm.c checkpoint, version 3");
+    cr_assert_eq(run(&c, "check", llmc, NULL), 0, "check: %s", c.err);
+    expect_out(&c, "llm.c model, ");
+    expect_out(&c, "maxT=64");
+    /* the same parameters, sequence length and format: the same loss */
+    cr_assert_eq(run(&c, "eval", "--model", llmc, "--data", text, NULL), 0, "eval: %s", c.err);
+    cr_assert_eq(json_number(c.out, "loss"), loss, "loss of the export");
+    cli_close(&c);
+}
+
+Test(main, topo_prints_the_machine_and_the_plan, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    cr_assert_eq(run(&c, "topo", "--workers", "2", NULL), 0, "topo: %s", c.err);
+    expect_out(&c, "machine:");
+    expect_out(&c, "plan: compact, 2 workers");
+    cli_close(&c);
+}
+
+Test(main, bench_step_ends_with_a_json_line, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    cr_assert_eq(run(&c, "bench", "step", "-c", "configs/tiny.ini", "--set", "model.dim=32",
+                     "--set", "model.seq_len=16", "--set", "train.batch=2", NULL),
+                 0, "bench step: %s", c.err);
+    size_t n = strlen(c.out);
+    cr_assert(n > 1 && c.out[n - 1] == '\n', "a last line: %s", c.out);
+    c.out[n - 1] = '\0';
+    const char *last = strrchr(c.out, '\n') ? strrchr(c.out, '\n') + 1 : c.out;
+    cr_assert(last[0] == '{' && last[strlen(last) - 1] == '}', "JSON: %s", last);
+    cr_assert_gt(json_number(last, "tokens_per_s"), 0, "tokens_per_s");
+    cli_close(&c);
+}
+
+/* ------------------------------------------------------ argument errors */
+
+Test(main, unknown_commands_and_options_exit_2_and_name_them, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    cr_assert_eq(run(&c, "frobnicate", NULL), 2, "unknown command");
+    expect_err(&c, "unknown command 'frobnicate'");
+    expect_err(&c, "usage: loco <command>");
+    cr_assert_eq(run(&c, "train", "--frob", NULL), 2, "unknown option");
+    expect_err(&c, "unknown option '--frob'");
+    expect_err(&c, "see 'loco train --help'");
+    cr_assert_eq(run(&c, "sample", "--model", "m.bin", "--frob", NULL), 2, "unknown option");
+    expect_err(&c, "unknown option '--frob'");
+    expect_err(&c, "see 'loco sample --help'");
+    cr_assert_eq(run(&c, "bench", "nosuch", NULL), 2, "unknown benchmark");
+    expect_err(&c, "unknown benchmark");
+    cli_close(&c);
+}
+
+Test(main, a_flag_without_its_value_exits_2, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    cr_assert_eq(run(&c, "train", "--out", NULL), 2, "--out");
+    expect_err(&c, "--out needs a value");
+    cr_assert_eq(run(&c, "train", "-c", NULL), 2, "-c");
+    expect_err(&c, "-c needs a value");
+    cr_assert_eq(run(&c, "train", "--set", NULL), 2, "--set");
+    expect_err(&c, "--set needs a value");
+    cr_assert_eq(run(&c, "sample", "--model", "m.bin", "--tokens", NULL), 2, "--tokens");
+    expect_err(&c, "--tokens needs a value");
+    cr_assert_eq(run(&c, "eval", "--model", NULL), 2, "--model");
+    expect_err(&c, "--model needs a value");
+    cli_close(&c);
+}
+
+Test(main, bad_values_and_config_files_exit_2_and_say_where, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    cr_assert_eq(run(&c, "train", "--set", "train.nosuch=1", NULL), 2, "unknown key");
+    expect_err(&c, "unknown key 'nosuch' in section [train]");
+    cr_assert_eq(run(&c, "train", "--set", "train.lr=fast", NULL), 2, "bad value");
+    expect_err(&c, "train.lr");
+    expect_err(&c, "'fast'");
+    cr_assert_eq(run(&c, "sample", "--model", "m.bin", "--tokens", "many", NULL), 2, "--tokens");
+    expect_err(&c, "--tokens: expected an integer");
+    const char bad[] = "[model]\nlayers = 2\nheads = lots\n";
+    write_file(in_dir(&c, "bad.ini"), bad, strlen(bad));
+    cr_assert_eq(run(&c, "train", "-c", in_dir(&c, "bad.ini"), NULL), 2, "bad config file");
+    expect_err(&c, "bad.ini:3: model.heads");
+    cr_assert_eq(run(&c, "train", "-c", in_dir(&c, "none.ini"), NULL), 2, "missing config");
+    expect_err(&c, in_dir(&c, "none.ini"));
+    expect_err(&c, "cannot open");
+    cli_close(&c);
+}
+
+Test(main, eval_needs_a_model_and_data, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    cr_assert_eq(run(&c, "eval", "--data", "data/corpus.txt", NULL), 2, "no --model");
+    expect_err(&c, "--model FILE is required");
+    cr_assert_eq(run(&c, "eval", "--model", "m.bin", NULL), 2, "no --data");
+    expect_err(&c, "--data PATH is required");
+    cr_assert_eq(run(&c, "sample", NULL), 2, "sample without --model");
+    expect_err(&c, "--model FILE is required");
+    cli_close(&c);
+}
+
+Test(main, missing_and_damaged_model_files_exit_1_and_name_the_file, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    const char *none = in_dir(&c, "none.bin");
+    cr_assert_eq(run(&c, "check", none, NULL), 1, "check of a missing file");
+    expect_err(&c, none);
+    cr_assert_eq(run(&c, "sample", "--model", none, NULL), 1, "sample of a missing file");
+    expect_err(&c, none);
+    cr_assert_eq(run(&c, "eval", "--model", none, "--data", "data/corpus.txt", NULL), 1, "eval");
+    expect_err(&c, none);
+    /* one flipped bit in the parameters */
+    const char *model = write_model(&c, "model.bin", NULL);
+    char *bytes = slurp(model);
+    struct stat st;
+    cr_assert_eq(stat(model, &st), 0, "stat");
+    bytes[st.st_size / 2] ^= 0x10;
+    write_file(model, bytes, (size_t)st.st_size);
+    cr_assert_eq(run(&c, "check", model, NULL), 1, "check of a damaged file");
+    expect_err(&c, model);
+    expect_err(&c, "checksum mismatch");
+    write_file(model, bytes, (size_t)st.st_size - 100);
+    cr_assert_eq(run(&c, "check", model, NULL), 1, "check of a truncated file");
+    expect_err(&c, "truncated");
+    free(bytes);
+    cli_close(&c);
+}
+
+Test(main, export_takes_exactly_llmc_model_out, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    const char *model = write_model(&c, "model.bin", NULL);
+    cr_assert_eq(run(&c, "export", NULL), 2, "no arguments");
+    expect_err(&c, "expected: export --llmc MODEL OUT");
+    cr_assert_eq(run(&c, "export", "--llmc", model, NULL), 2, "no OUT");
+    expect_err(&c, "expected: export --llmc MODEL OUT");
+    cr_assert_eq(run(&c, "export", "--onnx", model, in_dir(&c, "out.bin"), NULL), 2, "--onnx");
+    expect_err(&c, "see 'loco export --help'");
+    cr_assert_eq(run(&c, "check", NULL), 2, "check without a file");
+    expect_err(&c, "expected: check FILE");
+    cli_close(&c);
+}
+
+/* A stored config that does not parse would leave eval and sample on the default
+ * config, with another model.seq_len than the model's. */
+Test(main, a_model_whose_stored_config_does_not_parse_is_an_error, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    const char *model = write_model(&c, "model.bin", "[model]\nseq_len = 16\nlayers = lots\n");
+    const char *text = write_text(&c, "small.txt", 1000);
+    cr_assert_eq(run(&c, "eval", "--model", model, "--data", text, NULL), 1, "eval");
+    expect_err(&c, model);
+    expect_err(&c, "stored config does not parse");
+    expect_err(&c, "config:3: model.layers: expected an integer, got 'lots'");
+    cr_assert_eq(run(&c, "sample", "--model", model, NULL), 1, "sample");
+    expect_err(&c, model);
+    expect_err(&c, "model.layers");
+    /* the same model with a good config works */
+    model = write_model(&c, "good.bin", "[model]\nseq_len = 16\n");
+    cr_assert_eq(run(&c, "eval", "--model", model, "--data", text, NULL), 0, "%s", c.err);
+    cr_assert_eq(json_number(c.out, "tokens"), 62 * 16, "windows of the stored seq_len");
+    cli_close(&c);
+}
+
+/* --------------------------------------------------------------- Ctrl-C */
+
+/* Starts a long training run, waits until its metrics.jsonl has the event that shows
+ * training under way, sends SIGINT and checks it stopped cleanly and saved. */
+static void interrupt_training(const char *started, const char *const *extra) {
+    cli c;
+    cli_open(&c);
+    const char *args[40] = {"train", "-c", "configs/tiny.ini", "--set", "train.steps=1000000",
+                            "--out"};
+    int n = 6;
+    args[n++] = in_dir(&c, "run");
+    for (; *extra; extra++) args[n++] = *extra;
+    args[n] = NULL;
+    pid_t pid = cli_start(&c, args);
+    const char *metrics = in_dir(&c, "run/metrics.jsonl");
+    double deadline = now_s() + RUN_TIMEOUT_S;
+    for (;;) {
+        char *m = slurp(metrics);
+        int going = m && strstr(m, started);
+        free(m);
+        if (going) break;
+        if (cli_poll(&c, pid) || now_s() > deadline) {
+            kill(pid, SIGKILL);
+            cli_wait(&c, pid);
+            cr_assert(0, "no %s event before the run ended (%d):\n%s", started, c.status, c.err);
+        }
+        sleep_ms(10);
+    }
+    cr_assert_eq(kill(pid, SIGINT), 0, "kill");
+    cli_wait(&c, pid);
+    cr_assert_eq(c.status, 0, "exit status after Ctrl-C:\n%s", c.err);
+    expect_file_has(in_dir(&c, "run/summary.json"), "\"status\":\"stopped\"");
+    expect_file_has(in_dir(&c, "run/config.ini"), "[model]");
+    cr_assert_eq(run(&c, "check", in_dir(&c, "run/model.bin"), NULL), 0, "check: %s", c.err);
+    expect_out(&c, "checksum ok");
+    cli_close(&c);
+}
+
+Test(main, ctrl_c_stops_single_worker_training_and_saves, .timeout = 120) {
+    const char *extra[] = {NULL};
+    interrupt_training("{\"event\":\"train\"", extra);
+}
+
+Test(main, ctrl_c_stops_asynchronous_training_and_saves, .timeout = 120) {
+    const char *extra[] = {"--set", "run.workers=2",        "--set", "outer.method=async-dn",
+                           "--set", "run.clock=real",       "--set", "outer.local_steps=10",
+                           NULL};
+    interrupt_training("{\"event\":\"arrival\"", extra);
+}
