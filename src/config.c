@@ -394,6 +394,7 @@ static const struct {
 int loco_config_flag(loco_config *c, const char *flag, const char *value, loco_err *e) {
     for (size_t i = 0; i < sizeof shorthands / sizeof shorthands[0]; i++) {
         if (strcmp(flag, shorthands[i].flag) != 0) continue;
+        if (!value) return loco_errf(e, "%s needs a value", flag);
         int k = key_named(shorthands[i].key);
         char v[VALUE_LEN + LOCO_LIST_LEN];
         const char *old = table[k].type == T_STRING ? (const char *)cfield(c, &table[k]) : "";

@@ -177,7 +177,7 @@ static int load_config(cli_config *cc, int argc, char **argv, extra_flag extra, 
             const char *v = flag_value(argc, argv, &i, e);
             if (!v || loco_config_set(&cc->cfg, v, e) != 0) return -1;
         } else {
-            int rc = i + 1 < argc ? loco_config_flag(&cc->cfg, argv[i], argv[i + 1], e) : 1;
+            int rc = loco_config_flag(&cc->cfg, argv[i], i + 1 < argc ? argv[i + 1] : NULL, e);
             if (rc < 0) return -1;
             if (rc == 0) {
                 i++;

@@ -405,6 +405,8 @@ Test(main, a_flag_without_its_value_exits_2, .timeout = 60) {
     expect_err(&c, "--tokens needs a value");
     cr_assert_eq(run(&c, "eval", "--model", NULL), 2, "--model");
     expect_err(&c, "--model needs a value");
+    cr_assert_eq(run(&c, "train", "--workers", NULL), 2, "--workers");
+    expect_err(&c, "--workers needs a value");
     cli_close(&c);
 }
 
@@ -425,6 +427,37 @@ Test(main, bad_values_and_config_files_exit_2_and_say_where, .timeout = 60) {
     cr_assert_eq(run(&c, "train", "-c", in_dir(&c, "none.ini"), NULL), 2, "missing config");
     expect_err(&c, in_dir(&c, "none.ini"));
     expect_err(&c, "cannot open");
+    cli_close(&c);
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Every check of the input comes before anything is written: a run that fails one leaves
+ * no run directory, and says which key, with its value and where it was set. */
+Test(main, a_run_that_fails_validation_writes_nothing, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    const char *out = in_dir(&c, "run");
+    cr_assert_eq(run(&c, "train", "-c", "configs/tiny.ini", "--workers", "4", "--slowdown",
+                     "1,2", "--out", out, NULL), 2, "short slowdown list");
+    expect_err(&c, "hetero.slowdown = 1,2 (--set)");
+    expect_err(&c, "2 factors for 4 workers");
+    cr_assert(!exists(out), "%s was created", out);
+    const char ini[] = "[run]\nworkers = 3\n[outer]\nmethod = sync\ngrace_s = 1\n";
+    write_file(in_dir(&c, "sync.ini"), ini, strlen(ini));
+    cr_assert_eq(run(&c, "train", "-c", in_dir(&c, "sync.ini"), "--out", out, NULL), 2,
+                 "sync with a grace period");
+    expect_err(&c, "outer.grace_s = 1 (");
+    expect_err(&c, "sync.ini:5)");
+    expect_err(&c, "outer.method = sync");
+    cr_assert(!exists(out), "%s was created", out);
+    cr_assert_eq(run(&c, "train", "-c", "configs/tiny.ini", "--set", "eval.batches=100000",
+                     "--out", out, NULL), 1, "too little validation data");
+    expect_err(&c, "eval.batches");
+    cr_assert(!exists(out), "%s was created", out);
     cli_close(&c);
 }
 

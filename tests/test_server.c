@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "loco/data.h"
 #include "loco/server.h"
 
 enum { N = 1000 };
@@ -19,7 +20,8 @@ typedef struct {
     loco_hetero het;
     loco_server s;
     loco_round *r[4];
-    float init[N];
+    size_t n;               /* floats in theta */
+    float *init;
 } world;
 
 /* Settings as a run's defaults would give them: W workers, method, the virtual clock. */
@@ -31,25 +33,33 @@ static loco_server_settings settings(int W, int method) {
                                   .virtual_step_s = 1, .batch_tokens = 1, .seed = 1};
 }
 
-/* a world of W workers with slowdown profile level; st as settings() gave it, edited */
-static void make(world *w, const loco_server_settings *st, int level) {
+/* a world of W workers with slowdown profile level, n floats of theta and evaluator ev
+ * (may be NULL); st as settings() gave it, edited */
+static void make_n(world *w, const loco_server_settings *st, int level, size_t n,
+                   loco_eval_thread *ev) {
     memset(w, 0, sizeof *w);
     loco_err e;
     w->st = *st;
+    w->n = n;
+    w->init = loco_alloc(n * sizeof(float));
     int W = st->workers;
-    for (int i = 0; i < N; i++) w->init[i] = (float)(i % 17) * 0.1f;
-    cr_assert_eq(loco_globalbuf_init(&w->gb, w->init, N, 1, LOCO_LOCK_TICKET, NULL, &e), 0);
+    for (size_t i = 0; i < n; i++) w->init[i] = (float)(i % 17) * 0.1f;
+    cr_assert_eq(loco_globalbuf_init(&w->gb, w->init, n, 1, LOCO_LOCK_TICKET, NULL, &e), 0);
     cr_assert_eq(loco_clock_init(&w->clock, st->clock, W, &e), 0);
     cr_assert_eq(loco_hetero_init(&w->het, W, level, "", 0, "", &e), 0);
-    cr_assert_eq(loco_server_init(&w->s, st, &w->gb, &w->clock, &w->het, NULL, NULL, &e), 0,
+    cr_assert_eq(loco_server_init(&w->s, st, &w->gb, &w->clock, &w->het, ev, NULL, &e), 0,
                  "%s", e.msg);
     for (int i = 0; i < W; i++) {
         w->r[i] = loco_server_round(&w->s, i);
-        w->r[i]->params = loco_alloc(N * sizeof(float));
-        w->r[i]->theta0 = loco_alloc(N * sizeof(float));
-        w->r[i]->delta = loco_alloc(N * sizeof(float));
+        w->r[i]->params = loco_alloc(n * sizeof(float));
+        w->r[i]->theta0 = loco_alloc(n * sizeof(float));
+        w->r[i]->delta = loco_alloc(n * sizeof(float));
     }
     cr_assert_eq(loco_server_start(&w->s, NULL, NULL, &e), 0);
+}
+
+static void make(world *w, const loco_server_settings *st, int level) {
+    make_n(w, st, level, N, NULL);
 }
 
 static void destroy(world *w) {
@@ -63,6 +73,7 @@ static void destroy(world *w) {
     loco_hetero_free(&w->het);
     loco_clock_free(&w->clock);
     loco_globalbuf_free(&w->gb);
+    free(w->init);
 }
 
 /* begins worker i and pulls its first theta */
@@ -76,7 +87,7 @@ static long start(world *w, int i) {
  * the arrival was rejected (may be NULL) */
 static long arrive_r(world *w, int i, float value, int *rejected) {
     loco_round *r = w->r[i];
-    for (int k = 0; k < N; k++) r->delta[k] = value;
+    for (size_t k = 0; k < w->n; k++) r->delta[k] = value;
     loco_arrival_cost cost;
     long h = loco_server_arrive(&w->s, r, isfinite(value), 0, &cost);
     if (rejected) *rejected = cost.rejected;
@@ -95,12 +106,12 @@ Test(server, a_nonfinite_delta_is_rejected_and_theta_stays_intact) {
     start(&w, 0);
     int rejected;
     arrive_r(&w, 0, NAN, &rejected);
-    cr_assert_eq(memcmp(w.gb.theta, w.init, sizeof w.init), 0, "theta changed by a NaN delta");
+    cr_assert_eq(memcmp(w.gb.theta, w.init, w.n * sizeof(float)), 0, "theta changed by a NaN delta");
     for (int k = 0; k < N; k++) cr_assert(isfinite(w.gb.m[k]) && isfinite(w.gb.a[k]));
     cr_assert_eq(w.s.rejected_nonfinite, 1);
     cr_assert_eq(w.s.updates, 0, "a rejected arrival is no update");
     cr_assert(rejected);
-    cr_assert_eq(memcmp(w.r[0]->params, w.init, sizeof w.init), 0, "the worker pulled theta again");
+    cr_assert_eq(memcmp(w.r[0]->params, w.init, w.n * sizeof(float)), 0, "the worker pulled theta again");
     arrive(&w, 0, INFINITY);
     cr_assert_eq(w.s.rejected_nonfinite, 2);
     arrive_r(&w, 0, 0.5f, &rejected); /* a good one is applied by the sweep: Nesterov on g = 0.5 */
@@ -109,7 +120,7 @@ Test(server, a_nonfinite_delta_is_rejected_and_theta_stays_intact) {
     float lr = st.hp.lr, beta = st.hp.beta;
     float m = 0.5f, want = w.init[3] - lr * (0.5f + beta * m);
     cr_assert_float_eq(w.gb.theta[3], want, 1e-6, "theta %g, want %g", (double)w.gb.theta[3], (double)want);
-    cr_assert_eq(memcmp(w.r[0]->params, w.gb.theta, sizeof w.init), 0, "pulled behind the sweep");
+    cr_assert_eq(memcmp(w.r[0]->params, w.gb.theta, w.n * sizeof(float)), 0, "pulled behind the sweep");
     destroy(&w);
 }
 
@@ -127,7 +138,7 @@ Test(server, pure_add_arrivals_apply_their_rule_and_the_pull_sees_them) {
         want -= 0.25f * 2.0f;
         cr_assert_float_eq(w.gb.theta[k], want, 1e-6, "theta[%d]", k);
     }
-    cr_assert_eq(memcmp(w.r[1]->params, w.gb.theta, sizeof w.init), 0, "worker 1 pulled it");
+    cr_assert_eq(memcmp(w.r[1]->params, w.gb.theta, w.n * sizeof(float)), 0, "worker 1 pulled it");
     cr_assert_eq(w.r[1]->v_start, 2, "worker 1's round starts from version 2");
     cr_assert_eq(w.s.stale_hist[0], 1, "worker 0's arrival was fresh");
     cr_assert_eq(w.s.stale_hist[1], 1, "worker 1's was one update stale");
@@ -273,4 +284,88 @@ Test(server, delay_compensation_cannot_poison_the_global_buffer) {
     cr_assert(loco_all_finite(w.gb.theta, N) && loco_all_finite(w.gb.m, N) &&
               loco_all_finite(w.gb.a, N), "the global buffer stays finite");
     destroy(&w);
+}
+
+/* ---- evaluation snapshots never stall arrivals under the protocol's lock ---- */
+
+typedef struct {
+    loco_model m;
+    loco_data d;
+    loco_eval_thread et;
+    loco_snapshot *held[LOCO_SNAPSHOTS];
+} evaluator_fixture;
+
+/* an evaluator thread over a tiny model, with every snapshot slot taken by the test */
+static void evaluator_busy(evaluator_fixture *f) {
+    loco_err e;
+    loco_shape sh = {.V = 256, .Vp = 256, .maxT = 8, .L = 1, .NH = 2, .C = 16};
+    cr_assert_eq(loco_model_init(&f->m, &sh, &e), 0);
+    cr_assert_eq(loco_data_open(&f->d, "data/corpus.txt", LOCO_FORMAT_TEXT, 256, 4096, 10, &e), 0,
+                 "%s", e.msg);
+    cr_assert_eq(loco_eval_thread_start(&f->et, &f->m, &f->d, 2, 8, 1, NULL, NULL, NULL, NULL, &e),
+                 0, "%s", e.msg);
+    for (int i = 0; i < LOCO_SNAPSHOTS; i++) {
+        f->held[i] = loco_eval_thread_try_reserve(&f->et);
+        cr_assert_not_null(f->held[i]);
+    }
+    cr_assert_null(loco_eval_thread_try_reserve(&f->et), "all slots taken");
+}
+
+static void evaluator_done(evaluator_fixture *f) {
+    for (int i = 0; i < LOCO_SNAPSHOTS; i++)
+        if (f->held[i]) loco_eval_thread_ready(&f->et, f->held[i]);
+    loco_eval_thread_stop(&f->et);
+    loco_data_close(&f->d);
+}
+
+/* Real clock: when the evaluator has fallen behind, the arrival goes on at once and the
+ * evaluation it was due is skipped and counted. */
+Test(server, a_busy_evaluator_skips_an_evaluation_in_the_real_clock, .timeout = 60) {
+    evaluator_fixture f;
+    evaluator_busy(&f);
+    world w;
+    loco_server_settings st = settings(1, LOCO_METHOD_ASYNC_SGD);
+    st.clock = LOCO_CLOCK_REAL;
+    st.eval_every = 1;
+    make_n(&w, &st, LOCO_LEVEL_NO, f.m.nparams, &f.et);
+    start(&w, 0);
+    arrive_within(&w, 0, 0.5f, 10);
+    loco_server_stats ss;
+    loco_server_read_stats(&w.s, &ss);
+    cr_assert_eq(ss.updates, 1);
+    cr_assert_eq(ss.evals_skipped, 1, "the due evaluation was skipped and counted");
+    destroy(&w);
+    evaluator_done(&f);
+}
+
+static void *free_a_slot_later(void *arg) {
+    evaluator_fixture *f = arg;
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    loco_snapshot *s = f->held[0];
+    f->held[0] = NULL;
+    loco_eval_thread_ready(&f->et, s); /* evaluated, then free */
+    return NULL;
+}
+
+/* Virtual clock: no evaluation is ever skipped (the run's events must not depend on
+ * thread timing); the arrival waits for a free slot, with the protocol's lock released. */
+Test(server, a_busy_evaluator_delays_but_never_skips_in_the_virtual_clock, .timeout = 60) {
+    evaluator_fixture f;
+    evaluator_busy(&f);
+    world w;
+    loco_server_settings st = settings(1, LOCO_METHOD_ASYNC_SGD);
+    st.eval_every = 1;
+    make_n(&w, &st, LOCO_LEVEL_NO, f.m.nparams, &f.et);
+    start(&w, 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, free_a_slot_later, &f), 0);
+    arrive_within(&w, 0, 0.5f, 10);
+    pthread_join(t, NULL);
+    loco_server_stats ss;
+    loco_server_read_stats(&w.s, &ss);
+    cr_assert_eq(ss.evals_skipped, 0, "nothing skipped");
+    cr_assert_eq(f.et.next_seq, LOCO_SNAPSHOTS + 1, "the arrival's snapshot was taken");
+    destroy(&w);
+    evaluator_done(&f);
 }

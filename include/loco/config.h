@@ -95,7 +95,7 @@ int loco_config_set(loco_config *c, const char *assignment, loco_err *e);
 
 /* Applies a command-line shorthand ("--hetero", "very"): each stands for one key
  * (--speed-change adds to the list instead of replacing it). Returns 1 when flag is not
- * a shorthand, 0 when applied, -1 with a message for a bad value. */
+ * a shorthand, 0 when applied, -1 with a message for a bad or missing (NULL) value. */
 int loco_config_flag(loco_config *c, const char *flag, const char *value, loco_err *e);
 
 /* The shorthands, for help texts. */
