@@ -102,22 +102,84 @@ Test(train, tiny_learns_well_below_the_unigram_entropy, .timeout = 120) {
     rm_run(dir);
 }
 
+/* the whole file and its length */
+static char *slurp_n(const char *dir, const char *name, size_t *len) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "%s missing", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    cr_assert_gt(n, 0, "%s is empty", path);
+    fseek(f, 0, SEEK_SET);
+    char *b = calloc(1, (size_t)n + 1);
+    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* Cuts ,"key":value (up to the next ',' or '}') out of a JSON line. */
+static void cut_field(char *line, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, ",\"%s\":", key);
+    char *p = strstr(line, pat);
+    if (!p) return;
+    char *end = p + strlen(pat) + strcspn(p + strlen(pat), ",}");
+    memmove(p, end, strlen(end) + 1);
+}
+
+/* metrics.jsonl's train and eval lines, in order, without their wall-clock fields (wall_s,
+ * tokens_per_s): what the same seed must reproduce exactly. *lines gets their count. */
+static char *train_and_eval_lines(const char *dir, int *lines) {
+    size_t len;
+    char *text = slurp_n(dir, "metrics.jsonl", &len);
+    char *out = calloc(1, len + 1), *o = out;
+    *lines = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "{\"event\":\"train\",", 17) != 0 &&
+            strncmp(line, "{\"event\":\"eval\",", 16) != 0)
+            continue;
+        cr_assert(strstr(line, "\"wall_s\":"), "no wall_s in %s", line);
+        cut_field(line, "wall_s");
+        cut_field(line, "tokens_per_s");
+        cr_assert(!strstr(line, "wall_s") && !strstr(line, "tokens_per_s"), "%s", line);
+        o += sprintf(o, "%s\n", line);
+        (*lines)++;
+    }
+    free(text);
+    return out;
+}
+
 Test(train, same_seed_same_run_other_seed_other_run, .timeout = 120) {
     char a[64], b[64], c[64];
     snprintf(a, sizeof a, "/tmp/loco-seed-a-%d", (int)getpid());
     snprintf(b, sizeof b, "/tmp/loco-seed-b-%d", (int)getpid());
     snprintf(c, sizeof c, "/tmp/loco-seed-c-%d", (int)getpid());
-    const char *shorter = "train.steps=60";
+    const char *shorter = "train.steps=60;eval.every=20";
     double la = train_tiny(a, 7, shorter), lb = train_tiny(b, 7, shorter);
     double lc = train_tiny(c, 8, shorter);
     cr_assert_eq(la, lb, "same seed: %.9g vs %.9g", la, lb);
     cr_assert_neq(la, lc, "another seed gave the very same loss");
-    char pa[512], pb[512];
-    snprintf(pa, sizeof pa, "%s/model.bin", a);
-    snprintf(pb, sizeof pb, "%s/model.bin", b);
-    char *ma = slurp(pa), *mb = slurp(pb);
-    cr_assert_eq(memcmp(ma, mb, 1024 + 4096), 0, "same seed, same parameters");
-    free(ma), free(mb);
+    /* the whole model file, byte for byte: header, config, every tensor, CRC */
+    size_t na, nb, nc;
+    char *ma = slurp_n(a, "model.bin", &na), *mb = slurp_n(b, "model.bin", &nb);
+    char *mc = slurp_n(c, "model.bin", &nc);
+    cr_assert_eq(na, nb, "same seed: model.bin of %zu and %zu bytes", na, nb);
+    size_t first = 0;
+    while (first < na && ma[first] == mb[first]) first++;
+    cr_assert_eq(first, na, "same seed: model.bin differs from byte %zu of %zu", first, na);
+    cr_assert(na != nc || memcmp(ma, mc, na) != 0, "another seed: the same model.bin");
+    free(ma), free(mb), free(mc);
+    /* every train and eval event, but for the wall-clock fields */
+    int ka, kb, kc;
+    char *ea = train_and_eval_lines(a, &ka), *eb = train_and_eval_lines(b, &kb);
+    char *ec = train_and_eval_lines(c, &kc);
+    cr_assert_eq(ka, 60 + 4, "60 train events and 4 evals (steps 0, 20, 40, 60): %d lines", ka);
+    cr_assert_eq(ka, kb, "same seed: %d and %d lines", ka, kb);
+    cr_assert_str_eq(ea, eb, "same seed: metrics.jsonl differs");
+    cr_assert(strcmp(ea, ec) != 0, "another seed: the same metrics");
+    free(ea), free(eb), free(ec);
     rm_run(a), rm_run(b), rm_run(c);
 }
 
