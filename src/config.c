@@ -258,7 +258,8 @@ static int string_char_ok(const char *v, long i, long len) {
     unsigned char ch = (unsigned char)v[i];
     if (iscntrl(ch)) return 0;
     if ((i == 0 || i == len - 1) && isspace(ch)) return 0;
-    return !(ch == ';' && i > 0 && isspace((unsigned char)v[i - 1]));
+    /* the writer puts a space before the value, so a ';' first would start a comment */
+    return !(ch == ';' && (i == 0 || isspace((unsigned char)v[i - 1])));
 }
 
 static int check_string(const key *k, const char *v, loco_err *e) {

@@ -134,8 +134,9 @@ static void retire(loco_server *s, loco_round *r) {
 }
 
 /* Hands out worker r's next round, starting at time t (under entry). Returns its steps;
- * 0 retires the worker. In the virtual clock the round's end is fixed now. */
-static long next_round(loco_server *s, loco_round *r, double t) {
+ * 0 retires the worker. In the virtual clock the round's end is fixed now; it is put on
+ * the clock when schedule is set (see close_window for why it may not be). */
+static long plan_round(loco_server *s, loco_round *r, double t, int schedule) {
     long h = s->st.dylu ? dylu_steps(s, r, t) : s->st.H;
     h = h < s->budget ? h : s->budget;
     s->budget -= h;
@@ -146,10 +147,14 @@ static long next_round(loco_server *s, loco_round *r, double t) {
         return 0;
     }
     if (s->st.clock == LOCO_CLOCK_VIRTUAL) {
-        double d = loco_hetero_round_s(s->het, r->id, t, h, s->st.virtual_step_s, &r->durations);
-        loco_clock_schedule(s->clock, r->id, t + d, LOCO_EVENT_FINISH);
+        r->end_t = t + loco_hetero_round_s(s->het, r->id, t, h, s->st.virtual_step_s, &r->durations);
+        if (schedule) loco_clock_schedule(s->clock, r->id, r->end_t, LOCO_EVENT_FINISH);
     }
     return h;
+}
+
+static long next_round(loco_server *s, loco_round *r, double t) {
+    return plan_round(s, r, t, 1);
 }
 
 /* Reserves worker r's pull (under entry): it will see every update so far. */
@@ -172,7 +177,7 @@ double loco_server_pull(loco_server *s, loco_round *r) {
     return loco_job_walk(s->gb, &j);
 }
 
-static void close_window(loco_server *s, double t);
+static void close_window(loco_server *s, double t, int holder);
 
 void loco_server_abandon(loco_server *s, loco_round *r) {
     pthread_mutex_lock(&s->entry);
@@ -181,7 +186,7 @@ void loco_server_abandon(loco_server *s, loco_round *r) {
     /* a worker handed no round at begin is retired already: it must not count twice */
     if (!r->retired) retire(s, r);
     if (s->win_open && s->method->barrier && s->nmembers == s->active)
-        close_window(s, loco_clock_time(s->clock));
+        close_window(s, loco_clock_time(s->clock), -1);
     pthread_mutex_unlock(&s->entry);
     loco_globalbuf_walk(s->gb, r->pull_ticket, NULL, NULL);
 }
@@ -327,13 +332,25 @@ static int windowed(const loco_server *s) {
 }
 
 /* Closes the window at time t (under entry): a barrier round's step, then every
- * member's pull and next round, in the order they joined. */
-static void close_window(loco_server *s, double t) {
+ * member's pull and next round, in the order they joined. holder is the member whose
+ * clock turn this is (-1: none). Its event is the earliest on the clock and keeps every
+ * other worker from committing; it must be the last put back on the clock, or a worker
+ * could commit before a member that is about to be scheduled earlier than it. */
+static void close_window(loco_server *s, double t, int holder) {
     if (s->method->barrier) flush_accumulated(s);
     for (int i = 0; i < s->nmembers; i++) {
         loco_round *m = &s->rounds[s->members[i]];
         reserve_pull(s, m);
-        next_round(s, m, t);
+        plan_round(s, m, t, 0);
+    }
+    if (s->st.clock == LOCO_CLOCK_VIRTUAL) {
+        for (int i = 0; i < s->nmembers; i++) {
+            loco_round *m = &s->rounds[s->members[i]];
+            if (m->id != holder && !m->retired)
+                loco_clock_schedule(s->clock, m->id, m->end_t, LOCO_EVENT_FINISH);
+        }
+        if (holder >= 0 && !s->rounds[holder].retired)
+            loco_clock_schedule(s->clock, holder, s->rounds[holder].end_t, LOCO_EVENT_FINISH);
     }
     /* members wake under their own mutex, not entry: their pulls are reserved now and
      * must not wait for entry, which a thread may hold while it waits for them */
@@ -360,7 +377,7 @@ static int join_window(loco_server *s, loco_round *r, double now) {
     pthread_mutex_unlock(&s->window_mu);
     /* a barrier round ends when every worker still running has arrived */
     if (s->method->barrier && s->nmembers == s->active) {
-        close_window(s, now);
+        close_window(s, now, r->id);
         return 0;
     }
     if (opener && !s->method->barrier) {
@@ -388,7 +405,7 @@ static double await_window_end(loco_server *s, loco_round *r) {
         t = loco_clock_wall(s->clock);
     }
     pthread_mutex_lock(&s->entry);
-    close_window(s, t);
+    close_window(s, t, r->id);
     pthread_mutex_unlock(&s->entry);
     return waited;
 }

@@ -50,6 +50,7 @@ typedef struct {
     long v_start;              /* server version the round started from */
     long h;                    /* inner steps of the round */
     double start_t;            /* round start (virtual or wall seconds) */
+    double end_t;              /* virtual clock: the round's end, fixed when it is handed out */
     loco_rng durations;        /* virtual clock: the round durations' stream */
     double step_s;             /* real clock: moving average of seconds per step, 0 = none */
     uint64_t pull_ticket;      /* the pull that starts the next round */
