@@ -1,6 +1,7 @@
 # loco: asynchronous Local-SGD training of small transformers on one multicore server.
 #   make run     set-up, build, train on the embedded default config, show a sample
-#   make test    set-up, build, run the whole test suite
+#   make test    set-up, build, run the whole test suite, and its concurrency tests under
+#                ThreadSanitizer
 #   make deps    install the Debian packages and fetch the corpus (idempotent)
 #   make bench   the benchmarks in bench/ (see bench/README.md)
 #   make sanitize  the test suite under ThreadSanitizer, then Address+UB sanitizers
@@ -54,7 +55,7 @@ TEST_OBJ = $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(wildcard tests/*.c))
 BENCH_OBJ = $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(wildcard bench/*.c))
 LOCO     = $(if $(SAN),$(BUILD)/loco,loco)
 
-.PHONY: all deps run test check bench sanitize clean
+.PHONY: all deps run test check check-threads bench sanitize clean
 all: $(LOCO)
 
 deps:
@@ -90,10 +91,16 @@ run:
 test:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory check
+	@$(MAKE) --no-print-directory SAN=thread check-threads
 
 # the suite without the set-up step; tests find ./loco and data/ from the root
 check: $(LOCO) $(BUILD)/loco_tests
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(BUILD)/loco_tests --jobs 2
+
+# the tests whose threads really race, under ThreadSanitizer (part of make test: about a
+# minute and a half on 2 cores, build included; make sanitize runs everything)
+check-threads: $(LOCO) $(BUILD)/loco_tests
+	$(BUILD)/loco_tests --filter '@(globalbuf|server|engine)/*'
 
 bench: all
 	./loco bench step -c configs/small.ini

@@ -1,4 +1,4 @@
-/* Whole asynchronous runs through loco_train: the equivalences of DESIGN.md section 3,
+/* Whole asynchronous runs through loco_train: the equivalences of docs/method.md (4.6),
  * learning, and the virtual clock's commit order and bit-for-bit reproducibility whatever
  * the core count. */
 #include <criterion/criterion.h>

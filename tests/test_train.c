@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "loco/checkpoint.h"
@@ -241,4 +242,31 @@ Test(train, single_with_k_workers_is_one_worker_with_a_k_times_batch, .timeout =
     loco_model_file_free(&fa);
     loco_model_file_free(&fb);
     rm_run(a), rm_run(b);
+}
+
+/* A write to metrics.jsonl that fails (here: a full device) is an error of the run, said
+ * with the file and the reason, not silently lost; the summary and the model are still
+ * written. */
+Test(train, a_failed_write_of_the_events_is_reported, .timeout = 120) {
+    char dir[64], link_path[128], model[128];
+    snprintf(dir, sizeof dir, "/tmp/loco-full-%d", (int)getpid());
+    snprintf(link_path, sizeof link_path, "%s/metrics.jsonl", dir);
+    snprintf(model, sizeof model, "%s/model.bin", dir);
+    mkdir(dir, 0777);
+    unlink(link_path);
+    cr_assert_eq(symlink("/dev/full", link_path), 0, "cannot link %s to /dev/full", link_path);
+    loco_config c;
+    loco_err e;
+    loco_config_default(&c);
+    cr_assert_eq(loco_config_load_file(&c, "configs/tiny.ini", &e), 0, "%s", e.msg);
+    c.train.steps = 5;
+    loco_train_opts o;
+    loco_train_opts_default(&o);
+    o.out_dir = dir;
+    o.quiet = 1;
+    cr_assert_eq(loco_train(&c, &o, &e), -1, "the run reports the failed writes");
+    cr_assert(strstr(e.msg, "metrics.jsonl") && strstr(e.msg, "No space left"), "%s", e.msg);
+    cr_assert_eq(access(model, R_OK), 0, "the model was still saved");
+    unlink(link_path);
+    rm_run(dir);
 }

@@ -1,8 +1,9 @@
 /* kernels: the transformer's layers as forward/backward pairs over flat float arrays:
  * encoder, layernorm, matmul (cblas_sgemm), causal attention, GELU, bias add and the
  * fused softmax + cross-entropy. Pure functions: no allocation, no state; scratch is
- * passed in. Backward kernels ADD into parameter gradients and write (not add) input
- * gradients unless the name says otherwise. Shapes in the comments: B batch, T time,
+ * passed in. Backward kernels ADD into parameter gradients. Input gradients are written
+ * (not added), except layernorm's, which adds into dinp: there dinp is the residual
+ * stream's running gradient. Shapes in the comments: B batch, T time,
  * C channels, OC output channels, NH heads, V vocabulary, Vp padded vocabulary. */
 #ifndef LOCO_KERNELS_H
 #define LOCO_KERNELS_H
