@@ -95,6 +95,10 @@ static const key table[] = {
      .imax = 1000000, .help = "validation batches per evaluation"},
     {"eval", "every_updates", T_INT, offsetof(loco_config, eval.every_updates), "16", .imin = 0,
      .imax = P40, .help = "asynchronous runs: evaluate every this many server updates (arrivals)"},
+    {"eval", "every_local_steps", T_INT, offsetof(loco_config, eval.every_local_steps), "0",
+     .imin = 0, .imax = P40,
+     .help = "evaluate each time the local steps summed over workers pass a multiple of this "
+             "(the same x for every method; 0 = off)"},
     {"outer", "method", T_CHOICE, offsetof(loco_config, outer.method), "single",
      .choices = loco_outer_methods,
      .help = "outer method; single = plain training of one worker with a workers-times batch"},

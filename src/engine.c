@@ -53,6 +53,7 @@ static void server_settings(const loco_config *c, long batch_tokens, loco_server
         .grace_s = c->outer.grace_s,
         .virtual_step_s = c->run.virtual_step_s,
         .eval_every = c->eval.every_updates,
+        .eval_every_steps = c->eval.every_local_steps,
         .batch_tokens = batch_tokens,
         .seed = (uint64_t)c->run.seed,
     };
@@ -60,12 +61,17 @@ static void server_settings(const loco_config *c, long batch_tokens, loco_server
 
 /* ------------------------------------------------------------- events */
 
+/* one event per mark of the local-step schedule the snapshot stands for (or one) */
 static void on_eval(void *ctx, const loco_snapshot *s, double loss) {
     engine *en = ctx;
+    long E = en->in->c->eval.every_local_steps;
     loco_eval_event ev = {.async = 1, .updates = s->updates, .local_steps = s->local_steps,
                           .tokens = s->tokens, .time_s = s->time_s, .wall_s = s->wall_s,
-                          .val_loss = loss};
-    loco_metrics_eval(en->in->mt, &ev);
+                          .val_loss = loss, .at_local_steps = s->mark_first};
+    do {
+        loco_metrics_eval(en->in->mt, &ev);
+        ev.at_local_steps += E;
+    } while (s->mark_first > 0 && ev.at_local_steps <= s->mark_last);
     pthread_mutex_lock(&en->vmu);
     en->last_val = loss;
     pthread_mutex_unlock(&en->vmu);
@@ -112,10 +118,23 @@ static int setup_threads(engine *en, loco_err *e) {
     return loco_server_start(&en->server, &en->topo, &en->plan.places[en->W], e);
 }
 
+/* theta(0)'s evaluation, when the run evaluates at all: every curve starts at x = 0 */
+static void evaluate_start(engine *en) {
+    const loco_config *c = en->in->c;
+    if (c->eval.every_updates <= 0 && c->eval.every_local_steps <= 0) return;
+    loco_snapshot *s = loco_eval_thread_try_reserve(&en->et);
+    LOCO_CHECK(s != NULL, "no snapshot slot free before the run starts");
+    s->updates = s->local_steps = s->tokens = s->mark_first = s->mark_last = 0;
+    s->time_s = s->wall_s = 0;
+    memcpy(s->params, en->in->init, en->in->m->nparams * sizeof(float));
+    loco_eval_thread_ready(&en->et, s);
+}
+
 /* Every worker's first round is handed out in worker order before any thread runs, then
  * the threads start. */
 static int start_workers(engine *en, loco_err *e) {
     const loco_engine_in *in = en->in;
+    evaluate_start(en);
     for (int w = 0; w < en->W; w++) {
         loco_round *r = loco_server_round(&en->server, w);
         loco_server_begin(&en->server, r);

@@ -199,16 +199,13 @@ void loco_metrics_eval(loco_metrics *mt, const loco_eval_event *ev) {
     loco_json j;
     loco_json_begin(&j);
     loco_json_str(&j, "event", "eval");
-    if (ev->async) {
-        loco_json_int(&j, "updates", ev->updates);
-        loco_json_int(&j, "local_steps", ev->local_steps);
-    } else {
-        loco_json_int(&j, "step", ev->step);
-    }
+    loco_json_int(&j, ev->async ? "updates" : "step", ev->async ? ev->updates : ev->step);
+    loco_json_int(&j, "local_steps", ev->local_steps);
     loco_json_int(&j, "tokens", ev->tokens);
-    if (ev->async) loco_json_num(&j, "time_s", ev->time_s);
+    loco_json_num(&j, "time_s", ev->time_s);
     loco_json_num(&j, "wall_s", ev->wall_s);
     loco_json_val(&j, "", ev->val_loss, mt->byte_level);
+    if (ev->at_local_steps > 0) loco_json_int(&j, "at_local_steps", ev->at_local_steps);
     add_event(mt, &j);
 }
 
@@ -231,6 +228,8 @@ void loco_metrics_arrival(loco_metrics *mt, const loco_arrival *a) {
     loco_json_num(&j, "time_s", a->time_s);
     loco_json_num(&j, "wall_s", a->wall_s);
     loco_json_str(&j, "status", loco_enum_name(loco_arrival_statuses, a->status));
+    loco_json_num(&j, "start_s", a->start_s);
+    loco_json_num(&j, "slowdown_s", a->slowdown_s);
     add_event(mt, &j);
 }
 

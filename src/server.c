@@ -55,10 +55,10 @@ int loco_server_init(loco_server *s, const loco_server_settings *st, loco_global
     s->active = st->workers;
     s->rounds = calloc((size_t)st->workers, sizeof *s->rounds);
     s->members = calloc((size_t)st->workers, sizeof *s->members);
-    /* outstanding sweeps: at most one per worker (its pull waits behind it), one round
-     * close and the final flush */
+    /* outstanding jobs of the server thread: at most a sweep and a snapshot copy per
+     * worker (its pull waits behind them), a round's close and the final flush */
     if (!s->rounds || !s->members ||
-        loco_sweeper_init(&s->sweeper, gb, st->workers + 2, e) != 0) {
+        loco_sweeper_init(&s->sweeper, gb, 2 * st->workers + 2, e) != 0) {
         free(s->rounds);
         free(s->members);
         return loco_errf(e, "out of memory for the server");
@@ -160,7 +160,7 @@ static long next_round(loco_server *s, loco_round *r, double t) {
 /* Reserves worker r's pull (under entry): it will see every update so far. */
 static void reserve_pull(loco_server *s, loco_round *r) {
     r->pull_ticket = loco_globalbuf_tickets(s->gb, 1);
-    r->v_start = s->updates;
+    r->v_start = s->version;
 }
 
 long loco_server_begin(loco_server *s, loco_round *r) {
@@ -220,35 +220,52 @@ static void count_staleness(loco_server *s, long staleness) {
     s->stale_hist[b]++;
 }
 
-static int eval_due(const loco_server *s, long t) {
-    return s->ev && s->st.eval_every > 0 && t % s->st.eval_every == 0;
+/* The evaluation schedule: after every st.eval_every-th applied arrival, and each time
+ * the local steps summed over workers pass a multiple of st.eval_every_steps (the
+ * comparable x-axis: every method is evaluated at the same marks). */
+static int eval_due(const loco_server *s, int applied, long h) {
+    if (!s->ev) return 0;
+    long E = s->st.eval_every_steps, U = s->st.eval_every;
+    if (E > 0 && (s->local_steps + h) / E > s->local_steps / E) return 1;
+    return applied && U > 0 && (s->updates + 1) % U == 0;
 }
 
-/* A snapshot of theta right after update t, when t is on the evaluation schedule and a
- * slot is free; a skipped one is counted (the virtual clock never gets here without a
- * free slot, see make_room). */
-static loco_snapshot *snapshot_for(loco_server *s, long t, double now) {
-    if (!eval_due(s, t)) return NULL;
-    loco_snapshot *snap = loco_eval_thread_try_reserve(s->ev);
-    if (!snap) {
+/* A snapshot slot for the evaluation due at this decision (under entry, after the
+ * decision's counts), or none; a skipped one is counted (the virtual clock never gets
+ * here without a free slot, see make_room). Its marks are the multiples of
+ * eval_every_steps the decision's h steps passed. The slot is filled later, by the job
+ * after which theta holds every outer step these counts include (attach_snapshot). */
+static void take_snapshot(loco_server *s, long h, double now) {
+    long E = s->st.eval_every_steps;
+    loco_snapshot *snap = s->snap;
+    /* a barrier round's snapshot waits for the round's close: evaluations due again
+     * before it stand with it for the same theta */
+    int again = snap != NULL;
+    if (!again && !(snap = loco_eval_thread_try_reserve(s->ev))) {
         s->evals_skipped++;
-        return NULL;
+        return;
     }
-    snap->updates = t;
+    snap->updates = s->updates;
     snap->local_steps = s->local_steps;
     snap->tokens = s->local_steps * s->st.batch_tokens;
     snap->time_s = now;
     snap->wall_s = loco_clock_wall(s->clock);
-    return snap;
+    long first = E > 0 ? ((s->local_steps - h) / E + 1) * E : 0;
+    long last = E > 0 ? s->local_steps / E * E : 0;
+    if (first > last) first = last = 0; /* due by the update count alone */
+    if (!again || !snap->mark_first) snap->mark_first = first;
+    if (!again || last) snap->mark_last = last;
+    s->snap = snap;
 }
 
 /* Virtual clock, under entry, holding the turn: when this arrival will need a snapshot
  * and none is free, waits for one with entry released. Nothing the decision reads can
  * change meanwhile: only the turn holder decides, and only deciders reserve slots. */
-static void make_room(loco_server *s, int finite, long staleness) {
-    if (s->st.clock != LOCO_CLOCK_VIRTUAL || judge(s, finite, staleness) != LOCO_ARRIVAL_APPLIED ||
-        !eval_due(s, s->updates + 1))
-        return;
+static void make_room(loco_server *s, int finite, long staleness, long h) {
+    int applied = judge(s, finite, staleness) == LOCO_ARRIVAL_APPLIED;
+    /* a pending snapshot takes the new evaluation in: no slot needed (and waiting for one
+     * would wait for the pending one, which waits for this round's close) */
+    if (s->st.clock != LOCO_CLOCK_VIRTUAL || s->snap || !eval_due(s, applied, h)) return;
     while (!loco_eval_thread_has_free(s->ev)) {
         pthread_mutex_unlock(&s->entry);
         loco_eval_thread_wait_free(s->ev);
@@ -256,33 +273,58 @@ static void make_room(loco_server *s, int finite, long staleness) {
     }
 }
 
+/* The pending snapshot goes with job j (under entry, before j is issued): j is the job
+ * after which theta holds every outer step the snapshot's counts include. */
+static void attach_snapshot(loco_server *s, loco_job *j) {
+    j->snap = s->snap;
+    j->ev = s->ev;
+    s->snap = NULL;
+}
+
+/* The pending snapshot with no job to ride on: a copy of theta, walked by the server
+ * thread in ticket order (under entry). */
+static void copy_snapshot(loco_server *s) {
+    if (!s->snap) return;
+    loco_job copy = {.rule = LOCO_RULE_NONE};
+    attach_snapshot(s, &copy);
+    copy.ticket = loco_globalbuf_tickets(s->gb, 1);
+    loco_sweeper_push(&s->sweeper, &copy);
+}
+
 /* Decides arrival r at time now (under entry) and fills its push: a job with rule
  * LOCO_RULE_NONE when the arrival is rejected. */
-static int decide(loco_server *s, loco_round *r, int finite, double now, loco_job *push) {
-    long staleness = s->updates - r->v_start;
-    int status = judge(s, finite, staleness);
+static int decide(loco_server *s, loco_round *r, const loco_round_report *rep, double now,
+                  loco_job *push) {
+    long staleness = s->version - r->v_start;
+    int status = judge(s, rep->finite, staleness);
+    int due = eval_due(s, status == LOCO_ARRIVAL_APPLIED, r->h);
     s->local_steps += r->h;
-    *push = (loco_job){.rule = LOCO_RULE_NONE, .hp = s->st.hp, .ev = s->ev};
+    *push = (loco_job){.rule = LOCO_RULE_NONE, .hp = s->st.hp};
     if (status == LOCO_ARRIVAL_APPLIED) {
         long t = ++s->updates;
         count_staleness(s, staleness);
         push->rule = loco_outer_rule_for(s->st.method, t, s->st.N);
+        const loco_outer_rule *rule = loco_outer_rule_of(push->rule);
         push->hp.N = (int)s->st.N;
         push->hp.gscale = s->st.staleness != LOCO_STALE_NONE ? loco_outer_poly(staleness) : 1.0f;
         push->g = r->delta;
         push->theta_start = r->theta0;
         push->lambda = s->st.lambda;
-        push->snap = snapshot_for(s, t, now);
-        s->accumulated = loco_outer_rule_of(push->rule)->accumulates ? s->accumulated + 1 : 0;
+        s->version += rule->moves_theta;
+        s->accumulated = rule->accumulates ? s->accumulated + 1 : 0;
     } else if (status == LOCO_ARRIVAL_NONFINITE) {
         s->rejected_nonfinite++;
     } else {
         s->rejected_stale++;
     }
+    if (due) take_snapshot(s, r->h, now);
     if (s->mt) {
+        double slow = rep->slowdown_s;
+        if (s->st.clock == LOCO_CLOCK_VIRTUAL) slow = now - r->start_t - r->h * s->st.virtual_step_s;
         loco_arrival a = {.worker = r->id, .ticket = status == LOCO_ARRIVAL_APPLIED ? s->updates : 0,
                           .staleness = staleness, .local_steps = r->h, .updates = s->updates,
-                          .time_s = now, .wall_s = loco_clock_wall(s->clock), .status = status};
+                          .time_s = now, .wall_s = loco_clock_wall(s->clock), .status = status,
+                          .start_s = r->start_t, .slowdown_s = slow > 0 ? slow : 0};
         loco_metrics_arrival(s->mt, &a);
     }
     return status;
@@ -294,6 +336,8 @@ static int decide(loco_server *s, loco_round *r, int finite, double now, loco_jo
  * pull right behind the sweep. */
 static void issue(loco_server *s, loco_round *r, loco_job *push, int pull, loco_job *mine) {
     *mine = (loco_job){.rule = LOCO_RULE_NONE};
+    /* a barrier round's outer step comes when it closes: its snapshot waits for that */
+    if (s->snap && !s->method->barrier && push->rule != LOCO_RULE_NONE) attach_snapshot(s, push);
     if (push->rule != LOCO_RULE_NONE) {
         push->ticket = loco_globalbuf_tickets(s->gb, 1);
         if (loco_outer_rule_of(push->rule)->moves_momentum)
@@ -305,23 +349,30 @@ static void issue(loco_server *s, loco_round *r, loco_job *push, int pull, loco_
     if (mine->rule != LOCO_RULE_NONE) {
         /* one pass: add, then copy out */
         mine->out0 = r->params, mine->out1 = r->theta0;
-        r->v_start = s->updates;
+        r->v_start = s->version;
     } else {
         reserve_pull(s, r);
         *mine = (loco_job){.ticket = r->pull_ticket, .rule = LOCO_RULE_NONE,
                            .out0 = r->params, .out1 = r->theta0};
+        if (s->snap && !s->method->barrier) attach_snapshot(s, mine);
     }
 }
 
-/* Queues the method's close rule over the arrivals still accumulated (under entry). */
+/* Queues the method's close rule over the arrivals still accumulated, with the pending
+ * snapshot if there is one (under entry). */
 static void flush_accumulated(loco_server *s) {
-    if (s->method->close_rule == LOCO_RULE_NONE || s->accumulated == 0) return;
-    loco_job flush = {.rule = s->method->close_rule, .hp = s->st.hp, .ev = s->ev};
+    if (s->method->close_rule == LOCO_RULE_NONE || s->accumulated == 0) {
+        copy_snapshot(s);
+        return;
+    }
+    loco_job flush = {.rule = s->method->close_rule, .hp = s->st.hp};
     flush.hp.N = (int)s->accumulated;
     flush.hp.gscale = 1.0f;
+    if (s->snap) attach_snapshot(s, &flush);
     flush.ticket = loco_globalbuf_tickets(s->gb, 1);
     LOCO_CHECK(loco_outer_rule_of(flush.rule)->moves_momentum, "close rule %d", flush.rule);
     loco_sweeper_push(&s->sweeper, &flush);
+    s->version++;
     s->accumulated = 0;
 }
 
@@ -412,11 +463,12 @@ static double await_window_end(loco_server *s, loco_round *r) {
 
 /* Arrival of worker r into a window (entered under entry, which it releases): its push
  * now, its pull when the window closes. */
-static long arrive_windowed(loco_server *s, loco_round *r, int finite, double now,
-                            loco_arrival_cost *cost) {
+static long arrive_windowed(loco_server *s, loco_round *r, const loco_round_report *rep,
+                            double now, loco_arrival_cost *cost) {
     loco_job push, mine;
-    cost->rejected = decide(s, r, finite, now, &push) != LOCO_ARRIVAL_APPLIED;
+    cost->rejected = decide(s, r, rep, now, &push) != LOCO_ARRIVAL_APPLIED;
     issue(s, r, &push, 0, &mine);
+    if (!s->method->barrier) copy_snapshot(s); /* a rejected arrival's: no job of its own */
     int opener = join_window(s, r, now);
     pthread_mutex_unlock(&s->entry);
     if (mine.rule != LOCO_RULE_NONE) cost->stripe_s += loco_job_walk(s->gb, &mine);
@@ -431,17 +483,17 @@ static long arrive_windowed(loco_server *s, loco_round *r, int finite, double no
     return h;
 }
 
-long loco_server_arrive(loco_server *s, loco_round *r, int finite, double step_s,
+long loco_server_arrive(loco_server *s, loco_round *r, const loco_round_report *rep,
                         loco_arrival_cost *cost) {
     *cost = (loco_arrival_cost){0};
     double now = loco_clock_turn(s->clock, r->id, &cost->turn_s);
     pthread_mutex_lock(&s->entry);
     LOCO_CHECK(!r->retired && r->h > 0, "worker %d arrives without a round", r->id);
-    measure(r, step_s);
-    make_room(s, finite, s->updates - r->v_start);
-    if (windowed(s)) return arrive_windowed(s, r, finite, now, cost);
+    measure(r, rep->step_s);
+    make_room(s, rep->finite, s->version - r->v_start, r->h);
+    if (windowed(s)) return arrive_windowed(s, r, rep, now, cost);
     loco_job push, mine;
-    cost->rejected = decide(s, r, finite, now, &push) != LOCO_ARRIVAL_APPLIED;
+    cost->rejected = decide(s, r, rep, now, &push) != LOCO_ARRIVAL_APPLIED;
     issue(s, r, &push, 1, &mine);
     long h = next_round(s, r, now);
     pthread_mutex_unlock(&s->entry);
@@ -455,6 +507,7 @@ void loco_server_finish(loco_server *s) {
     pthread_mutex_lock(&s->entry);
     /* a partial buffer: applied on its mean rather than lost */
     if (s->sweeper.started) flush_accumulated(s);
+    LOCO_CHECK(!s->snap, "a snapshot left without its job");
     pthread_mutex_unlock(&s->entry);
     loco_sweeper_stop(&s->sweeper);
 }

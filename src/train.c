@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "loco/checkpoint.h"
+#include "loco/clock.h"
 #include "loco/data.h"
 #include "loco/engine.h"
 #include "loco/evaluator.h"
@@ -162,11 +163,33 @@ static void train_event(run *r, double step_s, long step_tokens) {
     loco_metrics_train(&r->mt, &ev);
 }
 
-static void evaluate(run *r) {
+/* Evaluates the worker's parameters: one event, or one per mark of the local-step
+ * schedule in [first, last] (period E). A single step counts run.workers local steps;
+ * in the virtual clock they take run.virtual_step_s each, on one fastest worker. */
+static void evaluate(run *r, long first, long last) {
+    const loco_config *c = r->c;
     r->last_val = loco_evaluator_val_loss(&r->ev, r->w.params);
-    loco_eval_event ev = {.step = r->w.steps, .tokens = r->tokens, .wall_s = loco_now() - r->t0,
-                          .val_loss = r->last_val};
-    loco_metrics_eval(&r->mt, &ev);
+    long local = r->w.steps * c->run.workers, E = c->eval.every_local_steps;
+    double wall = loco_now() - r->t0;
+    loco_eval_event ev = {.step = r->w.steps, .local_steps = local, .tokens = r->tokens,
+                          .wall_s = wall, .val_loss = r->last_val, .at_local_steps = first,
+                          .time_s = c->run.clock == LOCO_CLOCK_VIRTUAL
+                                        ? (double)local * c->run.virtual_step_s : wall};
+    do {
+        loco_metrics_eval(&r->mt, &ev);
+        ev.at_local_steps += E;
+    } while (first > 0 && ev.at_local_steps <= last);
+}
+
+/* The marks of eval.every_local_steps that the last step passed: [*first, *last], or 0 */
+static int passed_marks(const run *r, long *first, long *last) {
+    long E = r->c->eval.every_local_steps, k = r->c->run.workers;
+    long now = r->w.steps * k, before = now - k;
+    *first = *last = 0;
+    if (E <= 0 || now / E == before / E) return 0;
+    *first = (before / E + 1) * E;
+    *last = now / E * E;
+    return 1;
 }
 
 static void progress(run *r, int force) {
@@ -179,6 +202,12 @@ static void progress(run *r, int force) {
                        .tokens_per_s = r->train_s > 0 ? (double)r->tokens / r->train_s : 0,
                        .eta_s = done > 0 ? r->train_s / (double)done * (double)(steps - done) : 0};
     loco_metrics_progress(&r->mt, force, &p);
+}
+
+/* whether the last step was evaluated already */
+static int eval_now_at_end(const run *r) {
+    long every = r->c->eval.every, first, last;
+    return passed_marks(r, &first, &last) || (every > 0 && r->w.steps % every == 0);
 }
 
 /* One step of the `single` method: k = run.workers accumulated batches (the paper's
@@ -199,8 +228,8 @@ static int single_run(run *r, loco_err *e) {
     if (loco_worker_init(&r->w, 0, &r->m, &r->data, &wo, r->init, e) != 0) return -1;
     if (loco_evaluator_init(&r->ev, &r->m, &r->data, r->w.B, r->w.T, (int)c->eval.batches, e) != 0)
         return -1;
-    long every = c->eval.every, step_tokens = (long)k * r->w.B * r->w.T;
-    evaluate(r);
+    long every = c->eval.every, step_tokens = (long)k * r->w.B * r->w.T, first, last;
+    evaluate(r, 0, 0);
     while (r->w.steps < c->train.steps && !(r->o->stop && *r->o->stop)) {
         double t = loco_now();
         float loss = single_step(r, k);
@@ -211,14 +240,15 @@ static int single_run(run *r, loco_err *e) {
             return loco_errf(e, "training diverged at step %ld (loss %g); try a lower train.lr "
                              "or a stricter train.grad_clip", r->w.steps, (double)loss);
         train_event(r, dt, step_tokens);
-        int eval_now = every > 0 && r->w.steps % every == 0;
-        if (eval_now) evaluate(r);
+        int marks = passed_marks(r, &first, &last);
+        int eval_now = marks || (every > 0 && r->w.steps % every == 0);
+        if (eval_now) evaluate(r, first, last);
         loco_metrics_flush(&r->mt);
         progress(r, eval_now);
     }
     r->stopped = r->w.steps < c->train.steps;
-    if (every == 0 || r->w.steps % every != 0) {
-        evaluate(r);
+    if (!eval_now_at_end(r)) {
+        evaluate(r, 0, 0);
         progress(r, 1);
     }
     r->steps = r->w.steps;

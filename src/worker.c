@@ -99,12 +99,12 @@ static void emulate(double s, int mode) {
 }
 
 /* h inner steps; in the real clock each step of t seconds is followed by a wait of
- * (slowdown x jitter - 1) t, the emulated slower hardware. Returns the round's seconds
- * per step. */
-static double run_round(loco_worker_thread *t, long h) {
+ * (slowdown x jitter - 1) t, the emulated slower hardware. Fills the round's report but
+ * for finite. */
+static void run_round(loco_worker_thread *t, long h, loco_round_report *rep) {
     loco_worker_stats *st = &t->stats;
     int real = t->clock_kind == LOCO_CLOCK_REAL;
-    double start = loco_now();
+    double start = loco_now(), slow = 0;
     for (long j = 0; j < h; j++) {
         atomic_store(&st->activity, LOCO_ACT_COMPUTE);
         double t0 = loco_now();
@@ -118,10 +118,12 @@ static double run_round(loco_worker_thread *t, long h) {
         if (f > 1) {
             atomic_store(&st->activity, LOCO_ACT_SLOW);
             emulate((f - 1) * dt, t->slowdown_mode);
-            st->slowdown_s += (f - 1) * dt;
+            slow += (f - 1) * dt;
         }
     }
-    return (loco_now() - start) / (double)h;
+    st->slowdown_s += slow;
+    rep->step_s = (loco_now() - start) / (double)h;
+    rep->slowdown_s = slow;
 }
 
 /* g = theta_start - theta_local; returns whether it is finite */
@@ -156,16 +158,17 @@ static void *worker_main(void *arg) {
     st->lockwait_s += loco_server_pull(t->server, r);
     long h = r->h;
     while (h > 0) {
-        double step_s = run_round(t, h);
-        int finite = make_delta(r, t->m->nparams);
+        loco_round_report rep;
+        run_round(t, h, &rep);
+        rep.finite = make_delta(r, t->m->nparams);
         atomic_store(&st->activity, LOCO_ACT_SYNC);
         loco_arrival_cost cost;
-        h = loco_server_arrive(t->server, r, finite, step_s, &cost);
+        h = loco_server_arrive(t->server, r, &rep, &cost);
         st->rounds++;
         st->rejected += cost.rejected;
         st->lockwait_s += cost.stripe_s;
         st->idle_s += cost.turn_s + cost.window_s;
-        if (!finite) loco_worker_reset_optimizer(&t->w);
+        if (!rep.finite) loco_worker_reset_optimizer(&t->w);
     }
     atomic_store(&st->activity, LOCO_ACT_DONE);
     return NULL;

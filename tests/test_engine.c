@@ -368,7 +368,8 @@ Test(engine, four_async_dn_workers_learn, .timeout = 300) {
     int n = lines_of(text, "eval", evals, 64);
     cr_assert_geq(n, 4, "only %d eval events", n);
     double first = num_field(evals[0], "val_loss");
-    cr_assert_eq(num_field(evals[0], "updates"), 4.0, "first eval: %s", evals[0]);
+    cr_assert_eq(num_field(evals[0], "updates"), 0.0, "first eval, of theta(0): %s", evals[0]);
+    cr_assert_eq(num_field(evals[1], "updates"), 4.0, "then every 4 updates: %s", evals[1]);
     free(text);
     size_t len;
     char *summary = file_bytes(a, "summary.json", &len);
@@ -406,11 +407,11 @@ Test(engine, virtual_commit_times_never_decrease, .timeout = 300) {
                           "seed %d: arrival %d (of %d) committed at time_s %g, after one at %g:"
                           "\n%s\n%s", seed, i, na, num_field(arr[i], "time_s"),
                           num_field(arr[i - 1], "time_s"), arr[i - 1], arr[i]);
+        cr_assert_eq(num_field(evals[0], "updates"), 0.0, "seed %d: theta(0) first", seed);
         double last_updates = 0;
-        for (int i = 0; i < ne; i++) {
+        for (int i = 1; i < ne; i++) {
             double t = num_field(evals[i], "time_s"), u = num_field(evals[i], "updates");
-            if (i > 0)
-                cr_assert_geq(t, num_field(evals[i - 1], "time_s"),
+            cr_assert_geq(t, num_field(evals[i - 1], "time_s"),
                               "seed %d: eval %d at time_s %g after eval %d at %g", seed, i, t,
                               i - 1, num_field(evals[i - 1], "time_s"));
             cr_assert_gt(u, last_updates, "seed %d: eval %d of update %g after update %g", seed,
@@ -430,4 +431,79 @@ Test(engine, virtual_commit_times_never_decrease, .timeout = 300) {
         free(text), free(copy);
         rm_run(a);
     }
+}
+
+/* ---- the measurements are fair to sync ---- */
+
+/* An evaluation sees every outer step its x-coordinate counts. A sync run of exactly one
+ * round (4 workers x 5 steps) evaluated at update 4: that is the round's last arrival,
+ * whose outer step (the round's Nesterov step on the mean) is applied when the round
+ * closes; the evaluation must see it, so it equals the final model's loss. */
+Test(engine, a_sync_evaluation_sees_the_round_it_closes, .timeout = 120) {
+    char dir[128];
+    dir_for(dir, "sync-eval");
+    const char *sets[] = {"run.workers=4", "outer.method=sync", "outer.total_local_steps=20",
+                          "eval.every_updates=4", NULL};
+    run_into(dir, sets);
+    char *text = metrics_of(dir), *evals[8];
+    int n = lines_of(text, "eval", evals, 8);
+    cr_assert_eq(n, 2, "theta(0), then update 4 (%d)", n);
+    cr_assert_eq(num_field(evals[1], "updates"), 4.0, "%s", evals[1]);
+    size_t len;
+    char *summary = file_bytes(dir, "summary.json", &len);
+    double at4 = num_field(evals[1], "val_loss"), final = num_field(summary, "final_val_loss");
+    cr_assert_neq(at4, num_field(evals[0], "val_loss"), "theta moved in the round");
+    cr_assert_eq(at4, final, "the evaluation at update 4 shows theta after the round: %.9g, "
+                 "final %.9g", at4, final);
+    free(text), free(summary);
+    rm_run(dir);
+}
+
+/* Staleness counts the changes of theta since the worker's pull, not the arrivals: every
+ * worker of a sync round starts from the same theta, so every arrival is fresh. */
+Test(engine, sync_arrivals_are_never_stale, .timeout = 120) {
+    char dir[128];
+    dir_for(dir, "sync-stale");
+    const char *sets[] = {"run.workers=4", "outer.method=sync", "hetero.level=very", NULL};
+    run_into(dir, sets);
+    size_t len;
+    char *summary = file_bytes(dir, "summary.json", &len);
+    cr_assert(strstr(summary, "\"staleness_hist\":[32,0,0,"), "all 32 arrivals at staleness 0: "
+              "%.600s", strstr(summary, "staleness_hist"));
+    free(summary);
+    rm_run(dir);
+}
+
+/* The comparable schedule: whatever the method, evaluations stand at the same marks of
+ * total local steps (a mark an arrival jumps over gets the same evaluation). */
+Test(engine, every_method_is_evaluated_at_the_same_local_step_marks, .timeout = 300) {
+    const char *methods[] = {"outer.method=sync", "outer.method=async", "outer.method=async-dn",
+                             "outer.method=async-buffer"};
+    char *first = NULL;
+    for (int k = 0; k < 4; k++) {
+        char dir[128];
+        dir_for(dir, "marks");
+        const char *sets[] = {"run.workers=3", methods[k], "hetero.level=moderate",
+                              "outer.dylu=on", "eval.every_updates=0",
+                              "eval.every_local_steps=15", NULL};
+        if (k == 0) sets[3] = "outer.dylu=off";
+        run_into(dir, sets);
+        char *text = metrics_of(dir), *evals[64], marks[1024] = "";
+        int n = lines_of(text, "eval", evals, 64) - 1; /* the first is theta(0)'s */
+        cr_assert_eq(num_field(evals[0], "local_steps"), 0.0, "%s", evals[0]);
+        for (int i = 1; i <= n; i++) {
+            char m[32];
+            snprintf(m, sizeof m, "%.0f,", num_field(evals[i], "at_local_steps"));
+            strcat(marks, m);
+            cr_assert_geq(num_field(evals[i], "local_steps"), num_field(evals[i], "at_local_steps"),
+                          "%s: an evaluation counts every step of its mark", methods[k]);
+        }
+        cr_assert_eq(n, 120 / 15, "%s: %d evaluations, marks %s", methods[k], n, marks);
+        if (!first) first = strdup(marks);
+        cr_assert_str_eq(marks, first, "%s: marks differ", methods[k]);
+        free(text);
+        rm_run(dir);
+    }
+    cr_assert_str_eq(first, "15,30,45,60,75,90,105,120,");
+    free(first);
 }

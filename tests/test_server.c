@@ -89,7 +89,8 @@ static long arrive_r(world *w, int i, float value, int *rejected) {
     loco_round *r = w->r[i];
     for (size_t k = 0; k < w->n; k++) r->delta[k] = value;
     loco_arrival_cost cost;
-    long h = loco_server_arrive(&w->s, r, isfinite(value), 0, &cost);
+    loco_round_report rep = {.finite = isfinite(value)};
+    long h = loco_server_arrive(&w->s, r, &rep, &cost);
     if (rejected) *rejected = cost.rejected;
     return h;
 }
@@ -368,4 +369,23 @@ Test(server, a_busy_evaluator_delays_but_never_skips_in_the_virtual_clock, .time
     cr_assert_eq(f.et.next_seq, LOCO_SNAPSHOTS + 1, "the arrival's snapshot was taken");
     destroy(&w);
     evaluator_done(&f);
+}
+
+/* Staleness counts the changes of theta since the pull: an async-buffer add leaves theta
+ * alone, so the arrival after it is not stale by it; the apply moves theta. */
+Test(server, staleness_counts_changes_of_theta_not_arrivals) {
+    world w;
+    loco_server_settings st = settings(3, LOCO_METHOD_ASYNC_BUFFER);
+    st.N = 2;
+    make(&w, &st, LOCO_LEVEL_NO);
+    for (int i = 0; i < 3; i++) start(&w, i);
+    arrive(&w, 0, 1.0f); /* t = 1: added into a, theta unchanged */
+    arrive(&w, 1, 1.0f); /* t = 2: the buffer is applied: theta's first change */
+    arrive(&w, 2, 1.0f); /* pulled before that change: staleness 1 */
+    loco_server_stats ss;
+    loco_server_read_stats(&w.s, &ss);
+    cr_assert_eq(ss.stale_hist[0], 2, "workers 0 and 1 saw theta as they pulled it (%ld)",
+                 ss.stale_hist[0]);
+    cr_assert_eq(ss.stale_hist[1], 1, "worker 2 is one change behind (%ld)", ss.stale_hist[1]);
+    destroy(&w);
 }

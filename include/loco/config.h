@@ -44,6 +44,7 @@ typedef struct {
     struct {
         long every, batches;
         long every_updates;   /* asynchronous runs: evaluate every this many arrivals */
+        long every_local_steps; /* evaluate each time the local steps pass a multiple */
     } eval;
     struct {
         int method;           /* LOCO_METHOD_* (outer.h) */

@@ -40,6 +40,8 @@ double loco_eval_file(const loco_model *m, const float *params, const loco_data 
  * update and evaluated on the evaluator's thread, off the workers' critical path. */
 typedef struct {
     long updates, local_steps, tokens;
+    long mark_first, mark_last;  /* the marks of the local-step schedule it stands for
+                                    (first to last, a period apart); 0: none */
     double time_s, wall_s;
     float *params;          /* nparams floats */
     int state;              /* free, reserved (being filled), ready */

@@ -64,14 +64,16 @@ typedef struct {
 } loco_train_event;
 void loco_metrics_train(loco_metrics *mt, const loco_train_event *ev);
 
-/* single: {"event":"eval","step","tokens","wall_s","val_loss","val_ppl","val_bpb"};
- * asynchronous: {"event":"eval","updates","local_steps","tokens","time_s","wall_s",
- * "val_loss","val_ppl","val_bpb"} */
+/* single: {"event":"eval","step","local_steps","tokens","time_s","wall_s","val_loss",
+ * "val_ppl","val_bpb"}; asynchronous: {"event":"eval","updates","local_steps","tokens",
+ * "time_s","wall_s","val_loss","val_ppl","val_bpb"}; both add "at_local_steps" when the
+ * evaluation stands at a mark of eval.every_local_steps (the comparable x-axis). */
 typedef struct {
     int async;
     long step;                       /* single */
-    long updates, local_steps;       /* asynchronous */
-    long tokens;
+    long updates;                    /* asynchronous */
+    long local_steps, tokens;
+    long at_local_steps;             /* the schedule's mark; 0: none */
     double time_s, wall_s, val_loss;
 } loco_eval_event;
 void loco_metrics_eval(loco_metrics *mt, const loco_eval_event *ev);
@@ -81,12 +83,15 @@ enum { LOCO_ARRIVAL_APPLIED, LOCO_ARRIVAL_NONFINITE, LOCO_ARRIVAL_STALE };
 extern const loco_enum loco_arrival_statuses[];
 
 /* {"event":"arrival","worker","ticket","staleness","local_steps","updates","time_s",
- * "wall_s","status"}: ticket is the arrival number t, 0 when rejected. */
+ * "wall_s","status","start_s","slowdown_s"}: ticket is the arrival number t, 0 when
+ * rejected; staleness counts the changes of theta since the round's pull; start_s is when
+ * the round began and slowdown_s how much of it was emulated slowdown (time_s units). */
 typedef struct {
     int worker;
     long ticket, staleness, local_steps, updates;
     double time_s, wall_s;
     int status;                      /* LOCO_ARRIVAL_* */
+    double start_s, slowdown_s;
 } loco_arrival;
 void loco_metrics_arrival(loco_metrics *mt, const loco_arrival *a);
 

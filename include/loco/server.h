@@ -36,6 +36,8 @@ typedef struct {
     double grace_s;            /* grace period; 0 = none */
     double virtual_step_s;     /* virtual seconds per inner step of a worker at slowdown 1 */
     long eval_every;           /* snapshot every this many updates; 0 = never */
+    long eval_every_steps;     /* snapshot each time the local steps pass a multiple of
+                                  this; 0 = never */
     long batch_tokens;         /* tokens per inner step, for the snapshots' counts */
     uint64_t seed;             /* of the rounds' virtual durations */
 } loco_server_settings;
@@ -47,7 +49,7 @@ typedef struct {
     float *params;             /* theta_local; pulls land here */
     float *theta0;             /* theta_start of the round; pulls land here too */
     float *delta;              /* g = theta_start - theta_local, filled before arriving */
-    long v_start;              /* server version the round started from */
+    long v_start;              /* changes of theta before the round's pull */
     long h;                    /* inner steps of the round */
     double start_t;            /* round start (virtual or wall seconds) */
     double end_t;              /* virtual clock: the round's end, fixed when it is handed out */
@@ -57,6 +59,13 @@ typedef struct {
     int window_done;           /* the window it waits in has closed (under window_mu) */
     int retired;               /* handed no more rounds, or abandoned */
 } loco_round;
+
+/* What a worker says of the round it ends. */
+typedef struct {
+    int finite;                /* its delta holds no NaN or Inf */
+    double step_s;             /* measured seconds per step (real clock DyLU) */
+    double slowdown_s;         /* seconds of emulated slowdown in it (real clock) */
+} loco_round_report;
 
 /* What one arrival cost its worker and what became of its delta. */
 typedef struct {
@@ -92,7 +101,9 @@ typedef struct {
     pthread_mutex_t entry;
     pthread_mutex_t window_mu; /* window members wait for the close under this, not entry */
     pthread_cond_t window_cv;
-    long updates, local_steps, budget;
+    long updates;              /* applied arrivals: t */
+    long version;              /* changes of theta: what staleness counts */
+    long local_steps, budget;
     long rejected_nonfinite, rejected_stale, evals_skipped;
     long stale_hist[LOCO_STALE_BUCKETS];
     int active;                /* workers not retired */
@@ -100,6 +111,7 @@ typedef struct {
     int win_open;
     double win_end;
     int *members, nmembers;
+    loco_snapshot *snap;       /* reserved for the evaluation due, waiting for its job */
 } loco_server;
 
 /* The settings, the collaborators; makes the rounds (their buffers are lent later).
@@ -127,11 +139,10 @@ long loco_server_begin(loco_server *s, loco_round *r);
 /* The pull that starts a round (after begin). Returns the seconds waited for stripes. */
 double loco_server_pull(loco_server *s, loco_round *r);
 
-/* Worker r finished its round of r->h steps with r->delta filled (finite: it holds no NaN
- * or Inf; step_s: its measured seconds per step, for DyLU in the real clock): waits for its
- * turn (virtual clock), applies or rejects the arrival, pulls the next round's theta into
+/* Worker r finished its round of r->h steps with r->delta filled: waits for its turn
+ * (virtual clock), applies or rejects the arrival, pulls the next round's theta into
  * params and theta0, and returns the next round's step count (0: the worker is done). */
-long loco_server_arrive(loco_server *s, loco_round *r, int finite, double step_s,
+long loco_server_arrive(loco_server *s, loco_round *r, const loco_round_report *rep,
                         loco_arrival_cost *cost);
 
 /* Worker r cannot run (it failed before its first round): its reserved pull is walked
