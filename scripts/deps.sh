@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(gcc libc6-dev make libopenblas-dev libhwloc-dev hwloc libjemalloc-dev libcriterion-dev
-      libinih-dev zlib1g-dev gnuplot-nox pkg-config)
+      libinih-dev zlib1g-dev gnuplot-nox pkg-config libcjson-dev)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 
 missing=()
