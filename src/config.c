@@ -448,26 +448,25 @@ int loco_config_set(loco_config *c, const char *assignment, loco_err *e) {
     return 0;
 }
 
-/* ---- loading INI text ---- */
+/* ---- reading INI text ---- */
 
-/* State of one load, shared by the line reader and the key handler. Our reader counts
+/* State of one read, shared by the line reader and inih's handler. Our reader counts
  * lines, because this inih build does not pass the line number to the handler. */
 typedef struct {
-    loco_config *c;
     const char *name;            /* the file, for messages */
-    int src;                     /* its origin source */
     const char *text;            /* next unread line */
     int line;                    /* line the reader returned last */
     int section_line;            /* line of the last [section] header */
     int long_line;               /* first line too long for inih, 0 if none */
-    int err_line, err_shown;     /* first handler error: inih's line, line to report */
-    loco_err err;                /* its message, without "file:line: " */
-    int seen[LOCO_CONFIG_MAX_KEYS]; /* line that set each key in this file, 0 if none */
-} load_state;
+    int err_line;                /* first handler error: inih's line */
+    loco_err err;                /* its message, with the line to report */
+    loco_ini_handler handler;
+    void *ctx;
+} read_state;
 
 /* fgets-like reader over the text; stops at a line inih would split in two. */
 static char *read_line(char *buf, int num, void *stream) {
-    load_state *s = stream;
+    read_state *s = stream;
     if (!*s->text || s->long_line) return NULL;
     size_t len = strcspn(s->text, "\n");
     size_t chars = len;
@@ -486,42 +485,21 @@ static char *read_line(char *buf, int num, void *stream) {
     return buf;
 }
 
-static int on_key(void *user, const char *section, const char *name, const char *value) {
-    load_state *s = user;
+static int on_entry(void *user, const char *section, const char *name, const char *value) {
+    read_state *s = user;
     loco_err e;
-    int shown = s->line;
-    int i = lookup(section, name, &e);
-    if (i < 0 && *section && !section_known(section)) shown = s->section_line;
-    if (i >= 0 && s->seen[i])
-        i = loco_errf(&e, "%s.%s: duplicate key (first set on line %d)", section, name,
-                      s->seen[i]);
-    if (i >= 0 && apply(s->c, i, value, s->src, s->line, &e) == 0) {
-        s->seen[i] = s->line;
-        return 1;
-    }
+    int line = s->line;
+    if (s->handler(s->ctx, section, name, value, &line, s->section_line, &e) == 0) return 1;
     if (!s->err_line) {
         s->err_line = s->line;
-        s->err_shown = shown;
-        s->err = e;
+        loco_errf(&s->err, "%s:%d: %s", s->name, line, e.msg);
     }
     return 0;
 }
 
-/* Origin source id for file name (one slot per distinct name), or -1. */
-static int add_source(loco_config *c, const char *name, loco_err *e) {
-    for (int j = 0; j < c->origin.nfiles; j++)
-        if (!strncmp(c->origin.files[j], name, LOCO_PATH_LEN - 1)) return SRC_FILE0 + j;
-    if (c->origin.nfiles == LOCO_CONFIG_MAX_FILES)
-        return loco_errf(e, "%s: too many config files (at most %d)", name,
-                         LOCO_CONFIG_MAX_FILES);
-    snprintf(c->origin.files[c->origin.nfiles], LOCO_PATH_LEN, "%s", name);
-    return SRC_FILE0 + c->origin.nfiles++;
-}
-
 /* Turns inih's result (0, line of the first error, or < 0) into our message. */
-static int finish(const load_state *s, int ret, loco_err *e) {
-    if (ret > 0 && ret == s->err_line)
-        return loco_errf(e, "%s:%d: %s", s->name, s->err_shown, s->err.msg);
+static int finish(const read_state *s, int ret, loco_err *e) {
+    if (ret > 0 && ret == s->err_line) return loco_errf(e, "%s", s->err.msg);
     if (ret > 0)
         return loco_errf(e, "%s:%d: syntax error (expected [section] or key = value)", s->name,
                          ret);
@@ -532,17 +510,13 @@ static int finish(const load_state *s, int ret, loco_err *e) {
     return 0;
 }
 
-int loco_config_load_string(loco_config *c, const char *text, const char *name, loco_err *e) {
-    loco_config tmp = *c; /* applied to a copy, so a bad file changes nothing */
-    load_state s = {.c = &tmp, .name = name, .text = text};
-    s.src = add_source(&tmp, name, e);
-    if (s.src < 0) return -1;
+int loco_ini_parse(const char *text, const char *name, loco_ini_handler h, void *ctx,
+                   loco_err *e) {
+    read_state s = {.name = name, .text = text, .handler = h, .ctx = ctx};
     ini_allow_multiline = false; /* an indented line continuing a value is a surprise */
     ini_allow_no_value = false;
-    int ret = ini_parse_stream(read_line, &s, on_key, &s);
-    if (finish(&s, ret, e) != 0) return -1;
-    *c = tmp;
-    return 0;
+    int ret = ini_parse_stream(read_line, &s, on_entry, &s);
+    return finish(&s, ret, e);
 }
 
 /* The whole file as a string (caller frees), or NULL with a message. */
@@ -568,6 +542,55 @@ static char *read_file(const char *path, loco_err *e) {
     }
     buf[n] = '\0';
     return buf;
+}
+
+int loco_ini_parse_file(const char *path, loco_ini_handler h, void *ctx, loco_err *e) {
+    char *text = read_file(path, e);
+    if (!text) return -1;
+    int rc = loco_ini_parse(text, path, h, ctx, e);
+    free(text);
+    return rc;
+}
+
+/* ---- loading a config ---- */
+
+typedef struct {
+    loco_config *c;
+    int src;                        /* the file's origin source */
+    int seen[LOCO_CONFIG_MAX_KEYS]; /* line that set each key in this file, 0 if none */
+} load_state;
+
+static int on_key(void *user, const char *section, const char *name, const char *value,
+                  int *line, int section_line, loco_err *e) {
+    load_state *s = user;
+    int i = lookup(section, name, e);
+    if (i < 0 && *section && !section_known(section)) *line = section_line;
+    if (i >= 0 && s->seen[i])
+        i = loco_errf(e, "%s.%s: duplicate key (first set on line %d)", section, name,
+                      s->seen[i]);
+    if (i < 0 || apply(s->c, i, value, s->src, *line, e) != 0) return -1;
+    s->seen[i] = *line;
+    return 0;
+}
+
+/* Origin source id for file name (one slot per distinct name), or -1. */
+static int add_source(loco_config *c, const char *name, loco_err *e) {
+    for (int j = 0; j < c->origin.nfiles; j++)
+        if (!strncmp(c->origin.files[j], name, LOCO_PATH_LEN - 1)) return SRC_FILE0 + j;
+    if (c->origin.nfiles == LOCO_CONFIG_MAX_FILES)
+        return loco_errf(e, "%s: too many config files (at most %d)", name,
+                         LOCO_CONFIG_MAX_FILES);
+    snprintf(c->origin.files[c->origin.nfiles], LOCO_PATH_LEN, "%s", name);
+    return SRC_FILE0 + c->origin.nfiles++;
+}
+
+int loco_config_load_string(loco_config *c, const char *text, const char *name, loco_err *e) {
+    loco_config tmp = *c; /* applied to a copy, so a bad file changes nothing */
+    load_state s = {.c = &tmp};
+    s.src = add_source(&tmp, name, e);
+    if (s.src < 0 || loco_ini_parse(text, name, on_key, &s, e) != 0) return -1;
+    *c = tmp;
+    return 0;
 }
 
 int loco_config_load_file(loco_config *c, const char *path, loco_err *e) {

@@ -81,6 +81,16 @@ typedef struct {
     } origin;
 } loco_config;
 
+/* INI text read line by line (libinih): h gets every key = value with its section and
+ * line; it returns 0, or -1 with a message, and may point *line elsewhere (the section
+ * header, say) for the message. The first error comes back as "name:line: message";
+ * syntax errors and overlong lines are reported the same way. */
+typedef int (*loco_ini_handler)(void *ctx, const char *section, const char *key,
+                                const char *value, int *line, int section_line, loco_err *e);
+int loco_ini_parse(const char *text, const char *name, loco_ini_handler h, void *ctx,
+                   loco_err *e);
+int loco_ini_parse_file(const char *path, loco_ini_handler h, void *ctx, loco_err *e);
+
 /* Every key at its default. */
 void loco_config_default(loco_config *c);
 
