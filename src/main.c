@@ -18,6 +18,7 @@
 #include "loco/model.h"
 #include "loco/sample.h"
 #include "loco/topo.h"
+#include "loco/sweep.h"
 #include "loco/train.h"
 
 extern const char loco_default_ini[];
@@ -32,6 +33,7 @@ static const char usage_main[] =
     "  export   to llm.c's format:        loco export --llmc MODEL OUT\n"
     "  check    verify a model file:      loco check FILE\n"
     "  bench    benchmarks:               loco bench step|apply|scale [-c FILE] [--set KEY=VALUE]...\n"
+    "  sweep    run an experiment grid:   loco sweep SPEC [--quick] [--out DIR] [--jobs N]\n"
     "  topo     the machine and the plan: loco topo [-c FILE] [--set KEY=VALUE]...\n"
     "  help     this text; 'loco help config' lists every config key\n"
     "\n"
@@ -463,6 +465,53 @@ static int cmd_topo(int argc, char **argv) {
     return rc ? fail(e.msg) : 0;
 }
 
+static const char usage_sweep[] =
+    "usage: loco sweep SPEC [--quick] [--out DIR] [--jobs N]\n"
+    "\n"
+    "Runs the experiment SPEC describes (an INI file, see configs/paper-table1.ini): trains\n"
+    "theta(0) once with one worker ([pretrain]), tunes the outer learning rate per variant\n"
+    "and column on short runs ([tune]), then runs every cell of [grid] from theta(0), for\n"
+    "every seed, and writes DIR/results.md, DIR/results.json and the plots. Every run has\n"
+    "its own directory under DIR (default runs/sweep-NAME): a finished run is skipped, so a\n"
+    "sweep that was stopped goes on where it was when run again.\n"
+    "\n"
+    "  --quick     apply the spec's [quick] section (a smaller version of the same sweep)\n"
+    "  --out DIR   output directory\n"
+    "  --jobs N    runs at once (default 1: each run already uses every worker thread)\n"
+    "Ctrl-C stops the sweep: running runs save what they did, no new run starts.\n";
+
+static int cmd_sweep(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(usage_sweep, stdout), 0;
+    loco_sweep_opts o = {.jobs = 1, .stop = &stop_requested};
+    loco_err e;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v;
+        long jobs = 1;
+        if (!strcmp(a, "--quick")) {
+            o.quick = 1;
+        } else if (!strcmp(a, "--out") || !strcmp(a, "--jobs")) {
+            if (!(v = flag_value(argc, argv, &i, &e))) return fail_usage(e.msg, "sweep");
+            if (a[2] == 'o') {
+                o.out = v;
+            } else if (parse_long(a, v, 1, 64, &jobs, &e) != 0) {
+                return fail_usage(e.msg, "sweep");
+            } else {
+                o.jobs = (int)jobs;
+            }
+        } else if (a[0] == '-' || o.spec) {
+            loco_errf(&e, a[0] == '-' ? "unknown option '%s'" : "one SPEC only, got '%s' too", a);
+            return fail_usage(e.msg, "sweep");
+        } else {
+            o.spec = a;
+        }
+    }
+    if (!o.spec) return fail_usage("expected: sweep SPEC", "sweep");
+    struct sigaction sa = {.sa_handler = on_interrupt};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return loco_sweep_run(&o, &e) != 0 ? fail(e.msg) : 0;
+}
+
 static int cmd_help(int argc, char **argv) {
     if (argc >= 1 && !strcmp(argv[0], "config")) {
         loco_config_help(stdout);
@@ -480,7 +529,7 @@ int main(int argc, char **argv) {
         int (*run)(int, char **);
     } cmds[] = {{"train", cmd_train},   {"eval", cmd_eval},   {"sample", cmd_sample},
                 {"export", cmd_export}, {"check", cmd_check}, {"bench", cmd_bench},
-                {"topo", cmd_topo},     {"help", cmd_help}};
+                {"topo", cmd_topo},     {"sweep", cmd_sweep}, {"help", cmd_help}};
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return cmd_help(0, NULL);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name)) return cmds[i].run(argc - 2, argv + 2);

@@ -240,8 +240,6 @@ static void summary_async(const loco_summary *s, loco_json *j) {
     loco_json_str(j, "clock", s->clock);
     loco_json_int(j, "workers", s->workers);
     loco_json_int(j, "updates", s->updates);
-    loco_json_int(j, "local_steps", s->local_steps);
-    loco_json_num(j, "time_s", s->time_s);
     if (s->virtual_clock)
         loco_json_num(j, "virtual_tokens_per_s", s->time_s > 0 ? s->tokens / s->time_s : 0);
     loco_json_num(j, "server_busy", s->server_busy);
@@ -285,6 +283,8 @@ void loco_summary_json(const loco_summary *s, int byte_level, loco_json *j) {
     loco_json_num(j, "train_s", s->train_s);
     loco_json_num(j, "tokens_per_s", s->train_s > 0 ? (double)s->tokens / s->train_s : 0);
     loco_json_int(j, "params", s->params);
+    loco_json_int(j, "local_steps", s->local_steps);
+    loco_json_num(j, "time_s", s->time_s);
     if (s->method) summary_async(s, j);
     loco_json_end(j);
 }

@@ -283,6 +283,11 @@ static int write_outputs(run *r, const char *status, loco_err *e) {
     s.wall_s = loco_now() - r->t0;
     s.train_s = r->train_s;
     if (!s.rows) s.method = NULL; /* the engine did not get as far as its summary */
+    if (r->c->outer.method == LOCO_METHOD_SINGLE) {
+        s.local_steps = r->steps * r->c->run.workers;
+        s.time_s = r->c->run.clock == LOCO_CLOCK_VIRTUAL
+                       ? (double)s.local_steps * r->c->run.virtual_step_s : r->train_s;
+    }
     loco_metrics_say_summary(&r->mt, &s);
     if (!r->o->out_dir) return 0;
     loco_json j;

@@ -111,11 +111,13 @@ typedef struct {
     double final_val;
     long steps, tokens, params;
     double wall_s, train_s;
+    long local_steps;                /* summed over workers (single: steps x run.workers) */
+    double time_s;                   /* the run's time: virtual seconds, or wall */
     /* asynchronous runs only (method != NULL) */
     const char *method, *clock;
     int workers, virtual_clock;
-    long updates, local_steps;
-    double time_s, server_busy, evaluator_busy;
+    long updates;
+    double server_busy, evaluator_busy;
     long rejected_nonfinite, rejected_stale, evals_skipped;
     long stale_hist[LOCO_STALE_BUCKETS];
     int stripes;

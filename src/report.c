@@ -1,0 +1,237 @@
+#include "loco/report.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loco/metrics.h"
+
+double loco_time_to_target(const loco_point *p, int n, double target) {
+    for (int i = 0; i < n; i++) {
+        if (p[i].val_loss > target) continue;
+        if (i == 0) return p[0].time_s;
+        /* between the last evaluation above the target and this one */
+        double l0 = p[i - 1].val_loss, l1 = p[i].val_loss;
+        double t0 = p[i - 1].time_s, t1 = p[i].time_s;
+        return t0 + (t1 - t0) * (l0 - target) / (l0 - l1);
+    }
+    return -1;
+}
+
+void loco_mean_sd(const double *x, int n, double *mean, double *sd) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    double v = 0;
+    for (int i = 0; i < n; i++) v += (x[i] - *mean) * (x[i] - *mean);
+    *sd = n > 1 ? sqrt(v / (n - 1)) : 0;
+}
+
+void loco_format_mean(const double *x, int n, char *buf, size_t len) {
+    double mean, sd;
+    loco_mean_sd(x, n, &mean, &sd);
+    if (n > 1)
+        snprintf(buf, len, "%.2f ± %.2f", mean, sd);
+    else
+        snprintf(buf, len, "%.2f", mean);
+}
+
+/* ----------------------------------------------------------- a sweep's results */
+
+/* the part of a row after its variant: the other axes' values ("" for most) */
+static const char *row_rest(const loco_result *x) {
+    return x->row + strlen(x->variant);
+}
+
+/* the runs of (row, column) into out; returns how many */
+static int cell(const loco_results *r, const char *row, const char *col, const loco_result **out) {
+    int n = 0;
+    for (int i = 0; i < r->nruns; i++)
+        if (!strcmp(r->runs[i].row, row) && !strcmp(r->runs[i].column, col)) out[n++] = &r->runs[i];
+    return n;
+}
+
+/* the target loss for x: the mean final loss of the target variant's runs in x's column
+ * with x's other axes; NAN without one */
+static double target_for(const loco_results *r, const loco_result *x) {
+    double sum = 0;
+    int n = 0;
+    for (int i = 0; r->target && i < r->nruns; i++) {
+        const loco_result *t = &r->runs[i];
+        if (strcmp(t->variant, r->target) || strcmp(t->column, x->column) ||
+            strcmp(row_rest(t), row_rest(x)))
+            continue;
+        sum += t->log->final_val_loss;
+        n++;
+    }
+    return n ? sum / n : NAN;
+}
+
+static double reach_time(const loco_results *r, const loco_result *x) {
+    double target = target_for(r, x);
+    if (isnan(target)) return NAN;
+    return loco_time_to_target(x->log->evals, x->log->nevals, target);
+}
+
+/* ---- results.json ---- */
+
+static void json_run(const loco_results *r, const loco_result *x, loco_json *j) {
+    loco_json_open(j, NULL, '{');
+    loco_json_str(j, "row", x->row);
+    loco_json_str(j, "variant", x->variant);
+    loco_json_str(j, "column", x->column);
+    loco_json_int(j, "seed", x->seed);
+    loco_json_num(j, "outer_lr", x->lr);
+    loco_json_str(j, "dir", x->dir);
+    loco_json_str(j, "status", x->log->status);
+    loco_json_num(j, "final_val_loss", x->log->final_val_loss);
+    loco_json_num(j, "final_val_ppl", x->log->final_val_ppl);
+    loco_json_num(j, "time_s", x->log->time_s);
+    double t = reach_time(r, x);
+    if (!isnan(t)) loco_json_num(j, "time_to_target_s", t >= 0 ? t : NAN);
+    loco_json_close(j, '}');
+}
+
+static int write_json(const loco_results *r, const char *dir, loco_err *e) {
+    loco_json j;
+    loco_json_begin(&j);
+    loco_json_str(&j, "name", r->name);
+    loco_json_str(&j, "spec", r->spec);
+    loco_json_str(&j, "axis", r->axis ? r->axis : "");
+    loco_json_str(&j, "target", r->target ? r->target : "");
+    loco_json_str(&j, "settings", r->settings);
+    loco_json_open(&j, "rows", '[');
+    for (int i = 0; i < r->nrows; i++) loco_json_str(&j, NULL, r->rows[i]);
+    loco_json_close(&j, ']');
+    loco_json_open(&j, "columns", '[');
+    for (int i = 0; i < r->ncolumns; i++) loco_json_str(&j, NULL, r->columns[i]);
+    loco_json_close(&j, ']');
+    loco_json_open(&j, "runs", '[');
+    for (int i = 0; i < r->nruns; i++) json_run(r, &r->runs[i], &j);
+    loco_json_close(&j, ']');
+    loco_json_open(&j, "tuning", '[');
+    for (int i = 0; i < r->ntuning; i++) {
+        const loco_result *x = &r->tuning[i];
+        loco_json_open(&j, NULL, '{');
+        loco_json_str(&j, "row", x->row);
+        loco_json_str(&j, "column", x->column);
+        loco_json_num(&j, "outer_lr", x->lr);
+        loco_json_str(&j, "status", x->log->status);
+        loco_json_num(&j, "final_val_loss", x->log->final_val_loss);
+        loco_json_close(&j, '}');
+    }
+    loco_json_close(&j, ']');
+    loco_json_end(&j);
+    int rc = loco_write_text(dir, "results.json", j.buf, e);
+    loco_json_free(&j);
+    return rc;
+}
+
+/* ---- results.md ---- */
+
+static void md_header(FILE *f, const loco_results *r, const char *corner) {
+    fprintf(f, "| %s |", corner);
+    for (int c = 0; c < r->ncolumns; c++) fprintf(f, " %s |", r->columns[c][0] ? r->columns[c] : "all");
+    fprintf(f, "\n|---|");
+    for (int c = 0; c < r->ncolumns; c++) fprintf(f, "---|");
+    fputc('\n', f);
+}
+
+/* final validation perplexity, mean ± spread over seeds */
+static void md_ppl(FILE *f, const loco_results *r, const loco_result **buf) {
+    md_header(f, r, "variant");
+    for (int i = 0; i < r->nrows; i++) {
+        fprintf(f, "| %s |", r->rows[i]);
+        for (int c = 0; c < r->ncolumns; c++) {
+            int n = cell(r, r->rows[i], r->columns[c], buf);
+            double x[64];
+            char txt[64] = "–";
+            for (int k = 0; k < n && k < 64; k++) x[k] = buf[k]->log->final_val_ppl;
+            if (n > 0) loco_format_mean(x, n < 64 ? n : 64, txt, sizeof txt);
+            if (n > 1) fprintf(f, " %s (%d seeds) |", txt, n);
+            else fprintf(f, " %s |", txt);
+        }
+        fputc('\n', f);
+    }
+}
+
+/* simulated time to reach the target's final loss, and the whole run's time */
+static void md_time(FILE *f, const loco_results *r, const loco_result **buf) {
+    md_header(f, r, "variant");
+    for (int i = 0; i < r->nrows; i++) {
+        fprintf(f, "| %s |", r->rows[i]);
+        for (int c = 0; c < r->ncolumns; c++) {
+            int n = cell(r, r->rows[i], r->columns[c], buf), reached = 0;
+            double t[64], total = 0;
+            for (int k = 0; k < n && k < 64; k++) {
+                double x = reach_time(r, buf[k]);
+                if (x >= 0) t[reached++] = x;
+                total += buf[k]->log->time_s;
+            }
+            char txt[64] = "not reached";
+            if (reached > 0) loco_format_mean(t, reached, txt, sizeof txt);
+            if (n == 0) snprintf(txt, sizeof txt, "–");
+            fprintf(f, " %s", txt);
+            if (reached > 0 && reached < n) fprintf(f, " (%d of %d)", reached, n);
+            if (n > 0) fprintf(f, " / %.0f", total / n);
+            fprintf(f, " |");
+        }
+        fputc('\n', f);
+    }
+}
+
+/* the outer learning rate each (row, column) ran with */
+static void md_rates(FILE *f, const loco_results *r, const loco_result **buf) {
+    md_header(f, r, "variant");
+    for (int i = 0; i < r->nrows; i++) {
+        fprintf(f, "| %s |", r->rows[i]);
+        for (int c = 0; c < r->ncolumns; c++) {
+            int n = cell(r, r->rows[i], r->columns[c], buf);
+            if (n > 0) fprintf(f, " %g |", buf[0]->lr);
+            else fprintf(f, " – |");
+        }
+        fputc('\n', f);
+    }
+}
+
+static int write_md(const loco_results *r, const char *dir, int plots, loco_err *e) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    const loco_result **buf = malloc(sizeof *buf * (size_t)(r->nruns + 1));
+    if (!f || !buf) {
+        if (f) fclose(f);
+        free(text), free(buf);
+        return loco_errf(e, "out of memory");
+    }
+    fprintf(f, "# %s\n\n%s\n\nSpec: `%s`. Columns: `%s`.\n\n", r->name, r->settings, r->spec,
+            r->axis ? r->axis : "-");
+    fprintf(f, "## Final validation perplexity\n\nMean ± standard deviation over seeds where "
+               "there are several.\n\n");
+    md_ppl(f, r, buf);
+    if (r->target) {
+        fprintf(f, "\n## Time to `%s`'s final loss\n\nSimulated seconds until a run's "
+                   "validation loss first reaches the mean final loss of `%s` in its column "
+                   "(interpolated between evaluations), then `/` the run's whole simulated "
+                   "time.\n\n", r->target, r->target);
+        md_time(f, r, buf);
+    }
+    fprintf(f, "\n## Outer learning rates\n\n");
+    md_rates(f, r, buf);
+    if (plots)
+        fprintf(f, "\n## Curves\n\n![against local steps](curves_steps.png)\n\n"
+                   "![against simulated time](curves_time.png)\n");
+    if (plots > 1) fprintf(f, "\n## Timeline of `%s`\n\n![timeline](timeline.png)\n", r->timeline);
+    fclose(f);
+    free(buf);
+    int rc = loco_write_text(dir, "results.md", text, e);
+    free(text);
+    return rc;
+}
+
+int loco_results_write(const loco_results *r, const char *dir, loco_err *e) {
+    int plots = 0;
+    if (write_json(r, dir, e) != 0) return -1;
+    return write_md(r, dir, plots, e);
+}

@@ -1,0 +1,855 @@
+/* The runner. A spec is read into raw entries (section, key, value, line); --quick
+ * overrides some; then the entries become the spec below. Every run of the sweep (the
+ * pre-training, the outer-lr tuning runs, the grid's runs) is a resolved config, built
+ * and validated before anything runs; its directory is named by a hash of that config
+ * and of the model it starts from, so a finished run is recognised and skipped. Runs are
+ * child processes (fork, then loco_train): a crash or a divergence stays in its run. */
+#include "loco/sweep.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loco/clock.h"
+#include "loco/config.h"
+#include "loco/metrics.h"
+#include "loco/outer.h"
+#include "loco/report.h"
+#include "loco/runlog.h"
+#include "loco/train.h"
+
+enum {
+    MAX_ENTRIES = 256, MAX_VARIANTS = 24, MAX_SETS = 32, MAX_AXES = 6, MAX_VALUES = 12,
+    MAX_SEEDS = 12, MAX_LRS = 8, KEY_LEN = 96, VAL_LEN = LOCO_LIST_LEN, NAME_LEN = 48,
+};
+
+/* ------------------------------------------------------------------ the spec */
+
+typedef struct {
+    char section[NAME_LEN + 16], key[KEY_LEN], value[VAL_LEN];
+    int line;
+} entry;
+
+typedef struct {
+    char name[NAME_LEN];
+    const entry *sets[MAX_SETS];
+    int nsets;
+} variant;
+
+typedef struct {
+    char key[KEY_LEN];
+    char values[MAX_VALUES][64];
+    int nvalues;
+} axis;
+
+typedef struct {
+    const char *path;
+    entry entries[MAX_ENTRIES];
+    int nentries;
+    char name[NAME_LEN], target[NAME_LEN], timeline[NAME_LEN];
+    long seeds[MAX_SEEDS];
+    int nseeds;
+    const entry *base[MAX_SETS], *pre[MAX_SETS], *tune[MAX_SETS];
+    int nbase, npre, ntune, pretrain;
+    variant v[MAX_VARIANTS];
+    int nv;
+    int grid[MAX_VARIANTS], ngrid;       /* the variants of the grid, in its order */
+    axis ax[MAX_AXES];
+    int nax, table;                      /* table: the axis the tables spread over */
+    double lrs[MAX_LRS];
+    int nlrs;
+    int rep_variants[MAX_VARIANTS], nrep_variants;  /* [repeat]: extra seeds for these */
+    const entry *rep_where[MAX_AXES];    /*   where the axes have these values */
+    int nrep_where;
+    long rep_seeds[MAX_SEEDS];
+    int nrep_seeds;
+} spec;
+
+static int on_raw(void *ctx, const char *section, const char *key, const char *value, int *line,
+                  int section_line, loco_err *e) {
+    (void)section_line;
+    spec *sp = ctx;
+    if (sp->nentries == MAX_ENTRIES) return loco_errf(e, "more than %d entries", MAX_ENTRIES);
+    entry *en = &sp->entries[sp->nentries++];
+    if (strlen(section) >= sizeof en->section || strlen(key) >= KEY_LEN || strlen(value) >= VAL_LEN)
+        return loco_errf(e, "[%s] %s: too long", section, key);
+    snprintf(en->section, sizeof en->section, "%s", section);
+    snprintf(en->key, KEY_LEN, "%s", key);
+    snprintf(en->value, VAL_LEN, "%s", value);
+    en->line = *line;
+    return 0;
+}
+
+/* --quick: every [quick] entry "SECTION.KEY = value" replaces SECTION's KEY (or adds it) */
+static int apply_quick(spec *sp, loco_err *e) {
+    int n = sp->nentries;
+    for (int i = 0; i < n; i++) {
+        entry *q = &sp->entries[i];
+        if (strcmp(q->section, "quick") != 0) continue;
+        char *dot = strchr(q->key, '.');
+        if (!dot || dot == q->key || !dot[1])
+            return loco_errf(e, "%s:%d: [quick] %s: expected SECTION.KEY, e.g. grid.hetero.level",
+                             sp->path, q->line, q->key);
+        *dot = '\0';
+        const char *section = q->key, *key = dot + 1;
+        int found = 0;
+        for (int j = 0; j < n; j++) {
+            entry *t = &sp->entries[j];
+            if (strcmp(t->section, section) || strcmp(t->key, key)) continue;
+            snprintf(t->value, VAL_LEN, "%s", q->value);
+            t->line = q->line;
+            found = 1;
+        }
+        if (!found) {
+            if (sp->nentries == MAX_ENTRIES) return loco_errf(e, "%s: too many entries", sp->path);
+            entry *t = &sp->entries[sp->nentries++];
+            *t = *q;
+            snprintf(t->section, sizeof t->section, "%s", section);
+            snprintf(t->key, KEY_LEN, "%s", key);
+        }
+        *dot = '.';
+    }
+    return 0;
+}
+
+/* Splits a comma list into out[max][len] (trimmed items); returns the count, -1 when
+ * there are more than max or an item is empty or too long. */
+static int split_list(const char *list, char *out, int max, size_t len) {
+    int n = 0;
+    const char *p = list;
+    for (;;) {
+        size_t k = strcspn(p, ",");
+        const char *a = p, *b = p + k;
+        while (a < b && (*a == ' ' || *a == '\t')) a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+        if (n == max || b == a || (size_t)(b - a) >= len) return -1;
+        memcpy(out + (size_t)n * len, a, (size_t)(b - a));
+        out[(size_t)n * len + (size_t)(b - a)] = '\0';
+        n++;
+        if (!p[k]) return n;
+        p += k + 1;
+    }
+}
+
+static int list_error(const spec *sp, const entry *en, int max, loco_err *e) {
+    return loco_errf(e, "%s:%d: %s = %s: expected a comma-separated list of at most %d "
+                     "non-empty items", sp->path, en->line, en->key, en->value, max);
+}
+
+static int parse_longs(const spec *sp, const entry *en, long *out, int max, loco_err *e) {
+    char items[MAX_SEEDS][32];
+    int n = split_list(en->value, &items[0][0], max < MAX_SEEDS ? max : MAX_SEEDS, 32);
+    if (n < 0) return list_error(sp, en, max, e);
+    for (int i = 0; i < n; i++) {
+        char *end;
+        errno = 0;
+        out[i] = strtol(items[i], &end, 10);
+        if (errno || *end || out[i] < 0)
+            return loco_errf(e, "%s:%d: %s: '%s' is not an integer >= 0", sp->path, en->line,
+                             en->key, items[i]);
+    }
+    return n;
+}
+
+static int find_variant(const spec *sp, const char *name) {
+    for (int i = 0; i < sp->nv; i++)
+        if (!strcmp(sp->v[i].name, name)) return i;
+    return -1;
+}
+
+/* variant names of a list into idx; errors name the unknown one */
+static int parse_variants(const spec *sp, const entry *en, int *idx, loco_err *e) {
+    char items[MAX_VARIANTS][NAME_LEN];
+    int n = split_list(en->value, &items[0][0], MAX_VARIANTS, NAME_LEN);
+    if (n < 0) return list_error(sp, en, MAX_VARIANTS, e);
+    for (int i = 0; i < n; i++)
+        if ((idx[i] = find_variant(sp, items[i])) < 0)
+            return loco_errf(e, "%s:%d: %s: no [variant %s] section", sp->path, en->line,
+                             en->key, items[i]);
+    return n;
+}
+
+static int add_set(const spec *sp, const entry *en, const entry **list, int *n, loco_err *e) {
+    if (*n == MAX_SETS) return loco_errf(e, "%s:%d: more than %d keys", sp->path, en->line, MAX_SETS);
+    list[(*n)++] = en;
+    return 0;
+}
+
+static int sweep_key(spec *sp, const entry *en, loco_err *e) {
+    if (!strcmp(en->key, "name")) return snprintf(sp->name, NAME_LEN, "%s", en->value), 0;
+    if (!strcmp(en->key, "target")) return snprintf(sp->target, NAME_LEN, "%s", en->value), 0;
+    if (!strcmp(en->key, "timeline")) return snprintf(sp->timeline, NAME_LEN, "%s", en->value), 0;
+    if (!strcmp(en->key, "seeds")) {
+        int n = parse_longs(sp, en, sp->seeds, MAX_SEEDS, e);
+        return n < 0 ? -1 : (sp->nseeds = n, 0);
+    }
+    if (!strcmp(en->key, "table")) return 0; /* read once the grid is known */
+    return loco_errf(e, "%s:%d: [sweep] %s: unknown key (name, seeds, target, table, timeline)",
+                     sp->path, en->line, en->key);
+}
+
+static int grid_key(spec *sp, const entry *en, loco_err *e) {
+    if (!strcmp(en->key, "variant")) {
+        int n = parse_variants(sp, en, sp->grid, e);
+        return n < 0 ? -1 : (sp->ngrid = n, 0);
+    }
+    if (sp->nax == MAX_AXES) return loco_errf(e, "%s:%d: more than %d axes", sp->path, en->line, MAX_AXES);
+    axis *a = &sp->ax[sp->nax++];
+    snprintf(a->key, KEY_LEN, "%s", en->key);
+    a->nvalues = split_list(en->value, &a->values[0][0], MAX_VALUES, 64);
+    return a->nvalues < 0 ? list_error(sp, en, MAX_VALUES, e) : 0;
+}
+
+static int tune_key(spec *sp, const entry *en, loco_err *e) {
+    if (strcmp(en->key, "outer.lr") != 0) return add_set(sp, en, sp->tune, &sp->ntune, e);
+    char items[MAX_LRS][32];
+    int n = split_list(en->value, &items[0][0], MAX_LRS, 32);
+    if (n < 0) return list_error(sp, en, MAX_LRS, e);
+    for (int i = 0; i < n; i++) {
+        char *end;
+        sp->lrs[i] = strtod(items[i], &end);
+        if (*end || !(sp->lrs[i] > 0))
+            return loco_errf(e, "%s:%d: outer.lr: '%s' is not a learning rate > 0", sp->path,
+                             en->line, items[i]);
+    }
+    sp->nlrs = n;
+    return 0;
+}
+
+static int repeat_key(spec *sp, const entry *en, loco_err *e) {
+    if (!strcmp(en->key, "variant")) {
+        int n = parse_variants(sp, en, sp->rep_variants, e);
+        return n < 0 ? -1 : (sp->nrep_variants = n, 0);
+    }
+    if (!strcmp(en->key, "seeds")) {
+        int n = parse_longs(sp, en, sp->rep_seeds, MAX_SEEDS, e);
+        return n < 0 ? -1 : (sp->nrep_seeds = n, 0);
+    }
+    if (sp->nrep_where == MAX_AXES) return loco_errf(e, "%s:%d: too many keys", sp->path, en->line);
+    sp->rep_where[sp->nrep_where++] = en;
+    return 0;
+}
+
+/* the [variant NAME] sections first, so that lists can name them */
+static int read_variants(spec *sp, loco_err *e) {
+    for (int i = 0; i < sp->nentries; i++) {
+        const entry *en = &sp->entries[i];
+        if (strncmp(en->section, "variant ", 8) != 0) continue;
+        const char *name = en->section + 8;
+        int v = find_variant(sp, name);
+        if (v < 0) {
+            if (sp->nv == MAX_VARIANTS) return loco_errf(e, "%s: more than %d variants", sp->path, MAX_VARIANTS);
+            if (strlen(name) >= NAME_LEN || !*name || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-_.") != strlen(name))
+                return loco_errf(e, "%s:%d: variant name '%s': use at most %d of a-z 0-9 - _ .",
+                                 sp->path, en->line, name, NAME_LEN - 1);
+            v = sp->nv++;
+            snprintf(sp->v[v].name, NAME_LEN, "%s", name);
+        }
+        if (add_set(sp, en, sp->v[v].sets, &sp->v[v].nsets, e) != 0) return -1;
+    }
+    return 0;
+}
+
+static int read_entry(spec *sp, const entry *en, loco_err *e) {
+    const char *s = en->section;
+    if (!strcmp(s, "sweep")) return sweep_key(sp, en, e);
+    if (!strcmp(s, "set")) return add_set(sp, en, sp->base, &sp->nbase, e);
+    if (!strcmp(s, "pretrain")) return sp->pretrain = 1, add_set(sp, en, sp->pre, &sp->npre, e);
+    if (!strcmp(s, "grid")) return grid_key(sp, en, e);
+    if (!strcmp(s, "tune")) return tune_key(sp, en, e);
+    if (!strcmp(s, "repeat")) return repeat_key(sp, en, e);
+    if (!strcmp(s, "quick") || !strncmp(s, "variant ", 8)) return 0;
+    return loco_errf(e, "%s:%d: unknown section [%s] (sweep, set, pretrain, grid, tune, repeat, "
+                     "variant NAME, quick)", sp->path, en->line, s);
+}
+
+static const entry *find_entry(const spec *sp, const char *section, const char *key) {
+    for (int i = 0; i < sp->nentries; i++)
+        if (!strcmp(sp->entries[i].section, section) && !strcmp(sp->entries[i].key, key))
+            return &sp->entries[i];
+    return NULL;
+}
+
+/* what needs the whole spec: the table's axis, the target and timeline variants */
+static int finish_spec(spec *sp, loco_err *e) {
+    if (sp->ngrid == 0) return loco_errf(e, "%s: [grid] needs variant = NAME, ...", sp->path);
+    if (sp->nseeds == 0) sp->seeds[sp->nseeds++] = 1;
+    if (!sp->name[0]) snprintf(sp->name, NAME_LEN, "sweep");
+    const entry *t = find_entry(sp, "sweep", "table");
+    sp->table = -1;
+    for (int a = 0; t && a < sp->nax; a++)
+        if (!strcmp(sp->ax[a].key, t->value)) sp->table = a;
+    if (t && sp->table < 0)
+        return loco_errf(e, "%s:%d: table = %s: not a key of [grid]", sp->path, t->line, t->value);
+    if (!t && sp->nax > 0) sp->table = 0;
+    const char *names[] = {sp->target, sp->timeline};
+    for (int i = 0; i < 2; i++)
+        if (names[i][0] && find_variant(sp, names[i]) < 0)
+            return loco_errf(e, "%s: [sweep] %s: no [variant %s] section", sp->path,
+                             i ? "timeline" : "target", names[i]);
+    return 0;
+}
+
+static int read_spec(spec *sp, const char *path, int quick, loco_err *e) {
+    memset(sp, 0, sizeof *sp);
+    sp->path = path;
+    if (loco_ini_parse_file(path, on_raw, sp, e) != 0) return -1;
+    if (quick && apply_quick(sp, e) != 0) return -1;
+    if (read_variants(sp, e) != 0) return -1;
+    for (int i = 0; i < sp->nentries; i++)
+        if (read_entry(sp, &sp->entries[i], e) != 0) return -1;
+    return finish_spec(sp, e);
+}
+
+/* ------------------------------------------------------------------- runs */
+
+enum { RUN_PRETRAIN, RUN_TUNE, RUN_MAIN };
+
+typedef struct run {
+    int kind;
+    int variant;
+    int vals[MAX_AXES];          /* value index on each axis */
+    long seed;
+    double lr;                   /* tune: the rate tried; main: the rate chosen (0: the config's) */
+    loco_config cfg;
+    char *text;                  /* the resolved config */
+    char dir[LOCO_PATH_LEN];
+    char label[160];
+    int done, failed;            /* finished (or diverged) now or before; crashed */
+    struct run *alias;           /* the same run as this earlier one (same directory) */
+    loco_runlog log;
+} run;
+
+typedef struct {
+    spec sp;
+    const loco_sweep_opts *o;
+    char out[LOCO_PATH_LEN];
+    char init[LOCO_PATH_LEN];    /* theta(0): the pre-training's model.bin, or "" */
+    run *runs;
+    int nruns, cap;
+    int npre, skipped, ran;
+} sweep;
+
+static int apply_entry(loco_config *c, const spec *sp, const entry *en, loco_err *e) {
+    char set[KEY_LEN + VAL_LEN + 2];
+    snprintf(set, sizeof set, "%s=%s", en->key, en->value);
+    loco_err why;
+    if (loco_config_set(c, set, &why) != 0)
+        return loco_errf(e, "%s:%d: %s", sp->path, en->line, why.msg + (strncmp(why.msg, "--set ", 6) ? 0 : 6));
+    return 0;
+}
+
+static int apply_value(loco_config *c, const char *key, const char *value, loco_err *e) {
+    char set[KEY_LEN + 80];
+    snprintf(set, sizeof set, "%s=%s", key, value);
+    return loco_config_set(c, set, e);
+}
+
+static int apply_all(loco_config *c, const spec *sp, const entry *const *list, int n, loco_err *e) {
+    for (int i = 0; i < n; i++)
+        if (apply_entry(c, sp, list[i], e) != 0) return -1;
+    return 0;
+}
+
+static void label_of(const sweep *sw, run *r) {
+    const spec *sp = &sw->sp;
+    size_t n = 0;
+    if (r->kind == RUN_PRETRAIN) {
+        snprintf(r->label, sizeof r->label, "pretrain");
+        return;
+    }
+    n += (size_t)snprintf(r->label + n, sizeof r->label - n, "%s", sp->v[r->variant].name);
+    for (int a = 0; a < sp->nax && n < sizeof r->label; a++)
+        if (sp->ax[a].nvalues > 1 || a == sp->table)
+            n += (size_t)snprintf(r->label + n, sizeof r->label - n, "-%s", sp->ax[a].values[r->vals[a]]);
+    if (n < sizeof r->label && r->kind == RUN_TUNE)
+        n += (size_t)snprintf(r->label + n, sizeof r->label - n, "-lr%g", r->lr);
+    else if (n < sizeof r->label)
+        snprintf(r->label + n, sizeof r->label - n, "-s%ld", r->seed);
+}
+
+/* single trains one replica: heterogeneity means nothing to it, so runs that differ only
+ * there are one run */
+static void normalise(loco_config *c) {
+    if (loco_outer_method_of(c->outer.method)->engine) return;
+    loco_config d;
+    loco_config_default(&d);
+    c->hetero = d.hetero;
+}
+
+static uint64_t fnv1a(uint64_t h, const char *s) {
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+static int resolve(sweep *sw, run *r, loco_err *e) {
+    size_t len = 0;
+    FILE *f = open_memstream(&r->text, &len);
+    if (!f) return loco_errf(e, "out of memory");
+    int rc = loco_config_write(&r->cfg, f);
+    fclose(f);
+    if (rc != 0) return loco_errf(e, "%s: the config cannot be written", r->label);
+    uint64_t h = fnv1a(0xcbf29ce484222325ULL, r->text);
+    if (r->kind != RUN_PRETRAIN) h = fnv1a(h, sw->init);
+    /* named by what the run is, not by its place in the grid: cells that are the same run
+     * (single at every heterogeneity level, say) share one directory */
+    char name[NAME_LEN + 32];
+    if (r->kind == RUN_PRETRAIN) snprintf(name, sizeof name, "pretrain");
+    else if (r->kind == RUN_TUNE) snprintf(name, sizeof name, "tune/%s-lr%g", sw->sp.v[r->variant].name, r->lr);
+    else snprintf(name, sizeof name, "runs/%s", sw->sp.v[r->variant].name);
+    snprintf(r->dir, sizeof r->dir, "%.900s/%s-%08llx", sw->out, name,
+             (unsigned long long)(h & 0xffffffffULL));
+    return 0;
+}
+
+/* A run's config: [set], then its phase's keys; validated, with the spec's lines in errors. */
+static int build(sweep *sw, run *r, loco_err *e) {
+    const spec *sp = &sw->sp;
+    loco_config *c = &r->cfg;
+    loco_config_default(c);
+    if (apply_all(c, sp, sp->base, sp->nbase, e) != 0) return -1;
+    if (r->kind == RUN_PRETRAIN) {
+        if (apply_all(c, sp, sp->pre, sp->npre, e) != 0) return -1;
+        c->outer.method = LOCO_METHOD_SINGLE;
+        c->run.workers = 1;
+    } else {
+        const variant *v = &sp->v[r->variant];
+        if (apply_all(c, sp, v->sets, v->nsets, e) != 0) return -1;
+        for (int a = 0; a < sp->nax; a++)
+            if (apply_value(c, sp->ax[a].key, sp->ax[a].values[r->vals[a]], e) != 0) return -1;
+        c->run.seed = r->seed;
+        if (r->kind == RUN_TUNE && apply_all(c, sp, sp->tune, sp->ntune, e) != 0) return -1;
+        if (r->lr > 0) c->outer.lr = r->lr;
+    }
+    normalise(c);
+    label_of(sw, r);
+    loco_err why;
+    if (loco_config_validate(c, &why) != 0) return loco_errf(e, "run %s: %s", r->label, why.msg);
+    return resolve(sw, r, e);
+}
+
+static run *add_run(sweep *sw, int kind, int vi, const int *vals, long seed, double lr) {
+    if (sw->nruns == sw->cap) {
+        run *nr = realloc(sw->runs, sizeof *nr * (size_t)(sw->cap = sw->cap * 2 + 16));
+        if (!nr) return NULL;
+        sw->runs = nr;
+    }
+    run *r = &sw->runs[sw->nruns++];
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    r->variant = vi;
+    if (vals) memcpy(r->vals, vals, sizeof r->vals);
+    r->seed = seed;
+    r->lr = lr;
+    return r;
+}
+
+/* does the cell (variant, vals) get [repeat]'s extra seeds */
+static int repeated(const spec *sp, int vi, const int *vals) {
+    int hit = 0;
+    for (int i = 0; i < sp->nrep_variants; i++) hit |= sp->rep_variants[i] == vi;
+    for (int w = 0; hit && w < sp->nrep_where; w++)
+        for (int a = 0; a < sp->nax; a++)
+            if (!strcmp(sp->ax[a].key, sp->rep_where[w]->key))
+                hit &= !strcmp(sp->ax[a].values[vals[a]], sp->rep_where[w]->value);
+    return hit;
+}
+
+/* the next combination of axis values (odometer); 0 after the last */
+static int next_vals(const spec *sp, int *vals) {
+    for (int a = sp->nax - 1; a >= 0; a--) {
+        if (++vals[a] < sp->ax[a].nvalues) return 1;
+        vals[a] = 0;
+    }
+    return 0;
+}
+
+/* whether the variant's outer learning rate is tuned: not when it sets one, nor for
+ * single, which has none; the runs' configs say which method a variant is */
+static int tuned(const sweep *sw, int vi) {
+    const spec *sp = &sw->sp;
+    const variant *v = &sp->v[vi];
+    for (int i = 0; i < sw->nruns; i++)
+        if (sw->runs[i].variant == vi && sw->runs[i].kind == RUN_MAIN && sw->runs[i].text &&
+            !loco_outer_method_of(sw->runs[i].cfg.outer.method)->engine)
+            return 0;
+    for (int i = 0; i < v->nsets; i++)
+        if (!strcmp(v->sets[i]->key, "outer.lr")) return 0;
+    return sp->nlrs > 0;
+}
+
+/* every run of the grid, for every seed (and [repeat]'s) */
+static int expand_main(sweep *sw, loco_err *e) {
+    const spec *sp = &sw->sp;
+    for (int g = 0; g < sp->ngrid; g++) {
+        int v = sp->grid[g], vals[MAX_AXES] = {0};
+        do {
+            for (int s = 0; s < sp->nseeds; s++)
+                if (!add_run(sw, RUN_MAIN, v, vals, sp->seeds[s], 0)) goto oom;
+            for (int s = 0; repeated(sp, v, vals) && s < sp->nrep_seeds; s++)
+                if (!add_run(sw, RUN_MAIN, v, vals, sp->rep_seeds[s], 0)) goto oom;
+        } while (next_vals(sp, vals));
+    }
+    return 0;
+oom:
+    return loco_errf(e, "out of memory");
+}
+
+/* the tuning runs of every cell of a tuned variant, with the first seed */
+static int expand_tune(sweep *sw, loco_err *e) {
+    const spec *sp = &sw->sp;
+    for (int g = 0; g < sp->ngrid; g++) {
+        int v = sp->grid[g], vals[MAX_AXES] = {0};
+        if (!tuned(sw, v)) continue;
+        do {
+            for (int l = 0; l < sp->nlrs; l++)
+                if (!add_run(sw, RUN_TUNE, v, vals, sp->seeds[0], sp->lrs[l])) goto oom;
+        } while (next_vals(sp, vals));
+    }
+    return 0;
+oom:
+    return loco_errf(e, "out of memory");
+}
+
+/* ------------------------------------------------------------- execution */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* A run is done when its directory holds its config and a summary that says it finished
+ * (or diverged, a result too). Anything else there is a run that was cut short. */
+static int done_before(run *r) {
+    char path[LOCO_PATH_LEN + 32];
+    snprintf(path, sizeof path, "%s/config.ini", r->dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = strlen(r->text);
+    char *b = malloc(n + 2);
+    size_t got = b ? fread(b, 1, n + 1, f) : 0;
+    fclose(f);
+    int same = b && got == n && !memcmp(b, r->text, n);
+    free(b);
+    if (!same) return 0;
+    loco_err e;
+    if (loco_runlog_read(r->dir, &r->log, &e) != 0) return 0;
+    int ok = !strcmp(r->log.status, "finished") || !strcmp(r->log.status, "failed");
+    if (!ok) loco_runlog_free(&r->log);
+    return ok;
+}
+
+/* the child: a fresh directory, its log, the run */
+static void child(const sweep *sw, run *r) {
+    nftw(r->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    loco_err e;
+    if (loco_mkdirs(r->dir, &e) != 0) {
+        fprintf(stderr, "loco: %s\n", e.msg);
+        _exit(1);
+    }
+    char path[LOCO_PATH_LEN + 16];
+    snprintf(path, sizeof path, "%s/log.txt", r->dir);
+    if (!freopen(path, "w", stderr)) _exit(1);
+    loco_train_opts o;
+    loco_train_opts_default(&o);
+    o.out_dir = r->dir;
+    o.init_path = r->kind == RUN_PRETRAIN || !sw->init[0] ? NULL : sw->init;
+    o.stop = sw->o->stop;
+    int rc = loco_train(&r->cfg, &o, &e);
+    if (rc != 0) fprintf(stderr, "loco: %s\n", e.msg);
+    fflush(stderr);
+    _exit(rc != 0);
+}
+
+static int stopping(const sweep *sw) {
+    return sw->o->stop && *sw->o->stop;
+}
+
+static void report_run(sweep *sw, run *r, int status, double secs, int index, int total) {
+    loco_err e;
+    r->failed = status != 0;
+    int read = loco_runlog_read(r->dir, &r->log, &e) == 0;
+    r->done = read && (!strcmp(r->log.status, "finished") || !strcmp(r->log.status, "failed"));
+    char val[64] = "";
+    if (read && r->log.final_val_loss > 0)
+        snprintf(val, sizeof val, ", val loss %.4f (ppl %.2f)", r->log.final_val_loss,
+                 r->log.final_val_ppl);
+    fprintf(stderr, "sweep: [%d/%d] %s: %s%s in %.0fs\n", index, total, r->label,
+            read ? r->log.status : "crashed (see its log.txt)", val, secs);
+    if (read && !r->done) loco_runlog_free(&r->log);
+    sw->ran++;
+}
+
+/* Runs list[0..n) that are not done, jobs at a time; returns -1 when stopped. */
+static int execute(sweep *sw, run **list, int n) {
+    pid_t pid[64];
+    run *who[64];
+    double started[64];
+    int busy = 0, next = 0, total = 0, index = 0;
+    int jobs = sw->o->jobs < 64 ? sw->o->jobs : 64;
+    for (int i = 0; i < n; i++) {
+        list[i]->alias = NULL;
+        for (int j = 0; j < i && !list[i]->alias; j++)
+            if (!strcmp(list[j]->dir, list[i]->dir)) list[i]->alias = list[j]->alias ? list[j]->alias : list[j];
+        if (list[i]->alias) continue;
+        if (done_before(list[i])) {
+            list[i]->done = 1;
+            sw->skipped++;
+        } else {
+            total++;
+        }
+    }
+    while (next < n || busy > 0) {
+        while (busy < jobs && next < n && !stopping(sw)) {
+            run *r = list[next++];
+            if (r->done || r->alias) continue;
+            fflush(NULL);
+            pid_t p = fork();
+            if (p == 0) child(sw, r);
+            if (p < 0) {
+                fprintf(stderr, "sweep: cannot start %s: %s\n", r->label, strerror(errno));
+                continue;
+            }
+            pid[busy] = p, who[busy] = r, started[busy] = loco_now();
+            busy++;
+        }
+        if (busy == 0) break;
+        int st;
+        pid_t p = wait(&st);
+        if (p < 0 && errno == EINTR) {
+            for (int k = 0; k < busy; k++) kill(pid[k], SIGINT);
+            continue;
+        }
+        for (int k = 0; k < busy; k++) {
+            if (pid[k] != p) continue;
+            report_run(sw, who[k], !WIFEXITED(st) || WEXITSTATUS(st) != 0,
+                       loco_now() - started[k], ++index, total);
+            busy--;
+            pid[k] = pid[busy], who[k] = who[busy], started[k] = started[busy];
+            break;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        run *r = list[i];
+        loco_err e;
+        if (r->alias && r->alias->done && loco_runlog_read(r->dir, &r->log, &e) == 0) r->done = 1;
+    }
+    return stopping(sw) ? -1 : 0;
+}
+
+static int execute_kind(sweep *sw, int kind) {
+    run **list = malloc(sizeof *list * (size_t)(sw->nruns + 1));
+    if (!list) return -1;
+    int n = 0;
+    for (int i = 0; i < sw->nruns; i++)
+        if (sw->runs[i].kind == kind) list[n++] = &sw->runs[i];
+    int rc = execute(sw, list, n);
+    free(list);
+    return rc;
+}
+
+/* ------------------------------------------------------------- the phases */
+
+/* the runs of one kind built again (after theta(0) or their rates are known) */
+static int rebuild(sweep *sw, int kind, loco_err *e) {
+    for (int i = 0; i < sw->nruns; i++) {
+        run *r = &sw->runs[i];
+        if (r->kind != kind) continue;
+        free(r->text);
+        r->text = NULL;
+        if (build(sw, r, e) != 0) return -1;
+    }
+    return 0;
+}
+
+static int pretrain(sweep *sw, loco_err *e) {
+    if (!sw->sp.pretrain) return 0;
+    run *r = add_run(sw, RUN_PRETRAIN, 0, NULL, 0, 0);
+    if (!r || build(sw, r, e) != 0) return -1;
+    fprintf(stderr, "sweep: pre-training theta(0): %ld steps, one worker\n", r->cfg.train.steps);
+    if (execute_kind(sw, RUN_PRETRAIN) != 0) return loco_errf(e, "stopped");
+    if (!r->done || strcmp(r->log.status, "finished"))
+        return loco_errf(e, "the pre-training failed: see %s/log.txt", r->dir);
+    snprintf(sw->init, sizeof sw->init, "%.1000s/model.bin", r->dir);
+    return rebuild(sw, RUN_TUNE, e); /* their directories name theta(0) now */
+}
+
+static int same_cell(const spec *sp, const run *a, const run *b) {
+    if (a->variant != b->variant) return 0;
+    for (int x = 0; x < sp->nax; x++)
+        if (a->vals[x] != b->vals[x]) return 0;
+    return 1;
+}
+
+static double loss_of(const run *r) {
+    return r->done && !strcmp(r->log.status, "finished") && isfinite(r->log.final_val_loss)
+               ? r->log.final_val_loss : INFINITY;
+}
+
+/* each main run gets the rate its cell's tuning runs found best (lowest final loss; the
+ * smaller rate on a tie) */
+static int choose_rates(sweep *sw, loco_err *e) {
+    for (int i = 0; i < sw->nruns; i++) {
+        run *m = &sw->runs[i];
+        if (m->kind != RUN_MAIN || !tuned(sw, m->variant)) continue;
+        const run *best = NULL;
+        for (int j = 0; j < sw->nruns; j++) {
+            const run *t = &sw->runs[j];
+            if (t->kind != RUN_TUNE || !same_cell(&sw->sp, t, m)) continue;
+            if (!best || loss_of(t) < loss_of(best)) best = t;
+        }
+        if (!best || !isfinite(loss_of(best)))
+            return loco_errf(e, "%s: every outer learning rate tried failed", m->label);
+        m->lr = best->lr;
+    }
+    return rebuild(sw, RUN_MAIN, e);
+}
+
+/* Every run's config, built now: a mistake anywhere is found before anything runs. The
+ * main runs are built again once their rates are chosen (their directories depend on
+ * theta(0) and the rate). */
+static int plan(sweep *sw, loco_err *e) {
+    if (expand_main(sw, e) != 0) return -1;
+    for (int i = 0; i < sw->nruns; i++)
+        if (build(sw, &sw->runs[i], e) != 0) return -1;
+    int mains = sw->nruns;
+    if (expand_tune(sw, e) != 0) return -1;
+    for (int i = mains; i < sw->nruns; i++)
+        if (build(sw, &sw->runs[i], e) != 0) return -1;
+    fprintf(stderr, "sweep: %s: %d variants, %d runs, %d outer-lr tuning runs%s\n", sw->sp.name,
+            sw->sp.ngrid, mains, sw->nruns - mains, sw->sp.pretrain ? ", after pre-training" : "");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ results */
+
+/* the row of a run: its variant, and the values of the axes other than the table's that
+ * take several values */
+static void row_of(const sweep *sw, const run *r, char *buf, size_t n) {
+    const spec *sp = &sw->sp;
+    size_t k = (size_t)snprintf(buf, n, "%s", sp->v[r->variant].name);
+    for (int a = 0; a < sp->nax && k < n; a++)
+        if (a != sp->table && sp->ax[a].nvalues > 1)
+            k += (size_t)snprintf(buf + k, n - k, " %s=%s", sp->ax[a].key, sp->ax[a].values[r->vals[a]]);
+}
+
+/* What was run, for the results' first paragraph: from the first main run's config. */
+static void settings_of(const sweep *sw, char *buf, size_t n) {
+    const run *r = NULL;
+    for (int i = 0; i < sw->nruns && !r; i++)
+        if (sw->runs[i].kind == RUN_MAIN) r = &sw->runs[i];
+    const loco_config *c = &r->cfg;
+    size_t k = (size_t)snprintf(buf, n,
+        "Model: %ld layers x %ld wide, %ld heads, context %ld, byte-level tokens; batches of "
+        "%ld x %ld tokens per inner step. ", c->model.layers, c->model.dim, c->model.heads,
+        c->model.seq_len, c->train.batch, c->model.seq_len);
+    for (int i = 0; i < sw->nruns && k < n; i++)
+        if (sw->runs[i].kind == RUN_PRETRAIN)
+            k += (size_t)snprintf(buf + k, n - k, "theta(0): %ld steps of one worker. ",
+                                  sw->runs[i].cfg.train.steps);
+    if (k < n)
+        k += (size_t)snprintf(buf + k, n - k,
+            "Each run: %ld local steps summed over the workers, H = %ld, outer momentum %g, %s "
+            "clock; evaluated every %ld local steps on %ld validation batches. ",
+            loco_config_total_local_steps(c), c->outer.local_steps, c->outer.momentum,
+            loco_enum_name(loco_clock_kinds, c->run.clock), c->eval.every_local_steps,
+            c->eval.batches);
+    if (k < n && sw->sp.nlrs > 0) {
+        k += (size_t)snprintf(buf + k, n - k, "Outer learning rate chosen per variant and "
+                              "column from {");
+        for (int i = 0; i < sw->sp.nlrs && k < n; i++)
+            k += (size_t)snprintf(buf + k, n - k, "%s%g", i ? ", " : "", sw->sp.lrs[i]);
+        if (k < n) snprintf(buf + k, n - k, "} by the final loss of a short run (seed %ld).",
+                            sw->sp.seeds[0]);
+    }
+}
+
+static int write_results(sweep *sw, loco_err *e) {
+    const spec *sp = &sw->sp;
+    loco_result *res = calloc((size_t)sw->nruns, sizeof *res);
+    char (*rows)[128] = calloc((size_t)sw->nruns, sizeof *rows);
+    const char **variants = calloc((size_t)sw->nruns + 1, sizeof *variants);
+    char settings[2048];
+    if (!res || !rows || !variants) {
+        free(res), free(rows), free(variants);
+        return loco_errf(e, "out of memory");
+    }
+    int nmain = 0, ntune = 0, nvar = 0;
+    loco_result *tune = res + sw->nruns; /* filled from the end */
+    for (int i = 0; i < sw->nruns; i++) {
+        const run *r = &sw->runs[i];
+        if (r->kind == RUN_PRETRAIN || !r->done) continue;
+        loco_result *x = r->kind == RUN_MAIN ? &res[nmain++] : --tune;
+        row_of(sw, r, rows[i], sizeof rows[i]);
+        *x = (loco_result){.row = rows[i], .variant = sp->v[r->variant].name,
+                           .column = sp->table >= 0 ? sp->ax[sp->table].values[r->vals[sp->table]] : "",
+                           .seed = r->seed, .lr = r->lr > 0 ? r->lr : r->cfg.outer.lr,
+                           .log = &r->log, .dir = r->dir};
+        if (r->kind == RUN_TUNE) ntune++;
+        int seen = 0;
+        for (int v = 0; v < nvar; v++) seen |= !strcmp(variants[v], rows[i]);
+        if (r->kind == RUN_MAIN && !seen) variants[nvar++] = rows[i];
+    }
+    const char *columns[MAX_VALUES];
+    int ncol = sp->table >= 0 ? sp->ax[sp->table].nvalues : 1;
+    for (int c = 0; c < ncol; c++) columns[c] = sp->table >= 0 ? sp->ax[sp->table].values[c] : "";
+    settings_of(sw, settings, sizeof settings);
+    loco_results out = {.name = sp->name, .spec = sp->path,
+                        .axis = sp->table >= 0 ? sp->ax[sp->table].key : NULL,
+                        .target = sp->target[0] ? sp->target : NULL,
+                        .timeline = sp->timeline[0] ? sp->timeline : NULL, .settings = settings,
+                        .runs = res, .nruns = nmain, .tuning = tune, .ntuning = ntune,
+                        .rows = variants, .nrows = nvar, .columns = columns, .ncolumns = ncol};
+    int rc = loco_results_write(&out, sw->out, e);
+    free(res), free(rows), free(variants);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ the run */
+
+static void free_sweep(sweep *sw) {
+    for (int i = 0; i < sw->nruns; i++) {
+        free(sw->runs[i].text);
+        loco_runlog_free(&sw->runs[i].log);
+    }
+    free(sw->runs);
+}
+
+int loco_sweep_run(const loco_sweep_opts *o, loco_err *e) {
+    sweep *sw = calloc(1, sizeof *sw);
+    if (!sw) return loco_errf(e, "out of memory");
+    sw->o = o;
+    int rc = read_spec(&sw->sp, o->spec, o->quick, e);
+    if (rc == 0) {
+        snprintf(sw->out, sizeof sw->out, "%s", o->out ? o->out : "");
+        if (!o->out) snprintf(sw->out, sizeof sw->out, "runs/sweep-%s%s", sw->sp.name, o->quick ? "-quick" : "");
+        /* the pre-training is checked with the rest: its config is built first */
+        run probe = {.kind = RUN_PRETRAIN};
+        rc = sw->sp.pretrain ? build(sw, &probe, e) : 0;
+        free(probe.text);
+    }
+    if (rc == 0) rc = plan(sw, e);
+    if (rc == 0) rc = loco_mkdirs(sw->out, e);
+    double t0 = loco_now();
+    if (rc == 0) rc = pretrain(sw, e);
+    if (rc == 0 && sw->sp.nlrs > 0 && execute_kind(sw, RUN_TUNE) != 0) rc = loco_errf(e, "stopped");
+    if (rc == 0) rc = choose_rates(sw, e);
+    if (rc == 0 && execute_kind(sw, RUN_MAIN) != 0) rc = loco_errf(e, "stopped");
+    if (rc == 0) {
+        fprintf(stderr, "sweep: %d runs done now, %d done before, in %.0fs\n", sw->ran, sw->skipped,
+                loco_now() - t0);
+        rc = write_results(sw, e);
+    } else if (!strcmp(e->msg, "stopped")) {
+        loco_errf(e, "stopped: %d runs done; run the same command again to go on", sw->ran);
+    }
+    free_sweep(sw);
+    free(sw);
+    return rc;
+}
