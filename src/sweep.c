@@ -76,6 +76,10 @@ static int on_raw(void *ctx, const char *section, const char *key, const char *v
                   int section_line, loco_err *e) {
     (void)section_line;
     spec *sp = ctx;
+    for (int i = 0; i < sp->nentries; i++)
+        if (!strcmp(sp->entries[i].section, section) && !strcmp(sp->entries[i].key, key))
+            return loco_errf(e, "[%s] %s: duplicate key (first on line %d)", section, key,
+                             sp->entries[i].line);
     if (sp->nentries == MAX_ENTRIES) return loco_errf(e, "more than %d entries", MAX_ENTRIES);
     entry *en = &sp->entries[sp->nentries++];
     if (strlen(section) >= sizeof en->section || strlen(key) >= KEY_LEN || strlen(value) >= VAL_LEN)
