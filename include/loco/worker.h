@@ -90,6 +90,7 @@ typedef struct {
     const loco_clock *clock;
     const loco_topo *topo;
     const loco_place *place;
+    pthread_mutex_t *seat;         /* held while computing a round, or NULL (see engine.c) */
     loco_rng jitter;               /* real clock: the steps' jitter */
     loco_worker_stats stats;
     int failed;
