@@ -1,5 +1,6 @@
 # loco: asynchronous Local-SGD training of small transformers on one multicore server.
-#   make run     set-up, build, train on the embedded default config, show a sample
+#   make run     set-up, build, train on the embedded default config, show a sample, draw
+#                its curve and timeline
 #   make test    set-up, build, run the whole test suite, and its concurrency tests under
 #                ThreadSanitizer
 #   make deps    install the Debian packages and fetch the corpus (idempotent)
@@ -87,6 +88,9 @@ run:
 	@$(MAKE) --no-print-directory all
 	./loco train --out runs/demo
 	./loco sample --model runs/demo/model.bin --prompt "The " --tokens 400
+	./loco plot runs/demo --x time --out runs/demo/curve.png
+	./loco plot --timeline runs/demo --out runs/demo/timeline.png
+	@echo "pictures: runs/demo/curve.png (validation perplexity over time), runs/demo/timeline.png (the workers' rounds)"
 
 test:
 	@$(MAKE) --no-print-directory deps

@@ -16,6 +16,8 @@
 #include "loco/evaluator.h"
 #include "loco/metrics.h"
 #include "loco/model.h"
+#include "loco/plot.h"
+#include "loco/runlog.h"
 #include "loco/sample.h"
 #include "loco/topo.h"
 #include "loco/sweep.h"
@@ -35,6 +37,7 @@ static const char usage_main[] =
     "  bench    benchmarks:               loco bench step|apply|scale [-c FILE] [--set KEY=VALUE]...\n"
     "  sweep    run an experiment grid:   loco sweep SPEC [--quick] [--out DIR] [--jobs N]\n"
     "  topo     the machine and the plan: loco topo [-c FILE] [--set KEY=VALUE]...\n"
+    "  plot     pictures of runs (PNG):   loco plot RUN_DIR... [--x steps|time|updates] [--timeline]\n"
     "  help     this text; 'loco help config' lists every config key\n"
     "\n"
     "'loco COMMAND --help' describes a command's options.\n";
@@ -510,6 +513,120 @@ static int cmd_sweep(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     return loco_sweep_run(&o, &e) != 0 ? fail(e.msg) : 0;
+static const char usage_plot[] =
+    "usage: loco plot RUN_DIR... [--x steps|time|updates] [--out FILE.png] [--title T]\n"
+    "       loco plot --timeline RUN_DIR [--out FILE.png] [--title T]\n"
+    "\n"
+    "Draws runs that train wrote, as PNG pictures made by gnuplot, and prints where.\n"
+    "\n"
+    "Curves (the default): validation perplexity of each run, labelled with its\n"
+    "directory's name, against --x: steps (the default) = local steps summed over\n"
+    "workers, at the marks of eval.every_local_steps when the run has them; time =\n"
+    "time_s, virtual seconds on the virtual clock, wall seconds otherwise; updates =\n"
+    "server updates. --out defaults to RUN_DIR/curve.png for one run, ./curves.png for\n"
+    "several.\n"
+    "\n"
+    "--timeline: one asynchronous run, one row per worker: each round as bars (computing,\n"
+    "emulated slowdown, waiting for the next round) and each arrival as a marker coloured\n"
+    "by its staleness, rejected arrivals crossed; past 300 rounds, only the start of the\n"
+    "run. --out defaults to RUN_DIR/timeline.png.\n";
+
+typedef struct {
+    const char **dirs;
+    int ndirs, x, x_given, timeline;
+    const char *out, *title;
+} plot_flags;
+
+static int plot_flag(plot_flags *f, int argc, char **argv, int *i, loco_err *e) {
+    const char *a = argv[*i], *v;
+    if (!strcmp(a, "--timeline")) return f->timeline = 1, 0;
+    if (a[0] != '-' || !a[1]) return f->dirs[f->ndirs++] = a, 0;
+    if (strcmp(a, "--x") && strcmp(a, "--out") && strcmp(a, "--title"))
+        return loco_errf(e, "unknown option '%s'", a);
+    if (!(v = flag_value(argc, argv, i, e))) return -1;
+    if (!strcmp(a, "--out")) return f->out = v, 0;
+    if (!strcmp(a, "--title")) return f->title = v, 0;
+    f->x_given = 1;
+    if (loco_enum_value(loco_plot_axes, v, &f->x) == 0) return 0;
+    char names[128];
+    loco_enum_names(loco_plot_axes, "|", names, sizeof names);
+    return loco_errf(e, "--x: expected %s, got '%s'", names, v);
+}
+
+/* f->dirs has room for argc entries; free it */
+static int parse_plot_flags(plot_flags *f, int argc, char **argv, loco_err *e) {
+    *f = (plot_flags){.dirs = calloc((size_t)argc + 1, sizeof *f->dirs), .x = LOCO_PLOT_STEPS};
+    if (!f->dirs) return loco_errf(e, "out of memory");
+    for (int i = 0; i < argc; i++)
+        if (plot_flag(f, argc, argv, &i, e) != 0) return -1;
+    if (f->ndirs == 0) return loco_errf(e, "expected at least one RUN_DIR");
+    if (f->timeline && f->ndirs != 1)
+        return loco_errf(e, "--timeline draws one run; got %d run directories", f->ndirs);
+    if (f->timeline && f->x_given) return loco_errf(e, "--x is for curves, not --timeline");
+    return 0;
+}
+
+/* Reads each run; -1 with a message naming the one that cannot be read or drawn. */
+static int read_runs(const plot_flags *f, loco_runlog *runs, loco_err *e) {
+    for (int i = 0; i < f->ndirs; i++) {
+        if (loco_runlog_read(f->dirs[i], &runs[i], e) != 0) return -1;
+        if (f->timeline && runs[i].nrounds == 0)
+            return loco_errf(e, "%s: no arrivals in metrics.jsonl: a timeline needs an "
+                             "asynchronous run", f->dirs[i]);
+        if (!f->timeline && runs[i].nevals == 0)
+            return loco_errf(e, "%s: no evaluations in metrics.jsonl: nothing to draw a "
+                             "curve from", f->dirs[i]);
+    }
+    return 0;
+}
+
+/* The curves of every run in one panel, each labelled with its directory's last name. */
+static int draw_curves(const plot_flags *f, const loco_runlog *runs, const char *png,
+                       loco_err *e) {
+    loco_curve *c = calloc((size_t)f->ndirs, sizeof *c);
+    char(*labels)[256] = calloc((size_t)f->ndirs, sizeof *labels);
+    int rc = c && labels ? 0 : loco_errf(e, "out of memory");
+    for (int i = 0; rc == 0 && i < f->ndirs; i++) {
+        char dir[LOCO_PATH_LEN];
+        snprintf(dir, sizeof dir, "%s", f->dirs[i]);
+        snprintf(labels[i], sizeof labels[i], "%s", basename(dir));
+        c[i] = (loco_curve){.run = &runs[i], .label = labels[i]};
+    }
+    if (rc == 0) rc = loco_plot_curves(c, f->ndirs, f->x, f->title, 1000, 600, png, e);
+    free(c);
+    free(labels);
+    return rc;
+}
+
+static int draw_timeline(const plot_flags *f, const loco_runlog *run, const char *png,
+                         loco_err *e) {
+    int workers = run->workers > 1 ? run->workers : 1;
+    int height = 200 + 40 * workers;
+    height = height < 400 ? 400 : height > 1600 ? 1600 : height;
+    return loco_plot_timeline(run, f->title, 1200, height, png, e);
+}
+
+static int cmd_plot(int argc, char **argv) {
+    if (wants_help(argc, argv)) return fputs(usage_plot, stdout), 0;
+    plot_flags f;
+    loco_err e;
+    if (parse_plot_flags(&f, argc, argv, &e) != 0) {
+        free(f.dirs);
+        return fail_usage(e.msg, "plot");
+    }
+    char png[LOCO_PATH_LEN];
+    if (f.out) snprintf(png, sizeof png, "%s", f.out);
+    else if (f.ndirs > 1) snprintf(png, sizeof png, "curves.png");
+    else snprintf(png, sizeof png, "%s/%s", f.dirs[0], f.timeline ? "timeline.png" : "curve.png");
+    loco_runlog *runs = calloc((size_t)f.ndirs, sizeof *runs);
+    int rc = runs ? read_runs(&f, runs, &e) : loco_errf(&e, "out of memory");
+    if (rc == 0) rc = f.timeline ? draw_timeline(&f, runs, png, &e) : draw_curves(&f, runs, png, &e);
+    for (int i = 0; runs && i < f.ndirs; i++) loco_runlog_free(&runs[i]);
+    free(runs);
+    free(f.dirs);
+    if (rc != 0) return fail(e.msg);
+    fprintf(stderr, "loco: wrote %s\n", png);
+    return 0;
 }
 
 static int cmd_help(int argc, char **argv) {
@@ -529,7 +646,8 @@ int main(int argc, char **argv) {
         int (*run)(int, char **);
     } cmds[] = {{"train", cmd_train},   {"eval", cmd_eval},   {"sample", cmd_sample},
                 {"export", cmd_export}, {"check", cmd_check}, {"bench", cmd_bench},
-                {"topo", cmd_topo},     {"sweep", cmd_sweep}, {"help", cmd_help}};
+                {"topo", cmd_topo},     {"plot", cmd_plot},   {"sweep", cmd_sweep},
+                {"help", cmd_help}};
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return cmd_help(0, NULL);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name)) return cmds[i].run(argc - 2, argv + 2);

@@ -264,7 +264,7 @@ Test(main, help_and_dash_dash_help_print_the_usage, .timeout = 60) {
 }
 
 Test(main, every_command_has_a_help_text, .timeout = 60) {
-    const char *cmds[] = {"train", "eval", "sample", "export", "check", "bench", "topo"};
+    const char *cmds[] = {"train", "eval", "sample", "export", "check", "bench", "topo", "plot"};
     cli c;
     cli_open(&c);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
@@ -533,6 +533,126 @@ Test(main, a_model_whose_stored_config_does_not_parse_is_an_error, .timeout = 60
     model = write_model(&c, "good.bin", "[model]\nseq_len = 16\n");
     cr_assert_eq(run(&c, "eval", "--model", model, "--data", text, NULL), 0, "%s", c.err);
     cr_assert_eq(json_number(c.out, "tokens"), 62 * 16, "windows of the stored seq_len");
+    cli_close(&c);
+}
+
+/* ----------------------------------------------------------------- plot */
+
+/* A single-worker run of configs/tiny.ini into dir/NAME, evaluated at marks of 10 local
+ * steps: a few tenths of a second. */
+static const char *train_marked(cli *c, const char *name) {
+    const char *out = in_dir(c, name);
+    int rc = run(c, "train", "-c", "configs/tiny.ini", "--set", "train.steps=20", "--set",
+                 "eval.every=10", "--set", "eval.every_local_steps=10", "--set", "eval.batches=2",
+                 "--out", out, NULL);
+    cr_assert_eq(rc, 0, "train failed (%d):\n%s", rc, c->err);
+    return out;
+}
+
+/* Two asynchronous workers on the virtual clock, one twice as slow, into dir/async. */
+static const char *train_async(cli *c) {
+    const char *out = in_dir(c, "async");
+    int rc = run(c, "train", "-c", "configs/tiny.ini", "--set", "train.steps=20", "--set",
+                 "eval.batches=2", "--set", "eval.every_local_steps=10", "--set",
+                 "run.workers=2", "--set", "outer.method=async-dn", "--set", "run.clock=virtual",
+                 "--set", "outer.local_steps=5", "--slowdown", "1,2", "--out", out, NULL);
+    cr_assert_eq(rc, 0, "train failed (%d):\n%s", rc, c->err);
+    return out;
+}
+
+static unsigned be32(const unsigned char *p) {
+    return (unsigned)p[0] << 24 | (unsigned)p[1] << 16 | (unsigned)p[2] << 8 | p[3];
+}
+
+/* a PNG (signature, then IHDR's width and height) that loco said it wrote */
+static void expect_png(const cli *c, const char *path, unsigned width, unsigned height) {
+    char said[LOCO_PATH_LEN + 16];
+    snprintf(said, sizeof said, "loco: wrote %s\n", path);
+    expect_err(c, said);
+    unsigned char b[24];
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s is missing", path);
+    size_t got = fread(b, 1, sizeof b, f);
+    fclose(f);
+    cr_assert_eq(got, sizeof b, "%s: %zu bytes", path, got);
+    cr_assert_eq(memcmp(b, "\x89PNG\r\n\x1a\n", 8), 0, "%s: not a PNG", path);
+    cr_assert_eq(memcmp(b + 12, "IHDR", 4), 0, "%s: no IHDR first", path);
+    cr_assert_eq(be32(b + 16), width, "%s: width %u", path, be32(b + 16));
+    cr_assert_eq(be32(b + 20), height, "%s: height %u", path, be32(b + 20));
+}
+
+Test(main, plot_draws_curves_on_each_x_axis, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *single = train_marked(&c, "single"), *async = train_async(&c);
+    cr_assert_eq(run(&c, "plot", single, NULL), 0, "plot: %s", c.err);
+    expect_png(&c, in_dir(&c, "single/curve.png"), 1000, 600);
+    const char *axes[] = {"steps", "time", "updates"};
+    for (size_t i = 0; i < sizeof axes / sizeof axes[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "%s.png", axes[i]);
+        const char *png = in_dir(&c, name);
+        cr_assert_eq(run(&c, "plot", single, async, "--x", axes[i], "--out", png, "--title",
+                         "single and async", NULL),
+                     0, "plot --x %s: %s", axes[i], c.err);
+        expect_png(&c, png, 1000, 600);
+    }
+    cli_close(&c);
+}
+
+Test(main, plot_timeline_draws_one_asynchronous_run, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *async = train_async(&c);
+    cr_assert_eq(run(&c, "plot", "--timeline", async, NULL), 0, "plot --timeline: %s", c.err);
+    expect_png(&c, in_dir(&c, "async/timeline.png"), 1200, 400);
+    const char *png = in_dir(&c, "t.png");
+    cr_assert_eq(run(&c, "plot", async, "--timeline", "--out", png, NULL), 0, "%s", c.err);
+    expect_png(&c, png, 1200, 400);
+    cli_close(&c);
+}
+
+Test(main, plot_argument_errors_exit_2, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    cr_assert_eq(run(&c, "plot", NULL), 2, "no run directory");
+    expect_err(&c, "expected at least one RUN_DIR");
+    expect_err(&c, "see 'loco plot --help'");
+    cr_assert_eq(run(&c, "plot", c.dir, "--x", "wall", NULL), 2, "--x wall");
+    expect_err(&c, "--x: expected steps|time|updates, got 'wall'");
+    expect_err(&c, "see 'loco plot --help'");
+    cr_assert_eq(run(&c, "plot", c.dir, "--x", NULL), 2, "--x without a value");
+    expect_err(&c, "--x needs a value");
+    cr_assert_eq(run(&c, "plot", c.dir, "--frob", NULL), 2, "unknown option");
+    expect_err(&c, "unknown option '--frob'");
+    cr_assert_eq(run(&c, "plot", "--timeline", c.dir, c.dir, NULL), 2, "two timelines");
+    expect_err(&c, "--timeline draws one run; got 2");
+    cr_assert_eq(run(&c, "plot", "--timeline", c.dir, "--x", "time", NULL), 2, "--x timeline");
+    expect_err(&c, "--x is for curves");
+    cli_close(&c);
+}
+
+Test(main, plot_of_runs_it_cannot_draw_exits_1_and_names_them, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *none = in_dir(&c, "none");
+    cr_assert_eq(mkdir(none, 0700), 0, "mkdir");
+    cr_assert_eq(run(&c, "plot", none, NULL), 1, "no metrics.jsonl");
+    expect_err(&c, in_dir(&c, "none/metrics.jsonl"));
+    const char *quiet = in_dir(&c, "quiet");
+    cr_assert_eq(mkdir(quiet, 0700), 0, "mkdir");
+    const char events[] = "{\"event\":\"train\",\"step\":1,\"loss\":5.5}\n";
+    write_file(in_dir(&c, "quiet/metrics.jsonl"), events, strlen(events));
+    cr_assert_eq(run(&c, "plot", quiet, NULL), 1, "no evaluations");
+    expect_err(&c, quiet);
+    expect_err(&c, "no evaluations");
+    cr_assert(!exists(in_dir(&c, "quiet/curve.png")), "a picture was written");
+    const char *single = train_marked(&c, "single");
+    cr_assert_eq(run(&c, "plot", "--timeline", single, NULL), 1, "timeline of a single run");
+    expect_err(&c, "no arrivals");
+    cr_assert_eq(run(&c, "plot", single, "--out", in_dir(&c, "no/such/dir/c.png"), NULL), 1,
+                 "unwritable --out");
+    expect_err(&c, in_dir(&c, "no/such/dir/c.png"));
     cli_close(&c);
 }
 
