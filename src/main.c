@@ -513,6 +513,8 @@ static int cmd_sweep(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     return loco_sweep_run(&o, &e) != 0 ? fail(e.msg) : 0;
+}
+
 static const char usage_plot[] =
     "usage: loco plot RUN_DIR... [--x steps|time|updates] [--out FILE.png] [--title T]\n"
     "       loco plot --timeline RUN_DIR [--out FILE.png] [--title T]\n"
