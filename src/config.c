@@ -776,6 +776,18 @@ int loco_config_write(const loco_config *c, FILE *f) {
     return ferror(f) ? -1 : 0;
 }
 
+int loco_config_write_changes(const loco_config *c, FILE *f) {
+    loco_config d;
+    loco_config_default(&d);
+    for (int i = 0; i < NKEYS; i++) {
+        char value[VALUE_LEN], def[VALUE_LEN];
+        format_value(c, &table[i], value, sizeof value);
+        format_value(&d, &table[i], def, sizeof def);
+        if (strcmp(value, def)) fprintf(f, "%s.%s = %s\n", table[i].section, table[i].name, value);
+    }
+    return ferror(f) ? -1 : 0;
+}
+
 static const char *type_name(key_type t) {
     static const char *names[] = {"int", "real", "string", "choice"};
     return names[t];

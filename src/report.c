@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "loco/metrics.h"
+#include "loco/plot.h"
 
 double loco_time_to_target(const loco_point *p, int n, double target) {
     for (int i = 0; i < n; i++) {
@@ -230,8 +231,65 @@ static int write_md(const loco_results *r, const char *dir, int plots, loco_err 
     return rc;
 }
 
+/* ---- plots ---- */
+
+/* the first run (lowest seed) of each (row, column), as curves: one panel per column */
+static int first_runs(const loco_results *r, loco_curve *out) {
+    int n = 0;
+    for (int c = 0; c < r->ncolumns; c++)
+        for (int i = 0; i < r->nrows; i++) {
+            const loco_result *best = NULL;
+            for (int k = 0; k < r->nruns; k++) {
+                const loco_result *x = &r->runs[k];
+                if (!strcmp(x->row, r->rows[i]) && !strcmp(x->column, r->columns[c]) &&
+                    (!best || x->seed < best->seed))
+                    best = x;
+            }
+            if (best) out[n++] = (loco_curve){best->log, best->row,
+                                              r->ncolumns > 1 ? r->columns[c] : NULL};
+        }
+    return n;
+}
+
+/* the timeline variant's first run in the last column (the most heterogeneous, in the
+ * paper's tables) */
+static const loco_result *timeline_run(const loco_results *r) {
+    const char *col = r->columns[r->ncolumns - 1];
+    for (int k = 0; r->timeline && k < r->nruns; k++)
+        if (!strcmp(r->runs[k].variant, r->timeline) && !strcmp(r->runs[k].column, col))
+            return &r->runs[k];
+    return NULL;
+}
+
+/* curves_steps.png, curves_time.png and timeline.png; returns how many kinds it drew */
+static int draw(const loco_results *r, const char *dir, loco_err *e) {
+    loco_curve *c = malloc(sizeof *c * (size_t)(r->nruns + 1));
+    if (!c) return loco_errf(e, "out of memory");
+    int n = first_runs(r, c), rc = 0;
+    char png[LOCO_PATH_LEN + 32], title[256];
+    const char *names[] = {"curves_steps.png", "curves_time.png"};
+    const int axes[] = {LOCO_PLOT_STEPS, LOCO_PLOT_TIME};
+    int width = r->ncolumns > 2 ? 1600 : 1000;
+    for (int a = 0; a < 2 && rc == 0; a++) {
+        snprintf(png, sizeof png, "%s/%s", dir, names[a]);
+        snprintf(title, sizeof title, "%s: validation perplexity against %s", r->name,
+                 a ? "simulated time" : "total local steps");
+        rc = loco_plot_curves(c, n, axes[a], title, width, 600, png, e);
+    }
+    free(c);
+    if (rc != 0) return -1;
+    const loco_result *t = timeline_run(r);
+    if (!t) return 1;
+    snprintf(png, sizeof png, "%s/timeline.png", dir);
+    snprintf(title, sizeof title, "%s: %s, %s = %s, seed %ld", r->name, t->row,
+             r->axis ? r->axis : "", t->column, t->seed);
+    if (loco_plot_timeline(t->log, title, 1200, 500, png, e) != 0) return -1;
+    return 2;
+}
+
 int loco_results_write(const loco_results *r, const char *dir, loco_err *e) {
-    int plots = 0;
     if (write_json(r, dir, e) != 0) return -1;
+    int plots = draw(r, dir, e);
+    if (plots < 0) return -1;
     return write_md(r, dir, plots, e);
 }

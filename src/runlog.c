@@ -2,6 +2,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,7 +58,7 @@ static int read_summary(const char *dir, loco_runlog *r, loco_err *e) {
     str(j, "clock", r->clock, sizeof r->clock);
     if (!r->method[0]) snprintf(r->method, sizeof r->method, "single");
     r->workers = (int)num(j, "workers", 1);
-    r->final_val_loss = num(j, "final_val_loss", 0);
+    r->final_val_loss = num(j, "final_val_loss", NAN);
     r->final_val_ppl = num(j, "final_val_ppl", 0);
     r->time_s = num(j, "time_s", num(j, "train_s", 0));
     r->local_steps = (long)num(j, "local_steps", num(j, "steps", 0));
@@ -76,7 +77,7 @@ static int add_eval(loco_runlog *r, const cJSON *o, int *cap) {
         .at_local_steps = num(o, "at_local_steps", 0),
         .time_s = num(o, "time_s", num(o, "wall_s", 0)),
         .updates = num(o, "updates", num(o, "step", 0)),
-        .val_loss = num(o, "val_loss", 0)};
+        .val_loss = num(o, "val_loss", NAN)};
     return 0;
 }
 

@@ -269,9 +269,31 @@ static int read_entry(spec *sp, const entry *en, loco_err *e) {
     if (!strcmp(s, "grid")) return grid_key(sp, en, e);
     if (!strcmp(s, "tune")) return tune_key(sp, en, e);
     if (!strcmp(s, "repeat")) return repeat_key(sp, en, e);
-    if (!strcmp(s, "quick") || !strncmp(s, "variant ", 8)) return 0;
+    if (!strcmp(s, "quick") || !strncmp(s, "variant ", 8) || !strncmp(s, "when ", 5)) return 0;
     return loco_errf(e, "%s:%d: unknown section [%s] (sweep, set, pretrain, grid, tune, repeat, "
-                     "variant NAME, quick)", sp->path, en->line, s);
+                     "variant NAME, when KEY=VALUE, quick)", sp->path, en->line, s);
+}
+
+/* [when KEY=VALUE]: the axis of KEY and (into *value) the index of VALUE on it; -1 when
+ * either is unknown */
+static int when_axis(const spec *sp, const entry *en, int *value) {
+    char cond[NAME_LEN + 16];
+    snprintf(cond, sizeof cond, "%s", en->section + 5);
+    char *eq = strchr(cond, '=');
+    if (!eq) return -1;
+    *eq = '\0';
+    char *k = cond, *v = eq + 1, *end = eq;
+    while (end > k && end[-1] == ' ') *--end = '\0';
+    while (*v == ' ') v++;
+    for (int a = 0; a < sp->nax; a++) {
+        if (strcmp(sp->ax[a].key, k)) continue;
+        for (int i = 0; i < sp->ax[a].nvalues; i++)
+            if (!strcmp(sp->ax[a].values[i], v)) {
+                if (value) *value = i;
+                return a;
+            }
+    }
+    return -1;
 }
 
 static const entry *find_entry(const spec *sp, const char *section, const char *key) {
@@ -293,6 +315,11 @@ static int finish_spec(spec *sp, loco_err *e) {
     if (t && sp->table < 0)
         return loco_errf(e, "%s:%d: table = %s: not a key of [grid]", sp->path, t->line, t->value);
     if (!t && sp->nax > 0) sp->table = 0;
+    for (int i = 0; i < sp->nentries; i++)
+        if (!strncmp(sp->entries[i].section, "when ", 5) && when_axis(sp, &sp->entries[i], NULL) < 0)
+            return loco_errf(e, "%s:%d: [%s]: expected [when KEY=VALUE] with KEY a key of [grid] "
+                             "and VALUE one of its values", sp->path, sp->entries[i].line,
+                             sp->entries[i].section);
     const char *names[] = {sp->target, sp->timeline};
     for (int i = 0; i < 2; i++)
         if (names[i][0] && find_variant(sp, names[i]) < 0)
@@ -393,13 +420,25 @@ static uint64_t fnv1a(uint64_t h, const char *s) {
     return h;
 }
 
-static int resolve(sweep *sw, run *r, loco_err *e) {
+/* A config's identity: its keys that are not at their defaults (so runs made before a
+ * key was added are still found). NULL when out of memory. */
+static char *identity(const loco_config *c) {
+    char *text = NULL;
     size_t len = 0;
-    FILE *f = open_memstream(&r->text, &len);
-    if (!f) return loco_errf(e, "out of memory");
-    int rc = loco_config_write(&r->cfg, f);
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return NULL;
+    int rc = loco_config_write_changes(c, f);
     fclose(f);
-    if (rc != 0) return loco_errf(e, "%s: the config cannot be written", r->label);
+    if (rc != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static int resolve(sweep *sw, run *r, loco_err *e) {
+    r->text = identity(&r->cfg);
+    if (!r->text) return loco_errf(e, "out of memory");
     uint64_t h = fnv1a(0xcbf29ce484222325ULL, r->text);
     if (r->kind != RUN_PRETRAIN) h = fnv1a(h, sw->init);
     /* named by what the run is, not by its place in the grid: cells that are the same run
@@ -428,6 +467,11 @@ static int build(sweep *sw, run *r, loco_err *e) {
         if (apply_all(c, sp, v->sets, v->nsets, e) != 0) return -1;
         for (int a = 0; a < sp->nax; a++)
             if (apply_value(c, sp->ax[a].key, sp->ax[a].values[r->vals[a]], e) != 0) return -1;
+        for (int i = 0; i < sp->nentries; i++) {
+            const entry *w = &sp->entries[i];
+            int value, a = strncmp(w->section, "when ", 5) ? -1 : when_axis(sp, w, &value);
+            if (a >= 0 && r->vals[a] == value && apply_entry(c, sp, w, e) != 0) return -1;
+        }
         c->run.seed = r->seed;
         if (r->kind == RUN_TUNE && apply_all(c, sp, sp->tune, sp->ntune, e) != 0) return -1;
         if (r->lr > 0) c->outer.lr = r->lr;
@@ -534,16 +578,14 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 static int done_before(run *r) {
     char path[LOCO_PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/config.ini", r->dir);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = strlen(r->text);
-    char *b = malloc(n + 2);
-    size_t got = b ? fread(b, 1, n + 1, f) : 0;
-    fclose(f);
-    int same = b && got == n && !memcmp(b, r->text, n);
-    free(b);
-    if (!same) return 0;
+    loco_config stored;
+    loco_config_default(&stored);
     loco_err e;
+    if (loco_config_load_file(&stored, path, &e) != 0) return 0;
+    char *text = identity(&stored);
+    int same = text && !strcmp(text, r->text);
+    free(text);
+    if (!same) return 0;
     if (loco_runlog_read(r->dir, &r->log, &e) != 0) return 0;
     int ok = !strcmp(r->log.status, "finished") || !strcmp(r->log.status, "failed");
     if (!ok) loco_runlog_free(&r->log);
@@ -795,7 +837,7 @@ static int write_results(sweep *sw, loco_err *e) {
         *x = (loco_result){.row = rows[i], .variant = sp->v[r->variant].name,
                            .column = sp->table >= 0 ? sp->ax[sp->table].values[r->vals[sp->table]] : "",
                            .seed = r->seed, .lr = r->lr > 0 ? r->lr : r->cfg.outer.lr,
-                           .log = &r->log, .dir = r->dir};
+                           .log = &r->log, .dir = r->dir + strlen(sw->out) + 1};
         if (r->kind == RUN_TUNE) ntune++;
         int seen = 0;
         for (int v = 0; v < nvar; v++) seen |= !strcmp(variants[v], rows[i]);

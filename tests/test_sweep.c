@@ -116,6 +116,17 @@ Test(sweep, results_have_the_rows_and_columns_of_the_spec, .timeout = 180) {
     char *json = slurp(path);
     cr_assert_not_null(strstr(json, "\"columns\":[\"no\",\"very\"]"), "%.300s", json);
     cr_assert_not_null(strstr(json, "\"rows\":[\"single\",\"sync\",\"dn\"]"), "%.300s", json);
+    cr_assert_not_null(strstr(md, "![timeline](timeline.png)"), "%s", md);
+    const char *pngs[] = {"curves_steps.png", "curves_time.png", "timeline.png"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", f.out, pngs[i]);
+        FILE *p = fopen(path, "rb");
+        unsigned char sig[8] = {0};
+        cr_assert(p && fread(sig, 1, 8, p) == 8 && !memcmp(sig, "\x89PNG\r\n\x1a\n", 8),
+                  "%s is not a PNG", path);
+        fclose(p);
+    }
+    cr_assert_null(strstr(json, f.out), "results.json names run directories relative to it");
     free(md), free(json);
     /* single runs once for both levels (its config does not depend on them): 1 + 2 + 3 */
     listing l;

@@ -126,6 +126,10 @@ long loco_config_total_local_steps(const loco_config *c);
 /* Writes every key with its value as an INI file that loads back to the same c. */
 int loco_config_write(const loco_config *c, FILE *f);
 
+/* The keys whose value is not the default, one "section.key = value" line each in the
+ * table's order: what a config is, independent of keys added later at their defaults. */
+int loco_config_write_changes(const loco_config *c, FILE *f);
+
 /* The table as help text: section.key, type, default, range, help. */
 void loco_config_help(FILE *f);
 

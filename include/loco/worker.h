@@ -6,6 +6,7 @@
 #define LOCO_WORKER_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 
 #include "loco/adamw.h"
@@ -90,7 +91,7 @@ typedef struct {
     const loco_clock *clock;
     const loco_topo *topo;
     const loco_place *place;
-    pthread_mutex_t *seat;         /* held while computing a round, or NULL (see engine.c) */
+    sem_t *seats;                  /* one taken while computing a round, or NULL (engine.c) */
     loco_rng jitter;               /* real clock: the steps' jitter */
     loco_worker_stats stats;
     int failed;
