@@ -89,6 +89,10 @@ static const key table[] = {
      .open_max = 1, .help = "AdamW decay of the second moment (mean of squared gradients)"},
     {"train", "eps", T_REAL, offsetof(loco_config, train.eps), "1e-8", .rmin = 0, .rmax = 1,
      .help = "AdamW epsilon added to the denominator"},
+    {"train", "checkpoint_every", T_STRING, offsetof(loco_config, train.checkpoint_every), "10m",
+     .imin = 1, .imax = 31,
+     .help = "checkpoint every N server updates (single: steps), or every Ns, Nm, Nh; 0 = only "
+             "when stopped"},
     {"eval", "every", T_INT, offsetof(loco_config, eval.every), "100", .imin = 0, .imax = P40,
      .help = "evaluate validation loss every this many steps; 0 = only at the end"},
     {"eval", "batches", T_INT, offsetof(loco_config, eval.batches), "8", .imin = 1,
@@ -124,6 +128,12 @@ static const key table[] = {
      .rmax = 1e6, .help = "delay compensation lambda; 0 = off"},
     {"outer", "total_local_steps", T_INT, offsetof(loco_config, outer.total_local_steps), "0",
      .imin = 0, .imax = P40, .help = "run length in inner steps summed over workers; 0 = workers x train.steps"},
+    {"outer", "max_delta_norm", T_REAL, offsetof(loco_config, outer.max_delta_norm), "0",
+     .rmin = 0, .rmax = 1e30, .help = "reject a pushed delta whose L2 norm is larger; 0 = off"},
+    {"outer", "sync_timeout_s", T_REAL, offsetof(loco_config, outer.sync_timeout_s), "0",
+     .rmin = 0, .rmax = 1e9,
+     .help = "sync: a round steps on the arrivals it has after this long; 0 = waits for every "
+             "live worker"},
     {"hetero", "level", T_CHOICE, offsetof(loco_config, hetero.level), "no",
      .choices = loco_hetero_levels, .help = "worker heterogeneity level (docs/method.md)"},
     {"hetero", "slowdown", T_STRING, offsetof(loco_config, hetero.slowdown), "", .imin = 0,
@@ -139,6 +149,15 @@ static const key table[] = {
      .imax = 1 << 20, .help = "stripe size of the global parameter buffer, KiB"},
     {"buffer", "lock", T_CHOICE, offsetof(loco_config, buffer.lock), "ticket",
      .choices = loco_lock_kinds, .help = "how an operation waits its turn on a stripe"},
+    {"faults", "fail", T_STRING, offsetof(loco_config, faults.fail), "", .imin = 0,
+     .imax = LOCO_LIST_LEN - 1,
+     .help = "W@T+D,...: worker W is gone from time T for D seconds (its round is lost); W@T: "
+             "for good"},
+    {"faults", "inject_nan", T_STRING, offsetof(loco_config, faults.inject_nan), "", .imin = 0,
+     .imax = LOCO_LIST_LEN - 1, .help = "W@R,...: worker W's round R sends a delta with a NaN"},
+    {"faults", "inject_diverge", T_STRING, offsetof(loco_config, faults.inject_diverge), "",
+     .imin = 0, .imax = LOCO_LIST_LEN - 1,
+     .help = "W@R,...: worker W's round R runs at a learning rate 1e4 times too high"},
 };
 
 enum { NKEYS = sizeof table / sizeof table[0] };
@@ -393,7 +412,8 @@ static const struct {
     {"--pin", "run.pin", 0},                 {"--method", "outer.method", 0},
     {"--hetero", "hetero.level", 0},         {"--slowdown", "hetero.slowdown", 0},
     {"--jitter", "hetero.jitter", 0},        {"--speed-change", "hetero.speed_change", 1},
-    {"--slowdown-mode", "hetero.mode", 0},
+    {"--slowdown-mode", "hetero.mode", 0},   {"--fail", "faults.fail", 1},
+    {"--inject-nan", "faults.inject_nan", 1}, {"--inject-diverge", "faults.inject_diverge", 1},
 };
 
 int loco_config_flag(loco_config *c, const char *flag, const char *value, loco_err *e) {
@@ -714,6 +734,71 @@ static int check_speed_change(const loco_config *c, loco_err *e) {
     return check_list(c, "hetero.speed_change", rc, &why, e);
 }
 
+static int check_faults(const loco_config *c, loco_err *e) {
+    loco_fault *f;
+    loco_injection *in;
+    int n;
+    loco_err why;
+    if (loco_hetero_parse_faults(c->faults.fail, (int)c->run.workers, &f, &n, &why) != 0)
+        return check_list(c, "faults.fail", -1, &why, e);
+    free(f);
+    const char *keys[] = {"faults.inject_nan", "faults.inject_diverge"};
+    const char *lists[] = {c->faults.inject_nan, c->faults.inject_diverge};
+    for (int i = 0; i < 2; i++) {
+        if (loco_hetero_parse_injections(lists[i], (int)c->run.workers, &in, &n, &why) != 0)
+            return check_list(c, keys[i], -1, &why, e);
+        free(in);
+    }
+    int any = c->faults.fail[0] || c->faults.inject_nan[0] || c->faults.inject_diverge[0];
+    if (any && !method_of(c)->engine)
+        return reject_pair(c, c->faults.fail[0] ? "faults.fail" : c->faults.inject_nan[0]
+                           ? "faults.inject_nan" : "faults.inject_diverge", "outer.method",
+                           "single has no workers that could fail or send a delta", e);
+    return 0;
+}
+
+static int check_outer_limits(const loco_config *c, loco_err *e) {
+    if (c->outer.sync_timeout_s > 0 && !method_of(c)->barrier)
+        return reject_pair(c, "outer.sync_timeout_s", "outer.method", "only sync waits for a "
+                           "round to be complete", e);
+    if (c->outer.max_delta_norm > 0 && !method_of(c)->engine)
+        return reject_pair(c, "outer.max_delta_norm", "outer.method", "single sends no deltas", e);
+    return 0;
+}
+
+/* "N", "Ns", "Nm", "Nh" with N >= 0: -1 when not */
+static int parse_every(const char *s, long *updates, double *seconds) {
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    *updates = 0;
+    *seconds = 0;
+    if (end == s || errno || !(x >= 0) || !isfinite(x)) return -1;
+    if (!*end) {
+        if (x != floor(x) || x > 1e15) return -1;
+        *updates = (long)x;
+        return 0;
+    }
+    const double unit = end[1] ? 0 : *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : 0;
+    if (unit == 0) return -1;
+    *seconds = x * unit;
+    return 0;
+}
+
+static int check_checkpoint_every(const loco_config *c, loco_err *e) {
+    long u;
+    double s;
+    if (parse_every(c->train.checkpoint_every, &u, &s) == 0) return 0;
+    char a[DESC_LEN];
+    return loco_errf(e, "%s: expected a number of server updates (single: steps), or of "
+                     "seconds, minutes or hours (30s, 10m, 2h); 0 = only when stopped",
+                     describe(c, "train.checkpoint_every", a, DESC_LEN));
+}
+
+void loco_config_checkpoint_every(const loco_config *c, long *updates, double *seconds) {
+    if (parse_every(c->train.checkpoint_every, updates, seconds) != 0) *updates = 0, *seconds = 0;
+}
+
 /* Every relation between keys is one function above and one line in this list. */
 static int (*const checks[])(const loco_config *, loco_err *) = {
     check_heads,
@@ -726,6 +811,9 @@ static int (*const checks[])(const loco_config *, loco_err *) = {
     check_spin,
     check_slowdown,
     check_speed_change,
+    check_faults,
+    check_outer_limits,
+    check_checkpoint_every,
 };
 
 int loco_config_validate(const loco_config *c, loco_err *e) {

@@ -130,6 +130,98 @@ malformed:
     return loco_errf(e, "\"%s\": expected W@T:F (worker@seconds:factor)", item);
 }
 
+/* "W@" of an item: the worker, and *rest after the '@'; -1 when malformed or out of range */
+static long worker_of(const char *item, int workers, const char **rest) {
+    char *end;
+    long w = strtol(item, &end, 10);
+    if (end == item || *end != '@' || !isdigit((unsigned char)item[0])) return -1;
+    *rest = end + 1;
+    return w < workers ? w : -2;
+}
+
+static int parse_fault(const char *item, int workers, loco_fault *f, loco_err *e) {
+    const char *p = item;
+    long w = worker_of(item, workers, &p);
+    char *end;
+    double t = strtod(p, &end), d = INFINITY;
+    if (w == -2) return loco_errf(e, "\"%s\": no such worker (%d workers)", item, workers);
+    if (w < 0 || end == p) goto malformed;
+    if (*end == '+') {
+        const char *ds = end + 1;
+        d = strtod(ds, &end);
+        if (end == ds) goto malformed;
+        if (!isfinite(d) || d <= 0)
+            return loco_errf(e, "\"%s\": a duration of %g s (must be > 0)", item, d);
+    }
+    if (*end) goto malformed;
+    if (!isfinite(t) || t < 0) return loco_errf(e, "\"%s\": time %g is not >= 0", item, t);
+    *f = (loco_fault){.worker = (int)w, .at_s = t, .for_s = d};
+    return 0;
+malformed:
+    return loco_errf(e, "\"%s\": expected W@T+D (worker W gone at T seconds for D) or W@T "
+                     "(for good)", item);
+}
+
+static int by_time(const void *a, const void *b) {
+    double x = ((const loco_fault *)a)->at_s, y = ((const loco_fault *)b)->at_s;
+    return (x > y) - (x < y);
+}
+
+int loco_hetero_parse_faults(const char *list, int workers, loco_fault **out, int *n,
+                             loco_err *e) {
+    *out = NULL;
+    *n = 0;
+    if (is_blank(list)) return 0;
+    int count = count_items(list);
+    char *copy = strdup(list), *p = copy;
+    loco_fault *f = calloc((size_t)count, sizeof *f);
+    int rc = copy && f ? 0 : loco_errf(e, "out of memory");
+    for (int i = 0; i < count && rc == 0; i++) rc = parse_fault(next_item(&p), workers, &f[i], e);
+    free(copy);
+    if (rc == 0) qsort(f, (size_t)count, sizeof *f, by_time);
+    for (int i = 0; rc == 0 && i < count; i++)
+        for (int j = i + 1; j < count; j++)
+            if (f[j].worker == f[i].worker && f[j].at_s < f[i].at_s + f[i].for_s)
+                rc = loco_errf(e, "worker %d fails at %g s while still gone from %g s", f[j].worker,
+                               f[j].at_s, f[i].at_s);
+    if (rc != 0) {
+        free(f);
+        return -1;
+    }
+    *out = f;
+    *n = count;
+    return 0;
+}
+
+int loco_hetero_parse_injections(const char *list, int workers, loco_injection **out, int *n,
+                                 loco_err *e) {
+    *out = NULL;
+    *n = 0;
+    if (is_blank(list)) return 0;
+    int count = count_items(list);
+    char *copy = strdup(list), *p = copy;
+    loco_injection *in = calloc((size_t)count, sizeof *in);
+    int rc = copy && in ? 0 : loco_errf(e, "out of memory");
+    for (int i = 0; i < count && rc == 0; i++) {
+        const char *item = next_item(&p), *r = item;
+        long w = worker_of(item, workers, &r);
+        char *end;
+        long round = w >= 0 ? strtol(r, &end, 10) : 0;
+        if (w == -2) rc = loco_errf(e, "\"%s\": no such worker (%d workers)", item, workers);
+        else if (w < 0 || end == r || *end || round < 1)
+            rc = loco_errf(e, "\"%s\": expected W@R (worker W's round R, from 1)", item);
+        else in[i] = (loco_injection){(int)w, round};
+    }
+    free(copy);
+    if (rc != 0) {
+        free(in);
+        return -1;
+    }
+    *out = in;
+    *n = count;
+    return 0;
+}
+
 /* Insertion sort because it is stable: of two changes at the same time for the same
  * worker, the one given later wins, as it would if they were applied in order. */
 static void sort_changes(loco_speed_change *c, int n) {

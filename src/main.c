@@ -44,6 +44,7 @@ static const char usage_main[] =
 
 static const char usage_train[] =
     "usage: loco train [-c FILE] [--set SECTION.KEY=VALUE]... [--out DIR] [--init MODEL]\n"
+    "       loco train --resume DIR\n"
     "\n"
     "Trains a model as the config says and writes, in DIR (default runs/NAME-DATE):\n"
     "metrics.jsonl (one JSON event per line), summary.json, config.ini (the resolved\n"
@@ -54,7 +55,11 @@ static const char usage_train[] =
     "  --out DIR           output directory\n"
     "  --init MODEL        start from a model file (loco's or an llm.c checkpoint); its\n"
     "                      shape replaces the config's model.layers/heads/dim/vocab\n"
-    "Ctrl-C stops the run early and still writes the summary and the model.\n";
+    "  --resume DIR        continue the run in DIR from its last checkpoint (with its\n"
+    "                      config.ini; appends to its metrics.jsonl)\n"
+    "The run checkpoints every train.checkpoint_every into DIR/checkpoint.bin (keeping the\n"
+    "one before as checkpoint.prev.bin). Ctrl-C (or SIGTERM) checkpoints, stops the run\n"
+    "early and still writes the summary and the model.\n";
 
 static const char usage_eval[] =
     "usage: loco eval --model FILE --data PATH [--format text|llmc] [--batch B] [--threads N]\n"
@@ -198,7 +203,7 @@ static int load_config(cli_config *cc, int argc, char **argv, extra_flag extra, 
 /* ---------------------------------------------------------------- train */
 
 typedef struct {
-    const char *out, *init;
+    const char *out, *init, *resume;
 } train_flags;
 
 static int train_extra(void *ctx, int argc, char **argv, int *i, loco_err *e) {
@@ -207,6 +212,18 @@ static int train_extra(void *ctx, int argc, char **argv, int *i, loco_err *e) {
     if (!strcmp(argv[*i], "--out")) return (f->out = flag_value(argc, argv, i, e)) ? 0 : -1;
     if (!strcmp(argv[*i], "--init")) return (f->init = flag_value(argc, argv, i, e)) ? 0 : -1;
     return -1;
+}
+
+/* train --resume DIR: the run's own config.ini, and nothing else on the command line */
+static int resume_config(cli_config *cc, int argc, char **argv, train_flags *f, loco_err *e) {
+    if (argc != 2) return loco_errf(e, "--resume DIR takes nothing else (the run's config is DIR/config.ini)");
+    f->resume = f->out = argv[1];
+    char path[LOCO_PATH_LEN + 16];
+    snprintf(path, sizeof path, "%s/config.ini", f->out);
+    loco_config_default(&cc->cfg);
+    snprintf(cc->name, sizeof cc->name, "resume");
+    if (loco_config_load_file(&cc->cfg, path, e) != 0) return -1;
+    return loco_config_validate(&cc->cfg, e);
 }
 
 static volatile sig_atomic_t stop_requested;
@@ -226,7 +243,10 @@ static int cmd_train(int argc, char **argv) {
     cli_config cc;
     train_flags f = {0};
     loco_err e;
-    if (load_config(&cc, argc, argv, train_extra, &f, &e) != 0) return fail_usage(e.msg, "train");
+    int resume = argc >= 1 && !strcmp(argv[0], "--resume");
+    if (resume ? resume_config(&cc, argc, argv, &f, &e) != 0
+               : load_config(&cc, argc, argv, train_extra, &f, &e) != 0)
+        return fail_usage(e.msg, "train");
     char out[LOCO_PATH_LEN];
     if (f.out) {
         snprintf(out, sizeof out, "%s", f.out);
@@ -240,6 +260,7 @@ static int cmd_train(int argc, char **argv) {
     loco_train_opts_default(&o);
     o.out_dir = out;
     o.init_path = f.init;
+    o.resume = resume;
     o.stop = &stop_requested;
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigaction(SIGINT, &sa, NULL);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------- json */
@@ -130,6 +131,29 @@ int loco_metrics_open(loco_metrics *mt, const char *dir, int quiet, int byte_lev
     mt->events = fopen(mt->path, "w");
     if (!mt->events) return loco_errf(e, "%s: cannot create: %s", mt->path, strerror(errno));
     return 0;
+}
+
+int loco_metrics_reopen(loco_metrics *mt, const char *dir, long length, int quiet, int byte_level,
+                        loco_err *e) {
+    if (loco_metrics_open(mt, NULL, quiet, byte_level, e) != 0) return -1;
+    snprintf(mt->path, sizeof mt->path, "%s/metrics.jsonl", dir);
+    struct stat st;
+    if (stat(mt->path, &st) != 0 || st.st_size < length)
+        return loco_errf(e, "%s: shorter than its checkpoint says (%ld bytes): the run's events "
+                         "are incomplete", mt->path, length);
+    if (truncate(mt->path, length) != 0)
+        return loco_errf(e, "%s: cannot cut back to %ld bytes: %s", mt->path, length, strerror(errno));
+    mt->events = fopen(mt->path, "a");
+    if (!mt->events) return loco_errf(e, "%s: cannot open: %s", mt->path, strerror(errno));
+    return 0;
+}
+
+long loco_metrics_length(loco_metrics *mt) {
+    loco_metrics_flush(mt);
+    pthread_mutex_lock(&mt->mu);
+    long n = mt->events ? ftell(mt->events) : 0;
+    pthread_mutex_unlock(&mt->mu);
+    return n;
 }
 
 int loco_metrics_flush(loco_metrics *mt) {

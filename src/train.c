@@ -11,6 +11,7 @@
 #include "loco/evaluator.h"
 #include "loco/metrics.h"
 #include "loco/outer.h"
+#include "loco/statefile.h"
 
 void loco_train_opts_default(loco_train_opts *o) {
     memset(o, 0, sizeof *o);
@@ -45,6 +46,10 @@ typedef struct {
     float *final;             /* the parameters to save (points into w or engine output) */
     loco_metrics mt;
     int mt_open;
+    uint64_t config_hash;     /* of config_text: what a checkpoint belongs to */
+    loco_state_file state;    /* resuming: the checkpoint read at the start */
+    long ckpt_every;          /* checkpoint every this many steps (single) or updates */
+    double ckpt_seconds, last_ckpt;
     char *config_text;        /* the resolved config, as written to config.ini */
     double t0, last_val;
     long tokens, steps;
@@ -115,6 +120,19 @@ static int resolved_config(run *r, loco_err *e) {
     return 0;
 }
 
+/* Resuming: the newest checkpoint of the run that reads, of this config and this kind of
+ * run; a refused newer one is said. */
+static int open_checkpoint(run *r, loco_err *e) {
+    char note[2 * LOCO_ERR_LEN];
+    if (loco_state_latest(r->o->out_dir, r->config_hash, &r->state, note, sizeof note, e) != 0)
+        return -1;
+    int want = r->c->outer.method == LOCO_METHOD_SINGLE ? LOCO_STATE_SINGLE : LOCO_STATE_ASYNC;
+    if (r->state.kind != want)
+        return loco_errf(e, "%s: a checkpoint of another kind of run", r->state.path);
+    if (note[0] && !r->o->quiet) fprintf(stderr, "loco: %s\n", note);
+    return 0;
+}
+
 /* Every check of the input; nothing is written yet. */
 static int check_input(run *r, loco_err *e) {
     loco_config *c = r->c;
@@ -130,12 +148,39 @@ static int check_input(run *r, loco_err *e) {
                          T + 1);
     if (loco_data_check_val(&r->data, (int)c->eval.batches, (int)c->train.batch, T, e) != 0)
         return -1;
-    return resolved_config(r, e);
+    if (resolved_config(r, e) != 0) return -1;
+    r->config_hash = loco_hash64(r->config_text, strlen(r->config_text));
+    loco_config_checkpoint_every(c, &r->ckpt_every, &r->ckpt_seconds);
+    return r->o->resume ? open_checkpoint(r, e) : 0;
+}
+
+/* The part of a checkpoint every kind of run has, first: where metrics.jsonl was, and
+ * the run's counts so far. */
+static void pack_run(run *r, loco_pack *p) {
+    loco_pack_i64(p, loco_metrics_length(&r->mt));
+    loco_pack_i64(p, r->tokens);
+    loco_pack_f64(p, r->train_s);
+    loco_pack_f64(p, r->last_val);
+}
+
+static long unpack_run(run *r, loco_unpack *u) {
+    long length = (long)loco_unpack_range(u, 0, INT64_MAX / 2);
+    r->tokens = (long)loco_unpack_range(u, 0, INT64_MAX / 2);
+    r->train_s = loco_unpack_f64(u);
+    r->last_val = loco_unpack_f64(u);
+    return length;
 }
 
 static int setup(run *r, loco_err *e) {
     if (check_input(r, e) != 0) return -1;
     const char *dir = r->o->out_dir;
+    if (r->o->resume) {
+        long length = unpack_run(r, &r->state.u);
+        if (r->state.u.bad) return loco_errf(e, "%s: truncated", r->state.path);
+        if (loco_metrics_reopen(&r->mt, dir, length, r->o->quiet, r->byte_level, e) != 0) return -1;
+        r->mt_open = 1;
+        return 0;
+    }
     if (dir && loco_mkdirs(dir, e) != 0) return -1;
     if (loco_metrics_open(&r->mt, dir, r->o->quiet, r->byte_level, e) != 0) return -1;
     r->mt_open = 1;
@@ -145,6 +190,7 @@ static int setup(run *r, loco_err *e) {
 
 static void teardown(run *r) {
     if (r->mt_open) loco_metrics_close(&r->mt, NULL);
+    loco_state_close(&r->state);
     loco_evaluator_free(&r->ev);
     loco_worker_free(&r->w);
     loco_data_close(&r->data);
@@ -220,6 +266,28 @@ static float single_step(run *r, int k) {
     return r->w.loss;
 }
 
+/* whether a checkpoint is due after `count` steps or updates */
+static int checkpoint_due(const run *r, long count) {
+    if (r->ckpt_every > 0 && count % r->ckpt_every == 0) return 1;
+    return r->ckpt_seconds > 0 && loco_now() - r->last_ckpt >= r->ckpt_seconds;
+}
+
+static int single_checkpoint(run *r, loco_err *e) {
+    if (!r->o->out_dir) return 0;
+    loco_state_writer w;
+    if (loco_state_begin(&w, r->o->out_dir, LOCO_STATE_SINGLE, r->config_hash, e) != 0) return -1;
+    pack_run(r, &w.p);
+    loco_worker_save(&r->w, &w.p);
+    r->last_ckpt = loco_now();
+    return loco_state_commit(&w, e);
+}
+
+static int single_resume(run *r, loco_err *e) {
+    if (loco_worker_load(&r->w, &r->state.u) != 0 || r->state.u.pos != r->state.u.len)
+        return loco_errf(e, "%s: its state does not fit this run's model", r->state.path);
+    return 0;
+}
+
 static int single_run(run *r, loco_err *e) {
     const loco_config *c = r->c;
     int k = (int)c->run.workers;
@@ -229,8 +297,12 @@ static int single_run(run *r, loco_err *e) {
     if (loco_evaluator_init(&r->ev, &r->m, &r->data, r->w.B, r->w.T, (int)c->eval.batches, e) != 0)
         return -1;
     long every = c->eval.every, step_tokens = (long)k * r->w.B * r->w.T, first, last;
-    evaluate(r, 0, 0);
-    while (r->w.steps < c->train.steps && !(r->o->stop && *r->o->stop)) {
+    if (r->o->resume ? single_resume(r, e) != 0 : (evaluate(r, 0, 0), 0)) return -1;
+    while (r->w.steps < c->train.steps) {
+        if (r->o->stop && *r->o->stop) {
+            if (single_checkpoint(r, e) != 0) return -1;
+            break;
+        }
         double t = loco_now();
         float loss = single_step(r, k);
         double dt = loco_now() - t;
@@ -245,6 +317,9 @@ static int single_run(run *r, loco_err *e) {
         if (eval_now) evaluate(r, first, last);
         loco_metrics_flush(&r->mt);
         progress(r, eval_now);
+        if (r->w.steps < c->train.steps && checkpoint_due(r, r->w.steps) &&
+            single_checkpoint(r, e) != 0)
+            return -1;
     }
     r->stopped = r->w.steps < c->train.steps;
     if (!eval_now_at_end(r)) {
@@ -313,7 +388,7 @@ int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
                          r.m.ntrue, single ? "one worker" : "asynchronous", c->train.batch,
                          c->model.seq_len, c->data.path, o->out_dir ? ", writing to " : "",
                          o->out_dir ? o->out_dir : "");
-        r.t0 = loco_now();
+        r.t0 = r.last_ckpt = loco_now();
         rc = single ? single_run(&r, e) : async_run(&r, e);
         /* a diverged single run still reports what it did, but saves no model */
         if (rc != 0) r.final = NULL;

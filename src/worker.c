@@ -83,6 +83,29 @@ void loco_worker_reset_optimizer(loco_worker *w) {
     memset(w->adam_v, 0, w->m->nparams * sizeof(float));
 }
 
+void loco_worker_save(const loco_worker *w, loco_pack *p) {
+    size_t n = w->m->nparams;
+    loco_pack_floats(p, w->params, n);
+    loco_pack_floats(p, w->adam_m, n);
+    loco_pack_floats(p, w->adam_v, n);
+    loco_pack_i64(p, w->steps);
+    loco_pack_u64(p, w->stream.rng.s);
+    loco_pack_f64(p, w->loss);
+    loco_pack_f64(p, w->grad_norm);
+}
+
+int loco_worker_load(loco_worker *w, loco_unpack *u) {
+    size_t n = w->m->nparams;
+    loco_unpack_floats(u, w->params, n);
+    loco_unpack_floats(u, w->adam_m, n);
+    loco_unpack_floats(u, w->adam_v, n);
+    w->steps = loco_unpack_range(u, 0, INT64_MAX / 2);
+    w->stream.rng.s = loco_unpack_u64(u);
+    w->loss = (float)loco_unpack_f64(u);
+    w->grad_norm = loco_unpack_f64(u);
+    return u->bad ? -1 : 0;
+}
+
 /* ------------------------------------------------------- the worker thread */
 
 /* Waits s seconds by sleeping (frees the core) or spinning (holds it). */

@@ -40,6 +40,7 @@ typedef struct {
     struct {
         long batch, steps, warmup;
         double lr, lr_min, weight_decay, grad_clip, beta1, beta2, eps;
+        char checkpoint_every[32]; /* "N" server updates (single: steps), "Ns|m|h", "0" */
     } train;
     struct {
         long every, batches;
@@ -58,6 +59,8 @@ typedef struct {
         long stale_max;
         double delay_comp;    /* lambda; 0 = off */
         long total_local_steps; /* 0 = run.workers x train.steps */
+        double max_delta_norm;  /* reject deltas with a larger L2 norm; 0 = off */
+        double sync_timeout_s;  /* sync waits at most this for a round; 0 = for every worker */
     } outer;
     struct {
         int level;            /* LOCO_LEVEL_* (hetero.h) */
@@ -70,6 +73,11 @@ typedef struct {
         long stripe_kib;
         int lock;             /* LOCO_LOCK_* (globalbuf.h) */
     } buffer;
+    struct {
+        char fail[LOCO_LIST_LEN];           /* W@T+D (away D seconds) or W@T (gone), ... */
+        char inject_nan[LOCO_LIST_LEN];     /* W@R: worker W's round R sends a NaN delta */
+        char inject_diverge[LOCO_LIST_LEN]; /* W@R: worker W's round R has its lr blow up */
+    } faults;
     /* Where each key was last set, so messages can name it ("configs/x.ini:6", "--set",
      * "default"). Kept by config.c only: key i of its table was set by source src[i]
      * (0 default, 1 --set, 2 + j files[j]) at line[i]. */
@@ -122,6 +130,10 @@ int loco_config_validate(const loco_config *c, loco_err *e);
  * run.workers x train.steps when 0). */
 long loco_config_dn_period(const loco_config *c);
 long loco_config_total_local_steps(const loco_config *c);
+
+/* train.checkpoint_every: every *updates server updates (single: steps), or every
+ * *seconds; both 0: never (the run still checkpoints when it is stopped). */
+void loco_config_checkpoint_every(const loco_config *c, long *updates, double *seconds);
 
 /* Writes every key with its value as an INI file that loads back to the same c. */
 int loco_config_write(const loco_config *c, FILE *f);

@@ -40,6 +40,26 @@ int loco_hetero_parse_slowdown(const char *list, int workers, double *out, loco_
 int loco_hetero_parse_changes(const char *list, int workers, loco_speed_change **out, int *n,
                               loco_err *e);
 
+/* A worker's emulated failure: gone from at_s for for_s seconds (INFINITY: for good). */
+typedef struct {
+    int worker;
+    double at_s, for_s;
+} loco_fault;
+
+/* Failures "W@T+D,W@T,..." (worker < workers, T >= 0, D > 0), sorted by time into a new
+ * array *out of *n (NULL, 0 for a blank list). A worker's failures may not overlap. */
+int loco_hetero_parse_faults(const char *list, int workers, loco_fault **out, int *n,
+                             loco_err *e);
+
+/* Injections "W@R,..." (worker < workers, its round R >= 1) into a new array of *n
+ * {worker, round} pairs. */
+typedef struct {
+    int worker;
+    long round;
+} loco_injection;
+int loco_hetero_parse_injections(const char *list, int workers, loco_injection **out, int *n,
+                                 loco_err *e);
+
 /* Builds the profile. level is LOCO_LEVEL_*; slowdown, when not blank, is an explicit
  * list (as loco_hetero_parse_slowdown) that overrides the level; changes (may be NULL or
  * blank) as loco_hetero_parse_changes. */

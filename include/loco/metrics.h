@@ -45,6 +45,14 @@ typedef struct {
 /* Opens dir/metrics.jsonl for writing (dir must exist); dir NULL: no files, progress only.
  * byte_level: the data's tokens are bytes, so losses are also given in bits per byte. */
 int loco_metrics_open(loco_metrics *mt, const char *dir, int quiet, int byte_level, loco_err *e);
+/* Reopens dir/metrics.jsonl of a run being resumed: cut back to its first length bytes
+ * (what its checkpoint had written), then appended to. */
+int loco_metrics_reopen(loco_metrics *mt, const char *dir, long length, int quiet, int byte_level,
+                        loco_err *e);
+
+/* The bytes written to metrics.jsonl so far (after loco_metrics_flush). */
+long loco_metrics_length(loco_metrics *mt);
+
 /* Writes what is pending and closes; -1 with a message when a write of metrics.jsonl
  * failed at any point of the run. */
 int loco_metrics_close(loco_metrics *mt, loco_err *e);

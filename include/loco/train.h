@@ -16,6 +16,8 @@ typedef struct {
     const char *init_path;           /* start from this model file (loco or llm.c), or NULL */
     volatile sig_atomic_t *stop;     /* set (by a signal handler) to end the run early and save */
     int quiet;                       /* no progress or summary on stderr */
+    int resume;                      /* continue the run in out_dir from its last checkpoint
+                                        (the config must be its config.ini) */
 } loco_train_opts;
 
 void loco_train_opts_default(loco_train_opts *o);

@@ -11,6 +11,7 @@
 
 #include "loco/adamw.h"
 #include "loco/data.h"
+#include "loco/pack.h"
 #include "loco/hetero.h"
 #include "loco/model.h"
 #include "loco/server.h"
@@ -56,6 +57,12 @@ void loco_worker_update(loco_worker *w, float scale);
 
 /* Clears the AdamW moments (a worker whose delta was not finite starts them afresh). */
 void loco_worker_reset_optimizer(loco_worker *w);
+
+/* The worker's state that outlives a step: parameters, AdamW moments and step count, the
+ * data stream's position, the last loss and norm. Load checks what it reads (0, or -1
+ * when the stream is short or mangled). */
+void loco_worker_save(const loco_worker *w, loco_pack *p);
+int loco_worker_load(loco_worker *w, loco_unpack *u);
 
 /* ------------------------------------------------------- the worker thread */
 

@@ -1,0 +1,43 @@
+/* pack: the byte streams of state files. A packer appends little-endian fields to a file
+ * as it goes (with a running CRC-32 and count); an unpacker reads them back from memory
+ * with bounds checks, so a truncated or mangled file is an error, never a read past the
+ * end. Knows nothing of what the fields mean. */
+#ifndef LOCO_PACK_H
+#define LOCO_PACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "loco/base.h"
+
+typedef struct {
+    FILE *f;
+    uint32_t crc;
+    uint64_t bytes;
+    int failed;              /* a write failed: the caller's commit reports it */
+} loco_pack;
+
+void loco_pack_begin(loco_pack *p, FILE *f);
+void loco_pack_bytes(loco_pack *p, const void *x, size_t n);
+void loco_pack_u64(loco_pack *p, uint64_t x);
+void loco_pack_i64(loco_pack *p, int64_t x);
+void loco_pack_f64(loco_pack *p, double x);
+void loco_pack_floats(loco_pack *p, const float *x, size_t n);
+
+typedef struct {
+    const unsigned char *buf;
+    size_t len, pos;
+    int bad;                 /* read past the end: every later read gives 0 */
+} loco_unpack;
+
+void loco_unpack_begin(loco_unpack *u, const void *buf, size_t len);
+void loco_unpack_bytes(loco_unpack *u, void *x, size_t n);
+uint64_t loco_unpack_u64(loco_unpack *u);
+int64_t loco_unpack_i64(loco_unpack *u);
+double loco_unpack_f64(loco_unpack *u);
+void loco_unpack_floats(loco_unpack *u, float *x, size_t n);
+/* an int64 that must lie in [lo, hi]: out of range marks the stream bad */
+int64_t loco_unpack_range(loco_unpack *u, int64_t lo, int64_t hi);
+
+#endif

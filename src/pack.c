@@ -1,0 +1,84 @@
+#include "loco/pack.h"
+
+#include <string.h>
+#include <zlib.h>
+
+/* the fields are written as the machine holds them: loco runs on little-endian x86-64
+ * and aarch64, and a state file is read back by the same build on the same machine */
+
+void loco_pack_begin(loco_pack *p, FILE *f) {
+    *p = (loco_pack){.f = f, .crc = (uint32_t)crc32(0L, Z_NULL, 0)};
+}
+
+void loco_pack_bytes(loco_pack *p, const void *x, size_t n) {
+    if (p->failed || n == 0) return;
+    if (fwrite(x, 1, n, p->f) != n) p->failed = 1;
+    /* crc32 takes at most 4 GiB a call */
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < (1u << 30) ? n - done : (1u << 30);
+        p->crc = (uint32_t)crc32(p->crc, (const unsigned char *)x + done, (uInt)k);
+        done += k;
+    }
+    p->bytes += n;
+}
+
+void loco_pack_u64(loco_pack *p, uint64_t x) {
+    loco_pack_bytes(p, &x, sizeof x);
+}
+
+void loco_pack_i64(loco_pack *p, int64_t x) {
+    loco_pack_bytes(p, &x, sizeof x);
+}
+
+void loco_pack_f64(loco_pack *p, double x) {
+    loco_pack_bytes(p, &x, sizeof x);
+}
+
+void loco_pack_floats(loco_pack *p, const float *x, size_t n) {
+    loco_pack_bytes(p, x, n * sizeof *x);
+}
+
+void loco_unpack_begin(loco_unpack *u, const void *buf, size_t len) {
+    *u = (loco_unpack){.buf = buf, .len = len};
+}
+
+void loco_unpack_bytes(loco_unpack *u, void *x, size_t n) {
+    if (u->bad || n > u->len - u->pos) {
+        u->bad = 1;
+        memset(x, 0, n);
+        return;
+    }
+    memcpy(x, u->buf + u->pos, n);
+    u->pos += n;
+}
+
+uint64_t loco_unpack_u64(loco_unpack *u) {
+    uint64_t x;
+    loco_unpack_bytes(u, &x, sizeof x);
+    return x;
+}
+
+int64_t loco_unpack_i64(loco_unpack *u) {
+    int64_t x;
+    loco_unpack_bytes(u, &x, sizeof x);
+    return x;
+}
+
+double loco_unpack_f64(loco_unpack *u) {
+    double x;
+    loco_unpack_bytes(u, &x, sizeof x);
+    return x;
+}
+
+void loco_unpack_floats(loco_unpack *u, float *x, size_t n) {
+    loco_unpack_bytes(u, x, n * sizeof *x);
+}
+
+int64_t loco_unpack_range(loco_unpack *u, int64_t lo, int64_t hi) {
+    int64_t x = loco_unpack_i64(u);
+    if (x < lo || x > hi) {
+        u->bad = 1;
+        return lo;
+    }
+    return x;
+}
