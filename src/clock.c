@@ -39,7 +39,7 @@ void loco_clock_free(loco_clock *c) {
 }
 
 double loco_clock_wall(const loco_clock *c) {
-    return loco_now() - c->start;
+    return c->offset + loco_now() - c->start;
 }
 
 double loco_clock_time(loco_clock *c) {
@@ -79,17 +79,79 @@ static int is_first(const loco_clock *c, int worker) {
     return 1;
 }
 
-double loco_clock_turn(loco_clock *c, int worker, double *waited) {
-    *waited = 0;
-    if (c->kind == LOCO_CLOCK_REAL) return loco_clock_wall(c);
+/* whether worker may take its turn now (under mu) */
+static int may_go(const loco_clock *c, int worker) {
+    return !c->paused && (c->kind == LOCO_CLOCK_REAL || is_first(c, worker));
+}
+
+int loco_clock_turn_for(loco_clock *c, int worker, int what, double at, double *t,
+                        double *waited) {
     double t0 = loco_now();
     pthread_mutex_lock(&c->mu);
+    int real = c->kind == LOCO_CLOCK_REAL;
     /* a worker with no event would wait for a turn that never comes */
-    LOCO_CHECK(isfinite(c->at[worker]), "worker %d waits for its turn with no event", worker);
-    while (!is_first(c, worker)) pthread_cond_wait(&c->cv, &c->mu);
-    c->now = c->at[worker];
-    double t = c->now;
+    LOCO_CHECK(real || isfinite(c->at[worker]), "worker %d waits for its turn with no event",
+               worker);
+    c->waiting++;
+    int mine;
+    while ((mine = real || (c->at[worker] == at && c->what[worker] == what)) && !may_go(c, worker))
+        pthread_cond_wait(&c->cv, &c->mu);
+    c->waiting--;
+    if (mine && !real) c->now = c->at[worker];
+    *t = real ? loco_clock_wall(c) : c->now;
     pthread_mutex_unlock(&c->mu);
     *waited = loco_now() - t0;
+    return mine;
+}
+
+double loco_clock_turn(loco_clock *c, int worker, double *waited) {
+    pthread_mutex_lock(&c->mu);
+    double at = c->at[worker];
+    int what = c->what[worker];
+    pthread_mutex_unlock(&c->mu);
+    double t;
+    loco_clock_turn_for(c, worker, what, at, &t, waited);
     return t;
+}
+
+void loco_clock_pause(loco_clock *c) {
+    pthread_mutex_lock(&c->mu);
+    c->paused = 1;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void loco_clock_resume(loco_clock *c) {
+    pthread_mutex_lock(&c->mu);
+    c->paused = 0;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+int loco_clock_waiting(loco_clock *c) {
+    pthread_mutex_lock(&c->mu);
+    int n = c->waiting;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+void loco_clock_save(loco_clock *c, loco_pack *p) {
+    pthread_mutex_lock(&c->mu);
+    loco_pack_f64(p, c->now);
+    loco_pack_f64(p, loco_clock_wall(c));
+    for (int w = 0; w < c->workers; w++) {
+        loco_pack_f64(p, c->at[w]);
+        loco_pack_i64(p, c->what[w]);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+int loco_clock_load(loco_clock *c, loco_unpack *u) {
+    c->now = loco_unpack_f64(u);
+    c->offset = loco_unpack_f64(u);
+    c->start = loco_now();
+    for (int w = 0; w < c->workers; w++) {
+        c->at[w] = loco_unpack_f64(u);
+        c->what[w] = (int)loco_unpack_range(u, LOCO_EVENT_FINISH, LOCO_EVENT_CLOSE);
+    }
+    return u->bad ? -1 : 0;
 }

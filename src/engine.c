@@ -30,6 +30,9 @@ typedef struct {
                                   virtual clock (see make_seats) */
     int has_seats;
     int started;               /* worker threads started */
+    long ckpt_at;              /* server updates at the last checkpoint */
+    double ckpt_wall, ckpt_s;  /* its wall time; seconds spent writing them */
+    int nckpt;
     pthread_mutex_t vmu;       /* the latest evaluation, for the progress line */
     double last_val;
     double eval_busy_s;
@@ -55,6 +58,7 @@ static void server_settings(const loco_config *c, long batch_tokens, loco_server
                .c = (float)c->outer.dn_c, .gscale = 1.0f},
         .lambda = (float)c->outer.delay_comp,
         .grace_s = c->outer.grace_s,
+        .sync_timeout_s = c->outer.sync_timeout_s,
         .virtual_step_s = c->run.virtual_step_s,
         .eval_every = c->eval.every_updates,
         .eval_every_steps = c->eval.every_local_steps,
@@ -68,17 +72,86 @@ static void server_settings(const loco_config *c, long batch_tokens, loco_server
 /* one event per mark of the local-step schedule the snapshot stands for (or one) */
 static void on_eval(void *ctx, const loco_snapshot *s, double loss) {
     engine *en = ctx;
-    long E = en->in->c->eval.every_local_steps;
     loco_eval_event ev = {.async = 1, .updates = s->updates, .local_steps = s->local_steps,
                           .tokens = s->tokens, .time_s = s->time_s, .wall_s = s->wall_s,
-                          .val_loss = loss, .at_local_steps = s->mark_first};
-    do {
-        loco_metrics_eval(en->in->mt, &ev);
-        ev.at_local_steps += E;
-    } while (s->mark_first > 0 && ev.at_local_steps <= s->mark_last);
+                          .val_loss = loss, .at_local_steps = s->mark_first,
+                          .last_mark = s->mark_last, .every = en->in->c->eval.every_local_steps,
+                          .place = s->place};
+    loco_metrics_eval(en->in->mt, &ev);
     pthread_mutex_lock(&en->vmu);
     en->last_val = loss;
     pthread_mutex_unlock(&en->vmu);
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+/* The engine's part of a checkpoint, in this order: the last evaluation, the global
+ * buffer, the clock, the server, then every worker thread's (equal-sized) part. */
+
+static int bad_checkpoint(loco_err *e) {
+    return loco_errf(e, "the checkpoint's state does not fit this run (short or mangled)");
+}
+
+static int load_machine(engine *en, loco_err *e) {
+    loco_unpack *u = en->in->resume;
+    size_t n = en->in->m->nparams;
+    en->last_val = loco_unpack_f64(u);
+    loco_unpack_floats(u, en->gb.theta, n);
+    loco_unpack_floats(u, en->gb.m, n);
+    loco_unpack_floats(u, en->gb.a, n);
+    return loco_clock_load(&en->clock, u) != 0 ? bad_checkpoint(e) : 0;
+}
+
+/* every worker reads its own part on its thread, where its buffers are */
+static int load_workers(engine *en, loco_err *e) {
+    loco_unpack *u = en->in->resume;
+    size_t part = loco_worker_thread_state_bytes(en->in->m->nparams);
+    if (u->bad || u->len - u->pos != part * (size_t)en->W) return bad_checkpoint(e);
+    for (int w = 0; w < en->W; w++) {
+        loco_worker_thread *t = &en->threads[w];
+        loco_unpack_begin(&t->resume, u->buf + u->pos + part * (size_t)w, part);
+        t->phase = loco_server_phase(&en->server, t->r);
+    }
+    return 0;
+}
+
+/* the run is still: every worker waits for a turn or for a window to close, or is done,
+ * and nothing is left to walk */
+static int still(engine *en) {
+    int n = loco_clock_waiting(&en->clock) + loco_server_still(&en->server);
+    for (int w = 0; w < en->W; w++)
+        n += atomic_load(&en->threads[w].stats.activity) == LOCO_ACT_DONE;
+    return n == en->W && loco_sweeper_idle(&en->server.sweeper);
+}
+
+static int checkpoint(engine *en, loco_err *e) {
+    const loco_engine_in *in = en->in;
+    double t0 = loco_now();
+    loco_clock_pause(&en->clock);
+    while (!still(en)) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    loco_eval_thread_drain(&en->et, loco_server_holds_snapshot(&en->server));
+    loco_state_writer w;
+    int rc = in->begin(in->ctx, &w, e);
+    if (rc == 0) {
+        size_t n = in->m->nparams;
+        pthread_mutex_lock(&en->vmu);
+        loco_pack_f64(&w.p, en->last_val);
+        pthread_mutex_unlock(&en->vmu);
+        loco_pack_floats(&w.p, en->gb.theta, n);
+        loco_pack_floats(&w.p, en->gb.m, n);
+        loco_pack_floats(&w.p, en->gb.a, n);
+        loco_clock_save(&en->clock, &w.p);
+        loco_server_save(&en->server, &w.p);
+        for (int i = 0; i < en->W; i++) loco_worker_thread_save(&en->threads[i], &w.p);
+        rc = loco_state_commit(&w, e);
+    }
+    loco_clock_resume(&en->clock);
+    en->ckpt_s += loco_now() - t0;
+    en->nckpt++;
+    return rc;
 }
 
 /* ------------------------------------------------------------- set-up */
@@ -116,7 +189,7 @@ static int setup_machine(engine *en, loco_err *e) {
     en->done[HAS_GB] = 1;
     if (loco_clock_init(&en->clock, c->run.clock, en->W, e) != 0) return -1;
     en->done[HAS_CLOCK] = 1;
-    return 0;
+    return en->in->resume ? load_machine(en, e) : 0;
 }
 
 static int setup_threads(engine *en, loco_err *e) {
@@ -133,6 +206,7 @@ static int setup_threads(engine *en, loco_err *e) {
     if (loco_server_init(&en->server, &st, &en->gb, &en->clock, &en->het, &en->et, in->mt, e) != 0)
         return -1;
     en->done[HAS_SERVER] = 1;
+    if (in->resume && loco_server_load(&en->server, in->resume) != 0) return bad_checkpoint(e);
     return loco_server_start(&en->server, &en->topo, &en->plan.places[en->W], e);
 }
 
@@ -144,6 +218,7 @@ static void evaluate_start(engine *en) {
     LOCO_CHECK(s != NULL, "no snapshot slot free before the run starts");
     s->updates = s->local_steps = s->tokens = s->mark_first = s->mark_last = 0;
     s->time_s = s->wall_s = 0;
+    s->place = loco_metrics_reserve(en->in->mt);
     memcpy(s->params, en->in->init, en->in->m->nparams * sizeof(float));
     loco_eval_thread_ready(&en->et, s);
 }
@@ -161,16 +236,17 @@ static int make_seats(engine *en, loco_err *e) {
  * the threads start. */
 static int start_workers(engine *en, loco_err *e) {
     const loco_engine_in *in = en->in;
-    evaluate_start(en);
+    if (!in->resume) evaluate_start(en);
     for (int w = 0; w < en->W; w++) {
         loco_round *r = loco_server_round(&en->server, w);
-        loco_server_begin(&en->server, r);
+        if (!in->resume) loco_server_begin(&en->server, r);
         en->threads[w] = (loco_worker_thread){
             .r = r, .server = &en->server, .m = in->m, .d = in->d, .clock_kind = in->c->run.clock,
             .slowdown_mode = in->c->hetero.mode, .init = in->init, .het = &en->het,
-            .clock = &en->clock, .topo = &en->topo, .place = &en->plan.places[w]};
+            .clock = &en->clock, .topo = &en->topo, .place = &en->plan.places[w], .phase = -1};
         loco_worker_opts_from_config(in->c, &en->threads[w].opts);
     }
+    if (in->resume && load_workers(en, e) != 0) return -1;
     if (make_seats(en, e) != 0) return -1;
     for (; en->started < en->W; en->started++) {
         if (loco_worker_thread_start(&en->threads[en->started], e) != 0) {
@@ -231,17 +307,43 @@ static void progress(engine *en, int force) {
 
 /* The main thread while the workers run: writes the events out, shows progress, and
  * passes on the stop request. */
+/* whether a checkpoint is due now */
+static int checkpoint_due(engine *en) {
+    const loco_engine_in *in = en->in;
+    if (!in->begin) return 0;
+    loco_server_stats ss;
+    loco_server_read_stats(&en->server, &ss);
+    if (in->ckpt_updates > 0 && ss.updates - en->ckpt_at >= in->ckpt_updates) return 1;
+    return in->ckpt_seconds > 0 && loco_clock_wall(&en->clock) - en->ckpt_wall >= in->ckpt_seconds;
+}
+
+static void take_checkpoint(engine *en) {
+    loco_err e;
+    if (checkpoint(en, &e) != 0) loco_metrics_say(en->in->mt, "loco: checkpoint failed: %s", e.msg);
+    loco_server_stats ss;
+    loco_server_read_stats(&en->server, &ss);
+    en->ckpt_at = ss.updates;
+    en->ckpt_wall = loco_clock_wall(&en->clock);
+}
+
 static void watch(engine *en, loco_engine_out *out) {
     int tty = en->in->mt->tty;
     double every = tty ? 0.25 : 15.0, last = 0;
+    en->ckpt_wall = loco_clock_wall(&en->clock);
+    loco_server_stats ss;
+    loco_server_read_stats(&en->server, &ss);
+    en->ckpt_at = ss.updates;
     while (!all_done(en)) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
         loco_metrics_flush(en->in->mt);
         if (en->in->stop && *en->in->stop && !out->stopped) {
             out->stopped = 1;
+            if (en->in->begin) take_checkpoint(en);
             loco_server_stop_early(&en->server);
             loco_metrics_say(en->in->mt, "loco: stopping: running rounds finish, no new ones");
+        } else if (checkpoint_due(en)) {
+            take_checkpoint(en);
         }
         double now = loco_clock_wall(&en->clock);
         if (now - last >= every) {

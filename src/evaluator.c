@@ -208,6 +208,12 @@ loco_snapshot *loco_eval_thread_try_reserve(loco_eval_thread *et) {
     return s;
 }
 
+void loco_eval_thread_drain(loco_eval_thread *et, int keep) {
+    pthread_mutex_lock(&et->mu);
+    while (et->next_seq - et->done_seq > keep) pthread_cond_wait(&et->cv, &et->mu);
+    pthread_mutex_unlock(&et->mu);
+}
+
 int loco_eval_thread_has_free(loco_eval_thread *et) {
     pthread_mutex_lock(&et->mu);
     int any = free_slot(et) != NULL;

@@ -156,13 +156,26 @@ long loco_metrics_length(loco_metrics *mt) {
     return n;
 }
 
+struct loco_line {
+    char *text;             /* one or more lines, each ending in '\n' */
+    size_t len;
+    int filled;
+};
+
 int loco_metrics_flush(loco_metrics *mt) {
     pthread_mutex_lock(&mt->mu);
-    if (mt->events && mt->plen > 0 && !mt->write_errno) {
-        if (fwrite(mt->pending, 1, mt->plen, mt->events) != mt->plen || fflush(mt->events) != 0)
+    long k = 0;
+    for (; k < mt->nlines && mt->lines[k].filled; k++) {
+        struct loco_line *l = &mt->lines[k];
+        if (mt->events && !mt->write_errno && fwrite(l->text, 1, l->len, mt->events) != l->len)
             mt->write_errno = errno ? errno : EIO;
+        free(l->text);
     }
-    mt->plen = 0;
+    if (k > 0 && mt->events && !mt->write_errno && fflush(mt->events) != 0)
+        mt->write_errno = errno ? errno : EIO;
+    memmove(mt->lines, mt->lines + k, sizeof *mt->lines * (size_t)(mt->nlines - k));
+    mt->nlines -= k;
+    mt->first += k;
     int rc = mt->write_errno ? -1 : 0;
     pthread_mutex_unlock(&mt->mu);
     return rc;
@@ -175,34 +188,58 @@ int loco_metrics_close(loco_metrics *mt, loco_err *e) {
     int err = mt->write_errno;
     char path[sizeof mt->path];
     memcpy(path, mt->path, sizeof path);
-    free(mt->pending);
+    for (long k = 0; k < mt->nlines; k++) free(mt->lines[k].text);
+    free(mt->lines);
     pthread_mutex_destroy(&mt->mu);
     memset(mt, 0, sizeof *mt);
     if (err) return loco_errf(e, "%s: cannot write: %s (events since are lost)", path, strerror(err));
     return 0;
 }
 
-/* Appends the finished object as one line to the pending events (the caller's lock, if
- * any, is held only for this copy). */
-static void add_event(loco_metrics *mt, loco_json *j) {
+/* a new line at the end (under mu); its place is mt->first + its index */
+static struct loco_line *new_line(loco_metrics *mt) {
+    if (mt->nlines == mt->cap) {
+        long cap = mt->cap ? 2 * mt->cap : 64;
+        struct loco_line *l = realloc(mt->lines, sizeof *l * (size_t)cap);
+        if (!l) abort(); /* a few KiB of text: out of memory here is not recoverable */
+        mt->lines = l;
+        mt->cap = cap;
+    }
+    struct loco_line *l = &mt->lines[mt->nlines++];
+    *l = (struct loco_line){0};
+    return l;
+}
+
+long loco_metrics_reserve(loco_metrics *mt) {
+    pthread_mutex_lock(&mt->mu);
+    new_line(mt);
+    long place = mt->first + mt->nlines - 1;
+    pthread_mutex_unlock(&mt->mu);
+    return place;
+}
+
+/* Appends the finished object as one line of the pending events, at its reserved place
+ * or at the end (the caller's lock, if any, is held only for this copy). */
+static void add_event_at(loco_metrics *mt, long place, loco_json *j) {
     loco_json_end(j);
     pthread_mutex_lock(&mt->mu);
-    if (mt->events && !mt->write_errno) {
-        size_t n = j->len + 1;
-        if (mt->plen + n > mt->pcap) {
-            size_t cap = mt->pcap ? mt->pcap : 4096;
-            while (mt->plen + n > cap) cap *= 2;
-            char *p = realloc(mt->pending, cap);
-            if (!p) abort(); /* a few KiB of text: out of memory here is not recoverable */
-            mt->pending = p;
-            mt->pcap = cap;
-        }
-        memcpy(mt->pending + mt->plen, j->buf, j->len);
-        mt->pending[mt->plen + j->len] = '\n';
-        mt->plen += n;
-    }
+    struct loco_line *l = place < 0 ? new_line(mt) : &mt->lines[place - mt->first];
+    LOCO_CHECK(place < 0 || (place >= mt->first && !l->filled), "place %ld filled twice", place);
+    char *t = realloc(l->text, l->len + j->len + 1);
+    if (!t) abort();
+    memcpy(t + l->len, j->buf, j->len);
+    t[l->len + j->len] = '\n';
+    l->text = t;
+    l->len += j->len + 1;
     pthread_mutex_unlock(&mt->mu);
     loco_json_free(j);
+}
+
+static void add_event(loco_metrics *mt, loco_json *j) {
+    add_event_at(mt, -1, j);
+    pthread_mutex_lock(&mt->mu);
+    mt->lines[mt->nlines - 1].filled = 1;
+    pthread_mutex_unlock(&mt->mu);
 }
 
 void loco_metrics_train(loco_metrics *mt, const loco_train_event *ev) {
@@ -219,7 +256,7 @@ void loco_metrics_train(loco_metrics *mt, const loco_train_event *ev) {
     add_event(mt, &j);
 }
 
-void loco_metrics_eval(loco_metrics *mt, const loco_eval_event *ev) {
+static void eval_line(loco_metrics *mt, const loco_eval_event *ev, long mark, long place) {
     loco_json j;
     loco_json_begin(&j);
     loco_json_str(&j, "event", "eval");
@@ -229,8 +266,20 @@ void loco_metrics_eval(loco_metrics *mt, const loco_eval_event *ev) {
     loco_json_num(&j, "time_s", ev->time_s);
     loco_json_num(&j, "wall_s", ev->wall_s);
     loco_json_val(&j, "", ev->val_loss, mt->byte_level);
-    if (ev->at_local_steps > 0) loco_json_int(&j, "at_local_steps", ev->at_local_steps);
-    add_event(mt, &j);
+    if (mark > 0) loco_json_int(&j, "at_local_steps", mark);
+    add_event_at(mt, place, &j);
+}
+
+void loco_metrics_eval(loco_metrics *mt, const loco_eval_event *ev) {
+    long place = ev->place >= 0 ? ev->place : loco_metrics_reserve(mt);
+    long mark = ev->at_local_steps;
+    do {
+        eval_line(mt, ev, mark, place);
+        mark += ev->every;
+    } while (ev->at_local_steps > 0 && ev->every > 0 && mark <= ev->last_mark);
+    pthread_mutex_lock(&mt->mu);
+    mt->lines[place - mt->first].filled = 1;
+    pthread_mutex_unlock(&mt->mu);
 }
 
 const loco_enum loco_arrival_statuses[] = {

@@ -70,7 +70,11 @@ int loco_server_init(loco_server *s, const loco_server_settings *st, loco_global
     }
     pthread_mutex_init(&s->entry, NULL);
     pthread_mutex_init(&s->window_mu, NULL);
-    pthread_cond_init(&s->window_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the openers' deadlines are loco_now() */
+    pthread_cond_init(&s->window_cv, &ca);
+    pthread_condattr_destroy(&ca);
     return 0;
 }
 
@@ -245,6 +249,7 @@ static void take_snapshot(loco_server *s, long h, double now) {
         s->evals_skipped++;
         return;
     }
+    if (!again) snap->place = s->mt ? loco_metrics_reserve(s->mt) : -1;
     snap->updates = s->updates;
     snap->local_steps = s->local_steps;
     snap->tokens = s->local_steps * s->st.batch_tokens;
@@ -418,8 +423,9 @@ static void close_window(loco_server *s, double t, int holder) {
 static int join_window(loco_server *s, loco_round *r, double now) {
     int opener = !s->win_open;
     if (opener) {
+        double timeout = s->st.sync_timeout_s > 0 ? s->st.sync_timeout_s : INFINITY;
         s->win_open = 1;
-        s->win_end = now + (s->method->barrier ? INFINITY : s->st.grace_s);
+        s->win_end = now + (s->method->barrier ? timeout : s->st.grace_s);
     }
     LOCO_CHECK(s->nmembers < s->st.workers, "window of %d members is full", s->nmembers);
     s->members[s->nmembers++] = r->id;
@@ -431,7 +437,7 @@ static int join_window(loco_server *s, loco_round *r, double now) {
         close_window(s, now, r->id);
         return 0;
     }
-    if (opener && !s->method->barrier) {
+    if (opener && isfinite(s->win_end)) {
         loco_clock_schedule(s->clock, r->id, s->win_end, LOCO_EVENT_CLOSE);
         return 1;
     }
@@ -439,27 +445,45 @@ static int join_window(loco_server *s, loco_round *r, double now) {
     return 0;
 }
 
-/* The opener of a grace window: waits for its end (virtual: when the close is the
- * earliest event; real: after sleeping to the deadline), then closes it. Returns the
- * seconds waited. */
-static double await_window_end(loco_server *s, loco_round *r) {
-    double waited = 0, t;
-    if (s->st.clock == LOCO_CLOCK_VIRTUAL) {
-        t = loco_clock_turn(s->clock, r->id, &waited);
-    } else {
-        double left = s->win_end - loco_clock_wall(s->clock);
-        if (left > 0) {
-            struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
-            nanosleep(&ts, NULL);
-            waited = left;
-        }
-        t = loco_clock_wall(s->clock);
+/* Real clock: waits until r's window has closed or the wall clock reaches end; returns
+ * whether it closed. */
+static int closed_by(loco_server *s, loco_round *r, double end) {
+    double left = end - loco_clock_wall(s->clock);
+    double until = loco_now() + (left > 0 ? left : 0);
+    struct timespec ts = {(time_t)until, (long)((until - (double)(time_t)until) * 1e9)};
+    pthread_mutex_lock(&s->window_mu);
+    while (!r->window_done && pthread_cond_timedwait(&s->window_cv, &s->window_mu, &ts) == 0) {
     }
-    pthread_mutex_lock(&s->entry);
-    close_window(s, t, r->id);
-    pthread_mutex_unlock(&s->entry);
-    return waited;
+    int done = r->window_done;
+    pthread_mutex_unlock(&s->window_mu);
+    return done;
 }
+
+/* The opener of a window with a deadline (a grace period, or sync's timeout): waits for
+ * its end (virtual: when the close is the earliest event; real: the deadline), then closes
+ * it, unless it closed first (a sync round whose workers all arrived). Returns the seconds
+ * waited. */
+static double await_window_end(loco_server *s, loco_round *r, double end) {
+    double t0 = loco_now(), waited, t;
+    int mine = s->st.clock == LOCO_CLOCK_VIRTUAL || !closed_by(s, r, end);
+    if (mine) mine = loco_clock_turn_for(s->clock, r->id, LOCO_EVENT_CLOSE, end, &t, &waited);
+    pthread_mutex_lock(&s->entry);
+    if (mine && !r->window_done) close_window(s, t, r->id);
+    pthread_mutex_unlock(&s->entry);
+    return loco_now() - t0;
+}
+
+/* Waits, counted as still, until r's window has closed. */
+static void await_close(loco_server *s, loco_round *r) {
+    pthread_mutex_lock(&s->window_mu);
+    s->window_waiting++;
+    while (!r->window_done) pthread_cond_wait(&s->window_cv, &s->window_mu);
+    s->window_waiting--;
+    pthread_mutex_unlock(&s->window_mu);
+}
+
+static long rest_in_window(loco_server *s, loco_round *r, int opener, double end,
+                           loco_arrival_cost *cost);
 
 /* Arrival of worker r into a window (entered under entry, which it releases): its push
  * now, its pull when the window closes. */
@@ -470,13 +494,19 @@ static long arrive_windowed(loco_server *s, loco_round *r, const loco_round_repo
     issue(s, r, &push, 0, &mine);
     if (!s->method->barrier) copy_snapshot(s); /* a rejected arrival's: no job of its own */
     int opener = join_window(s, r, now);
+    double end = s->win_end;
     pthread_mutex_unlock(&s->entry);
     if (mine.rule != LOCO_RULE_NONE) cost->stripe_s += loco_job_walk(s->gb, &mine);
-    if (opener) cost->window_s += await_window_end(s, r);
+    return rest_in_window(s, r, opener, end, cost);
+}
+
+/* The rest of a windowed arrival: the opener sees to the window's end; every member waits
+ * for the close, then pulls. */
+static long rest_in_window(loco_server *s, loco_round *r, int opener, double end,
+                           loco_arrival_cost *cost) {
+    if (opener) cost->window_s += await_window_end(s, r, end);
     double t0 = loco_now();
-    pthread_mutex_lock(&s->window_mu);
-    while (!r->window_done) pthread_cond_wait(&s->window_cv, &s->window_mu);
-    pthread_mutex_unlock(&s->window_mu);
+    await_close(s, r);
     long h = r->h; /* set before window_done, under entry */
     cost->window_s += loco_now() - t0;
     cost->stripe_s += loco_server_pull(s, r);
@@ -510,4 +540,122 @@ void loco_server_finish(loco_server *s) {
     LOCO_CHECK(!s->snap, "a snapshot left without its job");
     pthread_mutex_unlock(&s->entry);
     loco_sweeper_stop(&s->sweeper);
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+static void save_snapshot(const loco_snapshot *snap, loco_pack *p) {
+    loco_pack_i64(p, snap != NULL);
+    if (!snap) return;
+    loco_pack_i64(p, snap->updates);
+    loco_pack_i64(p, snap->local_steps);
+    loco_pack_i64(p, snap->tokens);
+    loco_pack_i64(p, snap->mark_first);
+    loco_pack_i64(p, snap->mark_last);
+    loco_pack_f64(p, snap->time_s);
+    loco_pack_f64(p, snap->wall_s);
+}
+
+static int load_snapshot(loco_server *s, loco_unpack *u) {
+    if (!loco_unpack_range(u, 0, 1)) return 0;
+    loco_snapshot *snap = s->ev ? loco_eval_thread_try_reserve(s->ev) : NULL;
+    loco_snapshot scratch;
+    if (!snap) snap = &scratch; /* no evaluator: read past it */
+    snap->place = s->mt ? loco_metrics_reserve(s->mt) : -1;
+    snap->updates = loco_unpack_i64(u);
+    snap->local_steps = loco_unpack_i64(u);
+    snap->tokens = loco_unpack_i64(u);
+    snap->mark_first = loco_unpack_i64(u);
+    snap->mark_last = loco_unpack_i64(u);
+    snap->time_s = loco_unpack_f64(u);
+    snap->wall_s = loco_unpack_f64(u);
+    if (snap != &scratch) s->snap = snap;
+    return 0;
+}
+
+static void save_round(const loco_round *r, loco_pack *p) {
+    loco_pack_i64(p, r->v_start);
+    loco_pack_i64(p, r->h);
+    loco_pack_f64(p, r->start_t);
+    loco_pack_f64(p, r->end_t);
+    loco_pack_u64(p, r->durations.s);
+    loco_pack_f64(p, r->step_s);
+    loco_pack_i64(p, r->retired);
+    loco_pack_i64(p, r->window_done);
+}
+
+static void load_round(loco_round *r, loco_unpack *u) {
+    r->v_start = loco_unpack_range(u, 0, INT64_MAX / 2);
+    r->h = loco_unpack_range(u, 0, INT64_MAX / 2);
+    r->start_t = loco_unpack_f64(u);
+    r->end_t = loco_unpack_f64(u);
+    r->durations.s = loco_unpack_u64(u);
+    r->step_s = loco_unpack_f64(u);
+    r->retired = (int)loco_unpack_range(u, 0, 1);
+    r->window_done = (int)loco_unpack_range(u, 0, 1);
+}
+
+void loco_server_save(loco_server *s, loco_pack *p) {
+    pthread_mutex_lock(&s->entry);
+    const long counts[] = {s->updates, s->version, s->local_steps, s->budget,
+                           s->rejected_nonfinite, s->rejected_stale, s->evals_skipped,
+                           s->active, s->accumulated, s->win_open, s->nmembers};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) loco_pack_i64(p, counts[i]);
+    for (int b = 0; b < LOCO_STALE_BUCKETS; b++) loco_pack_i64(p, s->stale_hist[b]);
+    loco_pack_f64(p, s->win_end);
+    for (int i = 0; i < s->nmembers; i++) loco_pack_i64(p, s->members[i]);
+    save_snapshot(s->snap, p);
+    for (int w = 0; w < s->st.workers; w++) save_round(&s->rounds[w], p);
+    pthread_mutex_unlock(&s->entry);
+}
+
+int loco_server_load(loco_server *s, loco_unpack *u) {
+    const int64_t big = INT64_MAX / 2, W = s->st.workers;
+    long *counts[] = {&s->updates, &s->version, &s->local_steps, &s->budget,
+                      &s->rejected_nonfinite, &s->rejected_stale, &s->evals_skipped};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) *counts[i] = loco_unpack_range(u, 0, big);
+    s->active = (int)loco_unpack_range(u, 0, W);
+    s->accumulated = loco_unpack_range(u, 0, big);
+    s->win_open = (int)loco_unpack_range(u, 0, 1);
+    s->nmembers = (int)loco_unpack_range(u, 0, W);
+    for (int b = 0; b < LOCO_STALE_BUCKETS; b++) s->stale_hist[b] = loco_unpack_range(u, 0, big);
+    s->win_end = loco_unpack_f64(u);
+    for (int i = 0; i < s->nmembers; i++) s->members[i] = (int)loco_unpack_range(u, 0, W - 1);
+    if (load_snapshot(s, u) != 0) return -1;
+    for (int w = 0; w < W; w++) load_round(&s->rounds[w], u);
+    return u->bad ? -1 : 0;
+}
+
+int loco_server_phase(loco_server *s, const loco_round *r) {
+    pthread_mutex_lock(&s->entry);
+    int phase = r->retired ? LOCO_PHASE_DONE : LOCO_PHASE_ARRIVE;
+    for (int i = 0; s->win_open && i < s->nmembers; i++) {
+        if (s->members[i] != r->id) continue;
+        int deadline = isfinite(s->win_end);
+        phase = i == 0 && deadline ? LOCO_PHASE_OPENER : LOCO_PHASE_WINDOW;
+    }
+    pthread_mutex_unlock(&s->entry);
+    return phase;
+}
+
+long loco_server_rejoin(loco_server *s, loco_round *r, loco_arrival_cost *cost) {
+    *cost = (loco_arrival_cost){0};
+    int phase = loco_server_phase(s, r);
+    LOCO_CHECK(phase == LOCO_PHASE_WINDOW || phase == LOCO_PHASE_OPENER,
+               "worker %d rejoins no window", r->id);
+    return rest_in_window(s, r, phase == LOCO_PHASE_OPENER, s->win_end, cost);
+}
+
+int loco_server_holds_snapshot(loco_server *s) {
+    pthread_mutex_lock(&s->entry);
+    int held = s->snap != NULL;
+    pthread_mutex_unlock(&s->entry);
+    return held;
+}
+
+int loco_server_still(loco_server *s) {
+    pthread_mutex_lock(&s->window_mu);
+    int n = s->window_waiting;
+    pthread_mutex_unlock(&s->window_mu);
+    return n;
 }

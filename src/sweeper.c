@@ -75,6 +75,13 @@ void loco_sweeper_stop(loco_sweeper *sw) {
     sw->started = 0;
 }
 
+int loco_sweeper_idle(loco_sweeper *sw) {
+    pthread_mutex_lock(&sw->mu);
+    int idle = sw->len == 0; /* a job leaves the queue once it is walked */
+    pthread_mutex_unlock(&sw->mu);
+    return idle;
+}
+
 double loco_sweeper_busy(loco_sweeper *sw) {
     pthread_mutex_lock(&sw->mu);
     double b = sw->busy_s;

@@ -219,12 +219,10 @@ static void evaluate(run *r, long first, long last) {
     double wall = loco_now() - r->t0;
     loco_eval_event ev = {.step = r->w.steps, .local_steps = local, .tokens = r->tokens,
                           .wall_s = wall, .val_loss = r->last_val, .at_local_steps = first,
+                          .last_mark = last, .every = E, .place = -1,
                           .time_s = c->run.clock == LOCO_CLOCK_VIRTUAL
                                         ? (double)local * c->run.virtual_step_s : wall};
-    do {
-        loco_metrics_eval(&r->mt, &ev);
-        ev.at_local_steps += E;
-    } while (first > 0 && ev.at_local_steps <= last);
+    loco_metrics_eval(&r->mt, &ev);
 }
 
 /* The marks of eval.every_local_steps that the last step passed: [*first, *last], or 0 */
@@ -333,9 +331,20 @@ static int single_run(run *r, loco_err *e) {
 
 /* ------------------------------------------------ the asynchronous path */
 
+/* an asynchronous run's checkpoint: the file, and the run's own part first */
+static int begin_checkpoint(void *ctx, loco_state_writer *w, loco_err *e) {
+    run *r = ctx;
+    if (loco_state_begin(w, r->o->out_dir, LOCO_STATE_ASYNC, r->config_hash, e) != 0) return -1;
+    pack_run(r, &w->p);
+    return 0;
+}
+
 static int async_run(run *r, loco_err *e) {
     loco_engine_in in = {.c = r->c, .m = &r->m, .d = &r->data, .init = r->init, .mt = &r->mt,
-                         .stop = r->o->stop};
+                         .stop = r->o->stop, .begin = r->o->out_dir ? begin_checkpoint : NULL,
+                         .ctx = r, .ckpt_updates = r->ckpt_every,
+                         .ckpt_seconds = r->ckpt_seconds,
+                         .resume = r->o->resume ? &r->state.u : NULL};
     if (loco_engine_run(&in, &r->eo, e) != 0) return -1;
     r->final = r->eo.theta;
     r->last_val = r->eo.final_val;

@@ -170,39 +170,122 @@ static int setup_thread(loco_worker_thread *t) {
     return 0;
 }
 
+/* counts what an arrival cost */
+static void count(loco_worker_thread *t, const loco_arrival_cost *cost) {
+    loco_worker_stats *st = &t->stats;
+    st->rounds++;
+    st->rejected += cost->rejected;
+    st->lockwait_s += cost->stripe_s;
+    st->idle_s += cost->turn_s + cost->window_s;
+}
+
+/* the round computed last arrives; returns the next round's steps */
+static long arrive(loco_worker_thread *t) {
+    loco_arrival_cost cost;
+    atomic_store(&t->stats.activity, LOCO_ACT_SYNC);
+    long h = loco_server_arrive(t->server, t->r, &t->last, &cost);
+    count(t, &cost);
+    if (!t->last.finite) loco_worker_reset_optimizer(&t->w);
+    return h;
+}
+
+/* the first round's steps: a new run pulls theta; a resumed one goes on from where the
+ * checkpoint found it */
+static long first_round(loco_worker_thread *t) {
+    loco_round *r = t->r;
+    if (t->phase < 0) {
+        t->stats.lockwait_s += loco_server_pull(t->server, r);
+        return r->h;
+    }
+    if (t->phase == LOCO_PHASE_DONE) return 0;
+    if (t->phase == LOCO_PHASE_ARRIVE) return arrive(t);
+    loco_arrival_cost cost;
+    atomic_store(&t->stats.activity, LOCO_ACT_SYNC);
+    long h = loco_server_rejoin(t->server, r, &cost);
+    t->stats.lockwait_s += cost.stripe_s;
+    t->stats.idle_s += cost.window_s;
+    return h;
+}
+
+static int load_thread(loco_worker_thread *t);
+
 static void *worker_main(void *arg) {
     loco_worker_thread *t = arg;
-    loco_worker_stats *st = &t->stats;
     loco_round *r = t->r;
-    if (setup_thread(t) != 0) {
+    if (setup_thread(t) != 0 || (t->phase >= 0 && load_thread(t) != 0)) {
         t->failed = 1;
         loco_server_abandon(t->server, r);
-        atomic_store(&st->activity, LOCO_ACT_DONE);
+        atomic_store(&t->stats.activity, LOCO_ACT_DONE);
         return NULL;
     }
-    atomic_store(&st->activity, LOCO_ACT_SYNC);
-    st->lockwait_s += loco_server_pull(t->server, r);
-    long h = r->h;
+    atomic_store(&t->stats.activity, LOCO_ACT_SYNC);
+    long h = first_round(t);
     while (h > 0) {
-        loco_round_report rep;
-        run_round(t, h, &rep);
-        rep.finite = make_delta(r, t->m->nparams);
-        atomic_store(&st->activity, LOCO_ACT_SYNC);
-        loco_arrival_cost cost;
-        h = loco_server_arrive(t->server, r, &rep, &cost);
-        st->rounds++;
-        st->rejected += cost.rejected;
-        st->lockwait_s += cost.stripe_s;
-        st->idle_s += cost.turn_s + cost.window_s;
-        if (!rep.finite) loco_worker_reset_optimizer(&t->w);
+        run_round(t, h, &t->last);
+        t->last.finite = make_delta(r, t->m->nparams);
+        h = arrive(t);
     }
-    atomic_store(&st->activity, LOCO_ACT_DONE);
+    atomic_store(&t->stats.activity, LOCO_ACT_DONE);
     return NULL;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+enum { THREAD_SCALARS = 11 };   /* the 8-byte fields after the arrays (below) */
+
+size_t loco_worker_thread_state_bytes(size_t nparams) {
+    return 4 * nparams * sizeof(float) + 4 * 8 + THREAD_SCALARS * 8;
+}
+
+void loco_worker_thread_save(const loco_worker_thread *t, loco_pack *p) {
+    const loco_worker_stats *st = &t->stats;
+    uint64_t before = p->bytes;
+    loco_worker_save(&t->w, p);
+    loco_pack_floats(p, t->r->theta0, t->m->nparams);
+    loco_pack_u64(p, t->jitter.s);
+    loco_pack_i64(p, t->last.finite);
+    loco_pack_f64(p, t->last.step_s);
+    loco_pack_f64(p, t->last.slowdown_s);
+    loco_pack_i64(p, atomic_load(&st->steps));
+    loco_pack_i64(p, st->rounds);
+    loco_pack_i64(p, st->rejected);
+    loco_pack_f64(p, st->compute_s);
+    loco_pack_f64(p, st->slowdown_s);
+    loco_pack_f64(p, st->lockwait_s);
+    loco_pack_f64(p, st->idle_s);
+    LOCO_CHECK(p->bytes - before == loco_worker_thread_state_bytes(t->m->nparams),
+               "worker %d packed %llu bytes", t->r->id, (unsigned long long)(p->bytes - before));
+}
+
+/* on the thread, after its buffers are made (so they stay on its NUMA node) */
+static int load_thread(loco_worker_thread *t) {
+    loco_unpack *u = &t->resume;
+    loco_worker_stats *st = &t->stats;
+    if (loco_worker_load(&t->w, u) != 0) goto bad;
+    loco_unpack_floats(u, t->r->theta0, t->m->nparams);
+    t->jitter.s = loco_unpack_u64(u);
+    t->last.finite = (int)loco_unpack_range(u, 0, 1);
+    t->last.step_s = loco_unpack_f64(u);
+    t->last.slowdown_s = loco_unpack_f64(u);
+    atomic_store(&st->steps, (long)loco_unpack_range(u, 0, INT64_MAX / 2));
+    st->rounds = (long)loco_unpack_range(u, 0, INT64_MAX / 2);
+    st->rejected = (long)loco_unpack_range(u, 0, INT64_MAX / 2);
+    st->compute_s = loco_unpack_f64(u);
+    st->slowdown_s = loco_unpack_f64(u);
+    st->lockwait_s = loco_unpack_f64(u);
+    st->idle_s = loco_unpack_f64(u);
+    if (u->bad) goto bad;
+    /* the delta of a round done but not arrived, as it was */
+    if (t->phase == LOCO_PHASE_ARRIVE) make_delta(t->r, t->m->nparams);
+    return 0;
+bad:
+    return loco_errf(&t->err, "worker %d: its part of the checkpoint is short or mangled", t->r->id);
 }
 
 int loco_worker_thread_start(loco_worker_thread *t, loco_err *e) {
     t->failed = 0;
-    loco_rng_seed(&t->jitter, t->opts.seed, loco_stream_id(LOCO_STREAM_JITTER, (uint64_t)t->r->id));
+    if (t->phase < 0)
+        loco_rng_seed(&t->jitter, t->opts.seed, loco_stream_id(LOCO_STREAM_JITTER, (uint64_t)t->r->id));
     if (pthread_create(&t->thread, NULL, worker_main, t) != 0) {
         loco_server_abandon(t->server, t->r);
         atomic_store(&t->stats.activity, LOCO_ACT_DONE);

@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include "loco/base.h"
+#include "loco/pack.h"
 
 enum { LOCO_CLOCK_REAL, LOCO_CLOCK_VIRTUAL };
 extern const loco_enum loco_clock_kinds[];
@@ -23,8 +24,11 @@ typedef struct {
     pthread_cond_t cv;
     double *at;           /* per worker: time of its next event; INFINITY: none */
     int *what;            /* per worker: LOCO_EVENT_* */
-    double start;         /* loco_now() when the run started */
+    double start;         /* loco_now() when the run started (in this process) */
+    double offset;        /* wall seconds of the run before this process (resumed runs) */
     double now;           /* virtual: time of the latest turn */
+    int paused;           /* no turn is given (a checkpoint is being taken) */
+    int waiting;          /* threads waiting in loco_clock_turn */
 } loco_clock;
 
 int loco_clock_init(loco_clock *c, int kind, int workers, loco_err *e);
@@ -43,8 +47,26 @@ void loco_clock_schedule(loco_clock *c, int worker, double at, int what);
 void loco_clock_park(loco_clock *c, int worker);
 
 /* Virtual: blocks until the worker's event is the earliest, then returns its time (and
- * makes it the clock's time). Real: returns the wall time at once. *waited gets the real
- * seconds spent blocked. The caller holds the turn until it schedules or parks. */
+ * makes it the clock's time). Real: returns the wall time at once. Either way no turn is
+ * given while the clock is paused. *waited gets the real seconds spent blocked. The
+ * caller holds the turn until it schedules or parks. */
 double loco_clock_turn(loco_clock *c, int worker, double *waited);
+
+/* The turn for one event of the worker's, (what, at): 1 with *t its time when it comes;
+ * 0 when the worker's event is replaced first (by another thread's schedule), and the
+ * worker then holds no turn. The real clock gives it at once (unless paused). */
+int loco_clock_turn_for(loco_clock *c, int worker, int what, double at, double *t,
+                        double *waited);
+
+/* Pausing stops every turn; the run is still when every worker waits for one or is
+ * blocked elsewhere (loco_clock_waiting counts those waiting here). */
+void loco_clock_pause(loco_clock *c);
+void loco_clock_resume(loco_clock *c);
+int loco_clock_waiting(loco_clock *c);
+
+/* The clock's state (time, each worker's event, the wall seconds so far), for
+ * checkpoints; load returns -1 when the stream is short or mangled. */
+void loco_clock_save(loco_clock *c, loco_pack *p);
+int loco_clock_load(loco_clock *c, loco_unpack *u);
 
 #endif

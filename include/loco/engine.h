@@ -11,6 +11,7 @@
 #include "loco/data.h"
 #include "loco/metrics.h"
 #include "loco/model.h"
+#include "loco/statefile.h"
 
 typedef struct {
     const loco_config *c;            /* validated */
@@ -19,6 +20,14 @@ typedef struct {
     const float *init;               /* theta(0) */
     loco_metrics *mt;
     volatile sig_atomic_t *stop;     /* set to end early (no new rounds) */
+    /* checkpoints: begin(ctx, w) starts the file and packs the run's own part, then the
+     * engine packs its state; every ckpt_updates server updates or ckpt_seconds (0: only
+     * when stopped). begin NULL: none. */
+    int (*begin)(void *ctx, loco_state_writer *w, loco_err *e);
+    void *ctx;
+    long ckpt_updates;
+    double ckpt_seconds;
+    loco_unpack *resume;             /* a resumed run: the engine's part of its checkpoint */
 } loco_engine_in;
 
 typedef struct {

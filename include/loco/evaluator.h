@@ -43,6 +43,7 @@ typedef struct {
     long mark_first, mark_last;  /* the marks of the local-step schedule it stands for
                                     (first to last, a period apart); 0: none */
     double time_s, wall_s;
+    long place;             /* its event's place in metrics.jsonl (loco_metrics_reserve), or -1 */
     float *params;          /* nparams floats */
     int state;              /* free, reserved (being filled), ready */
     long seq;               /* order of reservation: evaluation follows it */
@@ -90,6 +91,10 @@ void loco_eval_thread_ready(loco_eval_thread *et, loco_snapshot *s);
  * skip an evaluation and holds no lock the evaluator's report needs). */
 int loco_eval_thread_has_free(loco_eval_thread *et);
 void loco_eval_thread_wait_free(loco_eval_thread *et);
+
+/* Waits until at most `keep` reserved snapshots are not evaluated yet (those not yet
+ * handed over: a checkpoint keeps them). */
+void loco_eval_thread_drain(loco_eval_thread *et, int keep);
 
 /* Evaluates what is pending, stops the thread and frees it; returns the seconds the
  * thread spent evaluating. */

@@ -37,8 +37,8 @@ typedef struct {
     int progress_open; /* a progress line is on screen and not yet ended */
     int quiet;         /* print nothing on stderr */
     pthread_mutex_t mu; /* events come from several threads */
-    char *pending;     /* events not written yet (under mu) */
-    size_t plen, pcap;
+    struct loco_line *lines; /* events not written yet, in order; some still to come */
+    long nlines, cap, first; /* first: the place of lines[0] */
     int write_errno;   /* the first failed write of metrics.jsonl, 0 if none */
 } loco_metrics;
 
@@ -59,9 +59,16 @@ int loco_metrics_close(loco_metrics *mt, loco_err *e);
 
 /* Writes the pending events to metrics.jsonl and flushes it. Events are only buffered
  * when they happen (under whatever lock their caller holds), in the order they happened;
- * one thread (the run's main thread) writes them out with this, often. Returns -1 once a
- * write has failed (and keeps buffering nothing more). */
+ * one thread (the run's main thread) writes them out with this, often, up to the first
+ * place still reserved. Returns -1 once a write has failed (and keeps buffering nothing
+ * more). */
 int loco_metrics_flush(loco_metrics *mt);
+
+/* A place in metrics.jsonl for an event known only later (the evaluation of a snapshot
+ * taken now), filled by an event with that .place: the events after it wait until it is,
+ * so the file holds events in the order things happened, not in the order the evaluator
+ * finished them, and a virtual-clock run writes the same file every time. */
+long loco_metrics_reserve(loco_metrics *mt);
 
 /* ---- the events of metrics.jsonl: one function per kind ---- */
 
@@ -82,7 +89,9 @@ typedef struct {
     long updates;                    /* asynchronous */
     long local_steps, tokens;
     long at_local_steps;             /* the schedule's mark; 0: none */
+    long last_mark, every;           /* one line per mark at_local_steps, +every, ... <= last_mark */
     double time_s, wall_s, val_loss;
+    long place;                      /* a reserved place (loco_metrics_reserve), or -1: now */
 } loco_eval_event;
 void loco_metrics_eval(loco_metrics *mt, const loco_eval_event *ev);
 

@@ -34,6 +34,8 @@ typedef struct {
     loco_outer_hp hp;          /* lr, beta, c (N and gscale are set per arrival) */
     float lambda;              /* delay compensation; 0 = off */
     double grace_s;            /* grace period; 0 = none */
+    double sync_timeout_s;     /* a barrier round closes this long after its first arrival at
+                                  the latest; 0 = when every live worker has arrived */
     double virtual_step_s;     /* virtual seconds per inner step of a worker at slowdown 1 */
     long eval_every;           /* snapshot every this many updates; 0 = never */
     long eval_every_steps;     /* snapshot each time the local steps pass a multiple of
@@ -111,6 +113,7 @@ typedef struct {
     int win_open;
     double win_end;
     int *members, nmembers;
+    int window_waiting;        /* members waiting for the close (under window_mu) */
     loco_snapshot *snap;       /* reserved for the evaluation due, waiting for its job */
 } loco_server;
 
@@ -153,5 +156,29 @@ void loco_server_abandon(loco_server *s, loco_round *r);
 void loco_server_stop_early(loco_server *s);
 
 void loco_server_read_stats(loco_server *s, loco_server_stats *out);
+
+/* ---- checkpoints: taken when the run is still (the clock paused, every worker waiting
+ * for a turn or for a window to close, the server thread idle) ---- */
+
+/* The protocol's state: counters, the open window, the pending snapshot, every round. */
+void loco_server_save(loco_server *s, loco_pack *p);
+/* Into a server made by loco_server_init with the run's settings (and its evaluator);
+ * -1 when the stream is short or mangled. */
+int loco_server_load(loco_server *s, loco_unpack *u);
+
+/* Where worker r stands in a still run: about to arrive with its round done, waiting in
+ * a window (or seeing to its end, the opener), or done. */
+enum { LOCO_PHASE_ARRIVE, LOCO_PHASE_WINDOW, LOCO_PHASE_OPENER, LOCO_PHASE_DONE };
+int loco_server_phase(loco_server *s, const loco_round *r);
+
+/* A resumed worker that was in a window goes on there: (the opener sees to the window's
+ * end,) waits for the close, pulls; returns its next round's steps. */
+long loco_server_rejoin(loco_server *s, loco_round *r, loco_arrival_cost *cost);
+
+/* Whether a snapshot is reserved and waiting for its round to close. */
+int loco_server_holds_snapshot(loco_server *s);
+
+/* How many workers wait for a window to close. */
+int loco_server_still(loco_server *s);
 
 #endif

@@ -37,6 +37,9 @@ void loco_sweeper_push(loco_sweeper *sw, const loco_job *j);
 /* Walks what is queued, then stops the thread. */
 void loco_sweeper_stop(loco_sweeper *sw);
 
+/* Nothing queued or being walked. */
+int loco_sweeper_idle(loco_sweeper *sw);
+
 /* Seconds the thread has spent walking jobs so far. */
 double loco_sweeper_busy(loco_sweeper *sw);
 

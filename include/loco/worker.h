@@ -100,6 +100,9 @@ typedef struct {
     const loco_place *place;
     sem_t *seats;                  /* one taken while computing a round, or NULL (engine.c) */
     loco_rng jitter;               /* real clock: the steps' jitter */
+    loco_round_report last;        /* of the round it computed last */
+    loco_unpack resume;            /* resuming: this worker's part of the checkpoint */
+    int phase;                     /* resuming: LOCO_PHASE_* where it stood; -1: a new run */
     loco_worker_stats stats;
     int failed;
     loco_err err;
@@ -107,6 +110,12 @@ typedef struct {
 } loco_worker_thread;
 
 int loco_worker_thread_start(loco_worker_thread *t, loco_err *e);
+
+/* A worker thread's part of a checkpoint, taken while the run is still (the thread waits
+ * for a turn or a window, or is done): the worker, theta_start, the last round's report,
+ * the jitter stream and the counters. Exactly loco_worker_thread_state_bytes(nparams). */
+size_t loco_worker_thread_state_bytes(size_t nparams);
+void loco_worker_thread_save(const loco_worker_thread *t, loco_pack *p);
 /* Joins the thread and frees the replica; returns -1 (message in t->err) if it failed. */
 int loco_worker_thread_join(loco_worker_thread *t);
 
