@@ -86,7 +86,8 @@ static void on_eval(void *ctx, const loco_snapshot *s, double loss) {
 /* ------------------------------------------------------------ checkpoints */
 
 /* The engine's part of a checkpoint, in this order: the last evaluation, the global
- * buffer, the clock, the server, then every worker thread's (equal-sized) part. */
+ * buffer, the clock, the server, the events waiting behind the server's pending snapshot,
+ * then every worker thread's (equal-sized) part. */
 
 static int bad_checkpoint(loco_err *e) {
     return loco_errf(e, "the checkpoint's state does not fit this run (short or mangled)");
@@ -110,9 +111,49 @@ static int load_workers(engine *en, loco_err *e) {
     for (int w = 0; w < en->W; w++) {
         loco_worker_thread *t = &en->threads[w];
         loco_unpack_begin(&t->resume, u->buf + u->pos + part * (size_t)w, part);
-        t->phase = loco_server_phase(&en->server, t->r);
+        t->phase = loco_server_phase(&en->server, t->r, &t->window_end);
     }
     return 0;
+}
+
+int loco_engine_describe(const loco_config *c, size_t nparams, loco_unpack *u, char *buf,
+                         size_t n, loco_err *e) {
+    int W = (int)c->run.workers;
+    double last_val = loco_unpack_f64(u);
+    float *theta = loco_alloc(nparams * sizeof(float));
+    if (!theta) return loco_errf(e, "out of memory for %zu parameters", nparams);
+    loco_unpack_floats(u, theta, nparams);
+    int finite = loco_all_finite(theta, nparams);
+    free(theta);
+    u->pos += 2 * nparams * sizeof(float); /* m and a */
+    loco_clock clock;
+    loco_server server;
+    loco_server_settings st;
+    server_settings(c, 1, &st);
+    if (loco_clock_init(&clock, c->run.clock, W, e) != 0) return -1;
+    int rc = loco_server_init(&server, &st, NULL, &clock, NULL, NULL, NULL, e);
+    loco_metrics scratch; /* the waiting events are read past */
+    loco_metrics_open(&scratch, NULL, 1, 0, NULL);
+    if (rc == 0 && (loco_clock_load(&clock, u) != 0 || loco_server_load(&server, u) != 0 ||
+                    loco_metrics_load_waiting(&scratch, u) != 0 ||
+                    u->len - u->pos != loco_worker_thread_state_bytes(nparams) * (size_t)W))
+        rc = loco_errf(e, "its state is short or mangled, or of another run");
+    if (rc == 0 && !finite) rc = loco_errf(e, "its global parameters are not all finite");
+    if (rc == 0) {
+        int phases[4] = {0};
+        for (int w = 0; w < W; w++) phases[loco_server_phase(&server, loco_server_round(&server, w), NULL)]++;
+        snprintf(buf, n, "asynchronous run (%s, %d workers, %s clock) at %ld server updates and "
+                 "%ld local steps, time %.6g s, last val loss %.4f; %d workers with a round to "
+                 "deliver, %d in a window%s, %d done", loco_enum_name(loco_outer_methods,
+                 c->outer.method), W, loco_enum_name(loco_clock_kinds, c->run.clock),
+                 server.updates, server.local_steps, clock.now, last_val, phases[LOCO_PHASE_ARRIVE],
+                 phases[LOCO_PHASE_WINDOW] + phases[LOCO_PHASE_OPENER],
+                 phases[LOCO_PHASE_OPENER] ? " (with a deadline)" : "", phases[LOCO_PHASE_DONE]);
+    }
+    if (server.rounds) loco_server_free(&server);
+    loco_clock_free(&clock);
+    loco_metrics_close(&scratch, NULL);
+    return rc;
 }
 
 /* the run is still: every worker waits for a turn or for a window to close, or is done,
@@ -145,6 +186,7 @@ static int checkpoint(engine *en, loco_err *e) {
         loco_pack_floats(&w.p, en->gb.a, n);
         loco_clock_save(&en->clock, &w.p);
         loco_server_save(&en->server, &w.p);
+        loco_metrics_save_waiting(in->mt, &w.p);
         for (int i = 0; i < en->W; i++) loco_worker_thread_save(&en->threads[i], &w.p);
         rc = loco_state_commit(&w, e);
     }
@@ -206,7 +248,9 @@ static int setup_threads(engine *en, loco_err *e) {
     if (loco_server_init(&en->server, &st, &en->gb, &en->clock, &en->het, &en->et, in->mt, e) != 0)
         return -1;
     en->done[HAS_SERVER] = 1;
-    if (in->resume && loco_server_load(&en->server, in->resume) != 0) return bad_checkpoint(e);
+    if (in->resume && (loco_server_load(&en->server, in->resume) != 0 ||
+                       loco_metrics_load_waiting(in->mt, in->resume) != 0))
+        return bad_checkpoint(e);
     return loco_server_start(&en->server, &en->topo, &en->plan.places[en->W], e);
 }
 

@@ -20,6 +20,7 @@
 #include "loco/runlog.h"
 #include "loco/sample.h"
 #include "loco/topo.h"
+#include "loco/statefile.h"
 #include "loco/sweep.h"
 #include "loco/train.h"
 
@@ -434,11 +435,26 @@ static int cmd_export(int argc, char **argv) {
     return 0;
 }
 
+/* a file that starts with a checkpoint's magic */
+static int is_checkpoint(const char *path) {
+    FILE *f = fopen(path, "rb");
+    uint64_t magic = 0;
+    if (f && fread(&magic, sizeof magic, 1, f) != 1) magic = 0;
+    if (f) fclose(f);
+    return magic == LOCO_STATE_MAGIC;
+}
+
 static int cmd_check(int argc, char **argv) {
     if (wants_help(argc, argv)) return fputs(usage_check, stdout), 0;
     if (argc != 1) return fail_usage("expected: check FILE", "check");
     loco_model_file mf;
     loco_err e;
+    if (is_checkpoint(argv[0])) {
+        char what[2 * LOCO_ERR_LEN];
+        if (loco_checkpoint_describe(argv[0], what, sizeof what, &e) != 0) return fail(e.msg);
+        puts(what);
+        return 0;
+    }
     if (loco_model_read(argv[0], &mf, &e) != 0) return fail(e.msg);
     const loco_shape *s = &mf.m.s;
     printf("%s: %s model, %zu parameters, L=%d NH=%d C=%d V=%d Vp=%d maxT=%d%s\n", argv[0],

@@ -242,6 +242,37 @@ static void add_event(loco_metrics *mt, loco_json *j) {
     pthread_mutex_unlock(&mt->mu);
 }
 
+void loco_metrics_save_waiting(loco_metrics *mt, loco_pack *p) {
+    loco_metrics_flush(mt);
+    pthread_mutex_lock(&mt->mu);
+    long n = 0;
+    for (long k = 0; k < mt->nlines; k++) n += mt->lines[k].filled;
+    loco_pack_i64(p, n);
+    for (long k = 0; k < mt->nlines; k++) {
+        if (!mt->lines[k].filled) continue;
+        loco_pack_i64(p, (int64_t)mt->lines[k].len);
+        loco_pack_bytes(p, mt->lines[k].text, mt->lines[k].len);
+    }
+    pthread_mutex_unlock(&mt->mu);
+}
+
+int loco_metrics_load_waiting(loco_metrics *mt, loco_unpack *u) {
+    long n = (long)loco_unpack_range(u, 0, 1L << 30);
+    for (long k = 0; k < n && !u->bad; k++) {
+        size_t len = (size_t)loco_unpack_range(u, 1, 1L << 30);
+        if (len > u->len - u->pos) return -1;
+        pthread_mutex_lock(&mt->mu);
+        struct loco_line *l = new_line(mt);
+        l->text = malloc(len);
+        if (!l->text) abort();
+        loco_unpack_bytes(u, l->text, len);
+        l->len = len;
+        l->filled = 1;
+        pthread_mutex_unlock(&mt->mu);
+    }
+    return u->bad ? -1 : 0;
+}
+
 void loco_metrics_train(loco_metrics *mt, const loco_train_event *ev) {
     loco_json j;
     loco_json_begin(&j);

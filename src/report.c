@@ -189,8 +189,8 @@ static void md_rates(FILE *f, const loco_results *r, const loco_result **buf) {
         fprintf(f, "| %s |", r->rows[i]);
         for (int c = 0; c < r->ncolumns; c++) {
             int n = cell(r, r->rows[i], r->columns[c], buf);
-            if (n > 0) fprintf(f, " %g |", buf[0]->lr);
-            else fprintf(f, " – |");
+            if (n > 0 && buf[0]->lr > 0) fprintf(f, " %g |", buf[0]->lr);
+            else fprintf(f, " – |"); /* no runs, or a method without an outer rate */
         }
         fputc('\n', f);
     }

@@ -303,6 +303,7 @@ static int decide(loco_server *s, loco_round *r, const loco_round_report *rep, d
     long staleness = s->version - r->v_start;
     int status = judge(s, rep->finite, staleness);
     int due = eval_due(s, status == LOCO_ARRIVAL_APPLIED, r->h);
+    r->rejected = status != LOCO_ARRIVAL_APPLIED;
     s->local_steps += r->h;
     *push = (loco_job){.rule = LOCO_RULE_NONE, .hp = s->st.hp};
     if (status == LOCO_ARRIVAL_APPLIED) {
@@ -322,7 +323,6 @@ static int decide(loco_server *s, loco_round *r, const loco_round_report *rep, d
     } else {
         s->rejected_stale++;
     }
-    if (due) take_snapshot(s, r->h, now);
     if (s->mt) {
         double slow = rep->slowdown_s;
         if (s->st.clock == LOCO_CLOCK_VIRTUAL) slow = now - r->start_t - r->h * s->st.virtual_step_s;
@@ -332,6 +332,7 @@ static int decide(loco_server *s, loco_round *r, const loco_round_report *rep, d
                           .start_s = r->start_t, .slowdown_s = slow > 0 ? slow : 0};
         loco_metrics_arrival(s->mt, &a);
     }
+    if (due) take_snapshot(s, r->h, now); /* its event after the arrival's */
     return status;
 }
 
@@ -582,6 +583,7 @@ static void save_round(const loco_round *r, loco_pack *p) {
     loco_pack_f64(p, r->step_s);
     loco_pack_i64(p, r->retired);
     loco_pack_i64(p, r->window_done);
+    loco_pack_i64(p, r->rejected);
 }
 
 static void load_round(loco_round *r, loco_unpack *u) {
@@ -593,6 +595,7 @@ static void load_round(loco_round *r, loco_unpack *u) {
     r->step_s = loco_unpack_f64(u);
     r->retired = (int)loco_unpack_range(u, 0, 1);
     r->window_done = (int)loco_unpack_range(u, 0, 1);
+    r->rejected = (int)loco_unpack_range(u, 0, 1);
 }
 
 void loco_server_save(loco_server *s, loco_pack *p) {
@@ -626,8 +629,9 @@ int loco_server_load(loco_server *s, loco_unpack *u) {
     return u->bad ? -1 : 0;
 }
 
-int loco_server_phase(loco_server *s, const loco_round *r) {
+int loco_server_phase(loco_server *s, const loco_round *r, double *end) {
     pthread_mutex_lock(&s->entry);
+    if (end) *end = s->win_end;
     int phase = r->retired ? LOCO_PHASE_DONE : LOCO_PHASE_ARRIVE;
     for (int i = 0; s->win_open && i < s->nmembers; i++) {
         if (s->members[i] != r->id) continue;
@@ -638,12 +642,13 @@ int loco_server_phase(loco_server *s, const loco_round *r) {
     return phase;
 }
 
-long loco_server_rejoin(loco_server *s, loco_round *r, loco_arrival_cost *cost) {
+long loco_server_rejoin(loco_server *s, loco_round *r, int opener, double end,
+                        loco_arrival_cost *cost) {
     *cost = (loco_arrival_cost){0};
-    int phase = loco_server_phase(s, r);
-    LOCO_CHECK(phase == LOCO_PHASE_WINDOW || phase == LOCO_PHASE_OPENER,
-               "worker %d rejoins no window", r->id);
-    return rest_in_window(s, r, phase == LOCO_PHASE_OPENER, s->win_end, cost);
+    pthread_mutex_lock(&s->entry);
+    cost->rejected = r->rejected; /* decided before the checkpoint */
+    pthread_mutex_unlock(&s->entry);
+    return rest_in_window(s, r, opener, end, cost);
 }
 
 int loco_server_holds_snapshot(loco_server *s) {

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -30,6 +32,14 @@ int loco_state_begin(loco_state_writer *w, const char *dir, int kind, uint64_t c
     return 0;
 }
 
+/* For the tests of exact resume: LOCO_CRASH_AFTER_CHECKPOINT=K kills the process (SIGKILL,
+ * as the kernel's OOM killer or a power cut would) right after its K-th checkpoint. */
+static void crash_if_asked(void) {
+    static int written;
+    const char *k = getenv("LOCO_CRASH_AFTER_CHECKPOINT");
+    if (k && atoi(k) == ++written) raise(SIGKILL);
+}
+
 int loco_state_commit(loco_state_writer *w, loco_err *e) {
     uint64_t trailer[2] = {w->p.bytes, w->p.crc};
     if (w->p.failed && !w->out.failed) w->out.failed = errno ? errno : EIO;
@@ -40,7 +50,9 @@ int loco_state_commit(loco_state_writer *w, loco_err *e) {
     snprintf(cur, sizeof cur, "%s/checkpoint.bin", w->dir);
     snprintf(prev, sizeof prev, "%s/checkpoint.prev.bin", w->dir);
     if (!w->out.failed && rename(cur, prev) != 0 && errno != ENOENT) w->out.failed = errno;
-    return loco_outfile_commit(&w->out, e);
+    int rc = loco_outfile_commit(&w->out, e);
+    crash_if_asked();
+    return rc;
 }
 
 static int refuse(loco_state_file *f, loco_err *e, const char *why) {

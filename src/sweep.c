@@ -836,7 +836,9 @@ static int write_results(sweep *sw, loco_err *e) {
         row_of(sw, r, rows[i], sizeof rows[i]);
         *x = (loco_result){.row = rows[i], .variant = sp->v[r->variant].name,
                            .column = sp->table >= 0 ? sp->ax[sp->table].values[r->vals[sp->table]] : "",
-                           .seed = r->seed, .lr = r->lr > 0 ? r->lr : r->cfg.outer.lr,
+                           .seed = r->seed,
+                           .lr = !loco_outer_method_of(r->cfg.outer.method)->engine ? 0
+                                 : r->lr > 0 ? r->lr : r->cfg.outer.lr,
                            .log = &r->log, .dir = r->dir + strlen(sw->out) + 1};
         if (r->kind == RUN_TUNE) ntune++;
         int seen = 0;

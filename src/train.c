@@ -384,6 +384,60 @@ static int write_outputs(run *r, const char *status, loco_err *e) {
     return loco_model_write(path, &r->m, r->final, r->config_text, e);
 }
 
+/* the config.ini beside path, and its hash as a checkpoint's header holds it */
+static int config_beside(const char *path, loco_config *c, uint64_t *hash, loco_err *e) {
+    char dir[LOCO_PATH_LEN], ini[LOCO_PATH_LEN + 16];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    snprintf(ini, sizeof ini, "%s/config.ini", slash ? (*slash = '\0', dir) : ".");
+    loco_config_default(c);
+    if (loco_config_load_file(c, ini, e) != 0) return -1;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return loco_errf(e, "out of memory");
+    int rc = loco_config_write(c, f);
+    fclose(f);
+    *hash = loco_hash64(text, strlen(text));
+    free(text);
+    return rc != 0 ? loco_errf(e, "%s: cannot be written back", ini) : 0;
+}
+
+static int describe_single(loco_unpack *u, size_t nparams, char *buf, size_t n) {
+    const float *params = (const float *)(u->buf + u->pos);
+    if (u->len - u->pos != 3 * nparams * sizeof(float) + 32) return -1;
+    int finite = loco_all_finite(params, nparams);
+    u->pos += 3 * nparams * sizeof(float);
+    long step = (long)loco_unpack_range(u, 0, INT64_MAX / 2);
+    snprintf(buf, n, "single-worker run at step %ld; its parameters are %s", step,
+             finite ? "finite" : "NOT all finite");
+    return finite && !u->bad ? 0 : -1;
+}
+
+int loco_checkpoint_describe(const char *path, char *buf, size_t n, loco_err *e) {
+    loco_config c;
+    uint64_t hash = 0;
+    if (config_beside(path, &c, &hash, e) != 0) return -1;
+    loco_model m;
+    loco_shape s = loco_shape_from_config(&c);
+    if (loco_model_init(&m, &s, e) != 0) return -1;
+    loco_state_file f;
+    if (loco_state_read(path, hash, &f, e) != 0) return -1;
+    run r = {.c = &c};
+    long length = unpack_run(&r, &f.u);
+    char what[LOCO_ERR_LEN];
+    int rc = f.kind == LOCO_STATE_SINGLE ? describe_single(&f.u, m.nparams, what, sizeof what)
+                                         : loco_engine_describe(&c, m.nparams, &f.u, what, sizeof what, e);
+    if (rc != 0 && f.kind == LOCO_STATE_SINGLE) loco_errf(e, "its state is short, mangled or not finite");
+    if (rc == 0)
+        snprintf(buf, n, "%s: checkpoint ok (checksum, config): %s; metrics.jsonl at %ld bytes",
+                 path, what, length);
+    else
+        loco_errf(e, "%s: %.900s", path, e->msg);
+    loco_state_close(&f);
+    return rc;
+}
+
 int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
     run r;
     memset(&r, 0, sizeof r);

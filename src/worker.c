@@ -201,9 +201,9 @@ static long first_round(loco_worker_thread *t) {
     if (t->phase == LOCO_PHASE_ARRIVE) return arrive(t);
     loco_arrival_cost cost;
     atomic_store(&t->stats.activity, LOCO_ACT_SYNC);
-    long h = loco_server_rejoin(t->server, r, &cost);
-    t->stats.lockwait_s += cost.stripe_s;
-    t->stats.idle_s += cost.window_s;
+    long h = loco_server_rejoin(t->server, r, t->phase == LOCO_PHASE_OPENER, t->window_end, &cost);
+    count(t, &cost);
+    if (cost.rejected) loco_worker_reset_optimizer(&t->w);
     return h;
 }
 

@@ -1,5 +1,8 @@
 /* Whole runs of configs/tiny.ini: it learns, it is reproducible, and it writes its outputs. */
 #include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,4 +273,224 @@ Test(train, a_failed_write_of_the_events_is_reported, .timeout = 120) {
     cr_assert_eq(access(model, R_OK), 0, "the model was still saved");
     unlink(link_path);
     rm_run(dir);
+}
+
+/* ---- checkpoints and exact resume ---- */
+
+/* configs/tiny.ini with `sets` (';'-separated) into dir; resume: from dir's checkpoint */
+static void run_sets(const char *dir, const char *sets, int resume) {
+    loco_config c;
+    loco_err e;
+    loco_config_default(&c);
+    if (resume) {
+        char ini[512];
+        snprintf(ini, sizeof ini, "%s/config.ini", dir);
+        cr_assert_eq(loco_config_load_file(&c, ini, &e), 0, "%s", e.msg);
+    } else {
+        cr_assert_eq(loco_config_load_file(&c, "configs/tiny.ini", &e), 0, "%s", e.msg);
+        char buf[512];
+        snprintf(buf, sizeof buf, "%s", sets);
+        for (char *tok = strtok(buf, ";"); tok; tok = strtok(NULL, ";"))
+            cr_assert_eq(loco_config_set(&c, tok, &e), 0, "%s", e.msg);
+    }
+    loco_train_opts o;
+    loco_train_opts_default(&o);
+    o.out_dir = dir;
+    o.quiet = 1;
+    o.resume = resume;
+    cr_assert_eq(loco_train(&c, &o, &e), 0, "%s", e.msg);
+}
+
+/* runs `sets` into dir in a child process that the kernel kills (SIGKILL) right after its
+ * k-th checkpoint; returns whether it died so */
+static int crash_after(const char *dir, const char *sets, int k) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", k);
+        setenv("LOCO_CRASH_AFTER_CHECKPOINT", v, 1);
+        run_sets(dir, sets, 0);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+}
+
+/* summary.json without what depends on the wall clock */
+static char *summary_sans_times(const char *dir) {
+    size_t len;
+    char *text = slurp_n(dir, "summary.json", &len);
+    cJSON *j = cJSON_Parse(text);
+    cr_assert_not_null(j, "summary.json of %s is not JSON", dir);
+    const char *top[] = {"wall_s", "train_s", "tokens_per_s", "server_busy", "evaluator_busy",
+                         "stripe_waits", "stripe_wait_s"};
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) cJSON_DeleteItemFromObject(j, top[i]);
+    const cJSON *clock = cJSON_GetObjectItem(j, "clock");
+    if (!cJSON_IsString(clock) || strcmp(clock->valuestring, "virtual"))
+        cJSON_DeleteItemFromObject(j, "time_s"); /* wall time then */
+    const cJSON *w;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItem(j, "per_worker")) {
+        const char *per[] = {"compute_s", "slowdown_s", "lockwait_s", "idle_s"};
+        for (size_t i = 0; i < 4; i++) cJSON_DeleteItemFromObject((cJSON *)w, per[i]);
+    }
+    char *out = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    free(text);
+    return out;
+}
+
+/* metrics.jsonl without wall_s and tokens_per_s */
+static char *events_sans_times(const char *dir) {
+    size_t len;
+    char *text = slurp_n(dir, "metrics.jsonl", &len);
+    char *out = calloc(1, len + 1), *o = out;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cut_field(line, "wall_s");
+        cut_field(line, "tokens_per_s");
+        o += sprintf(o, "%s\n", line);
+    }
+    free(text);
+    return out;
+}
+
+static void expect_same_run(const char *a, const char *b, const char *what) {
+    size_t la, lb;
+    char *ma = slurp_n(a, "model.bin", &la), *mb = slurp_n(b, "model.bin", &lb);
+    cr_assert(la == lb && !memcmp(ma, mb, la), "%s: model.bin differs", what);
+    char *sa = summary_sans_times(a), *sb = summary_sans_times(b);
+    cr_assert_str_eq(sa, sb, "%s: summary.json differs:\n%s\n%s", what, sa, sb);
+    char *ea = events_sans_times(a), *eb = events_sans_times(b);
+    cr_assert_str_eq(ea, eb, "%s: metrics.jsonl differs", what);
+    free(ma), free(mb), free(sa), free(sb), free(ea), free(eb);
+}
+
+static void rm_checkpointed(const char *dir) {
+    const char *more[] = {"checkpoint.bin", "checkpoint.prev.bin", "checkpoint.bin.tmp"};
+    char path[512];
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, more[i]);
+        unlink(path);
+    }
+    rm_run(dir);
+}
+
+/* where the checkpoint of dir found its run */
+static void describe(const char *dir, char *buf, size_t n) {
+    char path[512];
+    loco_err e;
+    snprintf(path, sizeof path, "%s/checkpoint.bin", dir);
+    cr_assert_eq(loco_checkpoint_describe(path, buf, n, &e), 0, "%s", e.msg);
+}
+
+/* Killed right after checkpoint k (for the first k whose description contains `want`),
+ * then resumed: the same model.bin, summary.json and metrics.jsonl (wall times aside) as
+ * the run that was never stopped. */
+static void resume_is_exact(const char *sets, const char *want, const char *tag) {
+    char ref[64], cut[64], what[2 * LOCO_ERR_LEN];
+    snprintf(ref, sizeof ref, "/tmp/loco-resume-ref-%s-%d", tag, (int)getpid());
+    snprintf(cut, sizeof cut, "/tmp/loco-resume-cut-%s-%d", tag, (int)getpid());
+    run_sets(ref, sets, 0);
+    int k = 1, found = 0;
+    for (; k <= 12 && !found; k++) {
+        rm_checkpointed(cut);
+        cr_assert(crash_after(cut, sets, k), "%s: the run was not killed after checkpoint %d", tag, k);
+        describe(cut, what, sizeof what);
+        found = strstr(what, want) != NULL;
+    }
+    cr_assert(found, "%s: no checkpoint caught the run with '%s' (last: %s)", tag, want, what);
+    run_sets(cut, sets, 1);
+    expect_same_run(ref, cut, what);
+    rm_checkpointed(ref), rm_checkpointed(cut);
+}
+
+Test(train, a_killed_asynchronous_run_resumes_exactly_even_in_a_grace_window, .timeout = 300) {
+    resume_is_exact("run.workers=4;outer.method=async-dn;outer.dylu=on;outer.grace_s=3;"
+                    "hetero.level=very;run.clock=virtual;outer.local_steps=10;"
+                    "train.checkpoint_every=2;eval.every_updates=3;train.steps=60",
+                    "(with a deadline)", "grace");
+}
+
+Test(train, a_killed_sync_run_resumes_exactly_in_the_middle_of_a_round, .timeout = 300) {
+    resume_is_exact("run.workers=3;outer.method=sync;hetero.level=moderate;run.clock=virtual;"
+                    "outer.local_steps=10;train.checkpoint_every=2;eval.every_updates=2;"
+                    "train.steps=60",
+                    "2 in a window", "sync");
+}
+
+Test(train, a_killed_single_worker_run_resumes_exactly, .timeout = 300) {
+    resume_is_exact("train.checkpoint_every=40;train.steps=150;eval.every=25;run.clock=virtual",
+                    "step 80", "single");
+}
+
+static void flip_byte(const char *dir, const char *name, long at) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f, "%s", path);
+    fseek(f, at, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, at, SEEK_SET);
+    fputc(c ^ 0x40, f);
+    fclose(f);
+}
+
+static int resume_fails(const char *dir, loco_err *e) {
+    loco_config c;
+    char ini[512];
+    snprintf(ini, sizeof ini, "%s/config.ini", dir);
+    loco_config_default(&c);
+    cr_assert_eq(loco_config_load_file(&c, ini, e), 0, "%s", e->msg);
+    loco_train_opts o;
+    loco_train_opts_default(&o);
+    o.out_dir = dir;
+    o.quiet = 1;
+    o.resume = 1;
+    return loco_train(&c, &o, e) != 0;
+}
+
+/* A corrupt newest checkpoint is refused and the one before is used (the run still ends
+ * exactly as if never stopped); with both refused, or with another config, resuming is
+ * an error that says what is wrong. */
+Test(train, a_bad_checkpoint_is_refused_and_the_one_before_is_used, .timeout = 300) {
+    const char *sets = "run.workers=3;outer.method=async-dn;hetero.level=moderate;"
+                       "run.clock=virtual;outer.local_steps=10;train.checkpoint_every=2;"
+                       "train.steps=40";
+    char ref[64], cut[64];
+    snprintf(ref, sizeof ref, "/tmp/loco-badckpt-ref-%d", (int)getpid());
+    snprintf(cut, sizeof cut, "/tmp/loco-badckpt-cut-%d", (int)getpid());
+    run_sets(ref, sets, 0);
+    rm_checkpointed(cut);
+    cr_assert(crash_after(cut, sets, 3));
+    flip_byte(cut, "checkpoint.bin", 4000);
+    loco_err e;
+    char path[512];
+    snprintf(path, sizeof path, "%s/checkpoint.bin", cut);
+    cr_assert_neq(loco_checkpoint_describe(path, path, sizeof path, &e), 0);
+    cr_assert(strstr(e.msg, "checksum mismatch"), "%s", e.msg);
+    run_sets(cut, sets, 1); /* from checkpoint.prev.bin */
+    expect_same_run(ref, cut, "resumed from the checkpoint before");
+    /* both bad: an error naming both */
+    rm_checkpointed(cut);
+    cr_assert(crash_after(cut, sets, 3));
+    flip_byte(cut, "checkpoint.bin", 100);
+    snprintf(path, sizeof path, "%s/checkpoint.prev.bin", cut);
+    truncate(path, 5000);
+    cr_assert(resume_fails(cut, &e));
+    cr_assert(strstr(e.msg, "checkpoint.bin: checksum mismatch") &&
+              strstr(e.msg, "checkpoint.prev.bin: truncated"), "%s", e.msg);
+    /* another config */
+    rm_checkpointed(cut);
+    cr_assert(crash_after(cut, sets, 2));
+    snprintf(path, sizeof path, "%s/config.ini", cut);
+    loco_config changed;
+    loco_config_default(&changed);
+    cr_assert_eq(loco_config_load_file(&changed, path, &e), 0, "%s", e.msg);
+    changed.train.lr *= 2;
+    FILE *f = fopen(path, "w");
+    cr_assert_eq(loco_config_write(&changed, f), 0);
+    fclose(f);
+    cr_assert(resume_fails(cut, &e));
+    cr_assert(strstr(e.msg, "another config"), "%s", e.msg);
+    rm_checkpointed(ref), rm_checkpointed(cut);
 }

@@ -41,6 +41,12 @@ typedef struct {
     loco_worker_row *rows;           /* its per-worker rows */
 } loco_engine_out;
 
+/* The engine's part of a checkpoint read without running it (the run's config and model
+ * size say its layout): one line on where the run stood into buf, after checking every
+ * field and that the global parameters are finite. */
+int loco_engine_describe(const loco_config *c, size_t nparams, loco_unpack *u, char *buf,
+                         size_t n, loco_err *e);
+
 /* Runs it. out is filled (and must be freed with loco_engine_out_free) even on error. */
 int loco_engine_run(const loco_engine_in *in, loco_engine_out *out, loco_err *e);
 void loco_engine_out_free(loco_engine_out *out);

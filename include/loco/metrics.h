@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "loco/base.h"
+#include "loco/pack.h"
 
 /* One JSON object, built field by field into a growing buffer. */
 typedef struct {
@@ -69,6 +70,11 @@ int loco_metrics_flush(loco_metrics *mt);
  * so the file holds events in the order things happened, not in the order the evaluator
  * finished them, and a virtual-clock run writes the same file every time. */
 long loco_metrics_reserve(loco_metrics *mt);
+
+/* For checkpoints: the events waiting behind places still reserved (after a flush), and
+ * putting them back, behind the places reserved again on resuming. */
+void loco_metrics_save_waiting(loco_metrics *mt, loco_pack *p);
+int loco_metrics_load_waiting(loco_metrics *mt, loco_unpack *u);
 
 /* ---- the events of metrics.jsonl: one function per kind ---- */
 

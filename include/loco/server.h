@@ -60,6 +60,7 @@ typedef struct {
     uint64_t pull_ticket;      /* the pull that starts the next round */
     int window_done;           /* the window it waits in has closed (under window_mu) */
     int retired;               /* handed no more rounds, or abandoned */
+    int rejected;              /* its last arrival was rejected */
 } loco_round;
 
 /* What a worker says of the round it ends. */
@@ -167,13 +168,17 @@ void loco_server_save(loco_server *s, loco_pack *p);
 int loco_server_load(loco_server *s, loco_unpack *u);
 
 /* Where worker r stands in a still run: about to arrive with its round done, waiting in
- * a window (or seeing to its end, the opener), or done. */
+ * a window (or seeing to its end, the opener), or done; *end (may be NULL) gets the
+ * window's deadline. */
 enum { LOCO_PHASE_ARRIVE, LOCO_PHASE_WINDOW, LOCO_PHASE_OPENER, LOCO_PHASE_DONE };
-int loco_server_phase(loco_server *s, const loco_round *r);
+int loco_server_phase(loco_server *s, const loco_round *r, double *end);
 
 /* A resumed worker that was in a window goes on there: (the opener sees to the window's
- * end,) waits for the close, pulls; returns its next round's steps. */
-long loco_server_rejoin(loco_server *s, loco_round *r, loco_arrival_cost *cost);
+ * end at `end`,) waits for the close, pulls; returns its next round's steps. phase and end
+ * are what loco_server_phase said when the run was loaded (the window may close before
+ * this thread gets here). */
+long loco_server_rejoin(loco_server *s, loco_round *r, int opener, double end,
+                        loco_arrival_cost *cost);
 
 /* Whether a snapshot is reserved and waiting for its round to close. */
 int loco_server_holds_snapshot(loco_server *s);

@@ -29,6 +29,11 @@ loco_shape loco_shape_from_config(const loco_config *c);
  * inner optimizer ([train]). */
 void loco_worker_opts_from_config(const loco_config *c, loco_worker_opts *o);
 
+/* Reads a checkpoint completely (with the config.ini beside it, which says its layout),
+ * checks every field and its checksum, and says in buf where its run stood. Errors say
+ * what is wrong: unreadable, truncated, corrupt, of another config or version. */
+int loco_checkpoint_describe(const char *path, char *buf, size_t n, loco_err *e);
+
 /* Runs the training the config describes. The config's model shape is replaced by the
  * init file's when one is given. Every check of the input (the config, the data, the
  * init file) comes before anything is written: a run that fails one leaves no output

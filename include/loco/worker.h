@@ -103,6 +103,7 @@ typedef struct {
     loco_round_report last;        /* of the round it computed last */
     loco_unpack resume;            /* resuming: this worker's part of the checkpoint */
     int phase;                     /* resuming: LOCO_PHASE_* where it stood; -1: a new run */
+    double window_end;             /* resuming in a window: its deadline */
     loco_worker_stats stats;
     int failed;
     loco_err err;
