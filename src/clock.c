@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 
 const loco_enum loco_clock_kinds[] = {
@@ -23,7 +24,11 @@ int loco_clock_init(loco_clock *c, int kind, int workers, loco_err *e) {
     }
     for (int i = 0; i < workers; i++) c->at[i] = INFINITY;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* timed waits against loco_now() */
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
     c->start = loco_now();
     return 0;
 }
@@ -89,9 +94,9 @@ int loco_clock_turn_for(loco_clock *c, int worker, int what, double at, double *
     double t0 = loco_now();
     pthread_mutex_lock(&c->mu);
     int real = c->kind == LOCO_CLOCK_REAL;
-    /* a worker with no event would wait for a turn that never comes */
-    LOCO_CHECK(real || isfinite(c->at[worker]), "worker %d waits for its turn with no event",
-               worker);
+    /* a worker with no event would wait for a turn that never comes (one parked since it
+     * was scheduled returns at once: no longer its event) */
+    LOCO_CHECK(real || isfinite(at), "worker %d waits for its turn with no event", worker);
     c->waiting++;
     int mine;
     while ((mine = real || (c->at[worker] == at && c->what[worker] == what)) && !may_go(c, worker))
@@ -112,6 +117,21 @@ double loco_clock_turn(loco_clock *c, int worker, double *waited) {
     double t;
     loco_clock_turn_for(c, worker, what, at, &t, waited);
     return t;
+}
+
+void loco_clock_sleep_until(loco_clock *c, double t) {
+    pthread_mutex_lock(&c->mu);
+    c->waiting++;
+    for (;;) {
+        double left = t - loco_clock_wall(c);
+        if (left <= 0 && !c->paused) break;
+        /* a timed wait on the clock's condition: woken by resume, or after at most 50 ms */
+        double until = loco_now() + (left > 0 && left < 0.05 ? left : 0.05);
+        struct timespec ts = {(time_t)until, (long)((until - (double)(time_t)until) * 1e9)};
+        pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+    }
+    c->waiting--;
+    pthread_mutex_unlock(&c->mu);
 }
 
 void loco_clock_pause(loco_clock *c) {
@@ -151,7 +171,7 @@ int loco_clock_load(loco_clock *c, loco_unpack *u) {
     c->start = loco_now();
     for (int w = 0; w < c->workers; w++) {
         c->at[w] = loco_unpack_f64(u);
-        c->what[w] = (int)loco_unpack_range(u, LOCO_EVENT_FINISH, LOCO_EVENT_CLOSE);
+        c->what[w] = (int)loco_unpack_range(u, LOCO_EVENT_FINISH, LOCO_EVENT_BACK);
     }
     return u->bad ? -1 : 0;
 }

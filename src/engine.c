@@ -36,6 +36,9 @@ typedef struct {
     pthread_mutex_t vmu;       /* the latest evaluation, for the progress line */
     double last_val;
     double eval_busy_s;
+    loco_fault *faults;        /* parsed from the config's [faults] */
+    loco_injection *inject_nan, *inject_diverge;
+    int nfaults, ninject_nan, ninject_diverge;
     int done[8];               /* which parts were set up, for teardown */
 } engine;
 
@@ -51,7 +54,7 @@ static void server_settings(const loco_config *c, long batch_tokens, loco_server
         .staleness = c->outer.staleness,
         .stale_max = c->outer.stale_max,
         .dylu = c->outer.dylu,
-        .N = loco_config_dn_period(c),
+        .N = c->outer.dn_period, /* 0: the live workers (server.c) */
         .H = c->outer.local_steps,
         .budget = loco_config_total_local_steps(c),
         .hp = {.lr = (float)c->outer.lr, .beta = (float)c->outer.momentum,
@@ -64,6 +67,7 @@ static void server_settings(const loco_config *c, long batch_tokens, loco_server
         .eval_every_steps = c->eval.every_local_steps,
         .batch_tokens = batch_tokens,
         .seed = (uint64_t)c->run.seed,
+        .max_delta_norm = c->outer.max_delta_norm,
     };
 }
 
@@ -140,15 +144,17 @@ int loco_engine_describe(const loco_config *c, size_t nparams, loco_unpack *u, c
         rc = loco_errf(e, "its state is short or mangled, or of another run");
     if (rc == 0 && !finite) rc = loco_errf(e, "its global parameters are not all finite");
     if (rc == 0) {
-        int phases[4] = {0};
+        int phases[LOCO_PHASE_AWAY + 1] = {0};
         for (int w = 0; w < W; w++) phases[loco_server_phase(&server, loco_server_round(&server, w), NULL)]++;
         snprintf(buf, n, "asynchronous run (%s, %d workers, %s clock) at %ld server updates and "
                  "%ld local steps, time %.6g s, last val loss %.4f; %d workers with a round to "
-                 "deliver, %d in a window%s, %d done", loco_enum_name(loco_outer_methods,
-                 c->outer.method), W, loco_enum_name(loco_clock_kinds, c->run.clock),
-                 server.updates, server.local_steps, clock.now, last_val, phases[LOCO_PHASE_ARRIVE],
+                 "deliver, %d in a window%s, %d failed or away, %d done",
+                 loco_enum_name(loco_outer_methods, c->outer.method), W,
+                 loco_enum_name(loco_clock_kinds, c->run.clock), server.updates,
+                 server.local_steps, clock.now, last_val, phases[LOCO_PHASE_ARRIVE],
                  phases[LOCO_PHASE_WINDOW] + phases[LOCO_PHASE_OPENER],
-                 phases[LOCO_PHASE_OPENER] ? " (with a deadline)" : "", phases[LOCO_PHASE_DONE]);
+                 phases[LOCO_PHASE_OPENER] ? " (with a deadline)" : "",
+                 phases[LOCO_PHASE_FAIL] + phases[LOCO_PHASE_AWAY], phases[LOCO_PHASE_DONE]);
     }
     if (server.rounds) loco_server_free(&server);
     loco_clock_free(&clock);
@@ -225,6 +231,12 @@ static int setup_machine(engine *en, loco_err *e) {
                          c->hetero.speed_change, e) != 0)
         return -1;
     en->done[HAS_HET] = 1;
+    if (loco_hetero_parse_faults(c->faults.fail, en->W, &en->faults, &en->nfaults, e) != 0 ||
+        loco_hetero_parse_injections(c->faults.inject_nan, en->W, &en->inject_nan,
+                                     &en->ninject_nan, e) != 0 ||
+        loco_hetero_parse_injections(c->faults.inject_diverge, en->W, &en->inject_diverge,
+                                     &en->ninject_diverge, e) != 0)
+        return -1;
     if (loco_globalbuf_init(&en->gb, en->in->init, en->in->m->nparams, c->buffer.stripe_kib,
                             c->buffer.lock, &en->topo, e) != 0)
         return -1;
@@ -245,6 +257,8 @@ static int setup_threads(engine *en, loco_err *e) {
     if (!en->threads) return loco_errf(e, "out of memory");
     loco_server_settings st;
     server_settings(c, (long)en->B * en->T, &st);
+    st.faults = en->faults;
+    st.nfaults = en->nfaults;
     if (loco_server_init(&en->server, &st, &en->gb, &en->clock, &en->het, &en->et, in->mt, e) != 0)
         return -1;
     en->done[HAS_SERVER] = 1;
@@ -287,7 +301,9 @@ static int start_workers(engine *en, loco_err *e) {
         en->threads[w] = (loco_worker_thread){
             .r = r, .server = &en->server, .m = in->m, .d = in->d, .clock_kind = in->c->run.clock,
             .slowdown_mode = in->c->hetero.mode, .init = in->init, .het = &en->het,
-            .clock = &en->clock, .topo = &en->topo, .place = &en->plan.places[w], .phase = -1};
+            .clock = &en->clock, .topo = &en->topo, .place = &en->plan.places[w], .phase = -1,
+            .inject_nan = en->inject_nan, .ninject_nan = en->ninject_nan,
+            .inject_diverge = en->inject_diverge, .ninject_diverge = en->ninject_diverge};
         loco_worker_opts_from_config(in->c, &en->threads[w].opts);
     }
     if (in->resume && load_workers(en, e) != 0) return -1;
@@ -320,11 +336,11 @@ static int all_done(const engine *en) {
 }
 
 /* one letter per worker: C computing, s emulated slowdown, w waiting (turn, window,
- * stripes), . done */
+ * stripes), X failed (away), . done */
 static void activity_view(const engine *en, char *buf, size_t n) {
     static const char letters[] = {[LOCO_ACT_START] = '-', [LOCO_ACT_COMPUTE] = 'C',
                                    [LOCO_ACT_SLOW] = 's', [LOCO_ACT_SYNC] = 'w',
-                                   [LOCO_ACT_DONE] = '.'};
+                                   [LOCO_ACT_DONE] = '.', [LOCO_ACT_AWAY] = 'X'};
     size_t k = 0;
     for (int w = 0; w < en->W && k + 1 < n; w++)
         buf[k++] = letters[atomic_load(&en->threads[w].stats.activity)];
@@ -341,6 +357,7 @@ static void progress(engine *en, int force) {
     pthread_mutex_unlock(&en->vmu);
     char view[80];
     activity_view(en, view, sizeof view);
+    if (steps > ss.planned) steps = ss.planned; /* the steps of lost rounds are not counted twice */
     double frac = ss.planned > 0 ? (double)steps / (double)ss.planned : 0;
     loco_progress p = {.step = steps, .steps = ss.planned, .updates = ss.updates, .loss = NAN,
                        .val = val, .workers = view,
@@ -396,6 +413,11 @@ static void watch(engine *en, loco_engine_out *out) {
         }
     }
     progress(en, 1);
+    loco_server_read_stats(&en->server, &ss);
+    out->incomplete = !out->stopped && ss.local_steps < ss.planned;
+    if (out->incomplete)
+        loco_metrics_say(en->in->mt, "loco: every worker failed for good: %ld of the %ld local "
+                         "steps were done", ss.local_steps, ss.planned);
 }
 
 /* ------------------------------------------------------------- summary */
@@ -412,7 +434,8 @@ static int summarise(engine *en, loco_engine_out *out, loco_err *e) {
         out->rows[w] = (loco_worker_row){
             .slowdown = en->het.slowdown[w], .rounds = st->rounds, .steps = steps,
             .tokens = steps * en->B * en->T, .rejected = st->rejected, .compute_s = st->compute_s,
-            .slowdown_s = st->slowdown_s, .lockwait_s = st->lockwait_s, .idle_s = st->idle_s};
+            .slowdown_s = st->slowdown_s, .lockwait_s = st->lockwait_s, .idle_s = st->idle_s,
+            .faults = loco_server_round(&en->server, w)->faults};
         out->wait_s += st->lockwait_s + st->idle_s;
     }
     loco_summary *s = &out->summary;
@@ -427,6 +450,10 @@ static int summarise(engine *en, loco_engine_out *out, loco_err *e) {
     s->evaluator_busy = out->wall_s > 0 ? en->eval_busy_s / out->wall_s : 0;
     s->rejected_nonfinite = ss.rejected_nonfinite;
     s->rejected_stale = ss.rejected_stale;
+    s->rejected_norm = ss.rejected_norm;
+    s->rejected_diverged = ss.rejected_diverged;
+    s->faults = ss.faults;
+    s->returns = ss.returns;
     s->evals_skipped = ss.evals_skipped;
     memcpy(s->stale_hist, ss.stale_hist, sizeof s->stale_hist);
     unsigned long waits;
@@ -453,6 +480,9 @@ static void teardown(engine *en) {
     if (en->done[HAS_HET]) loco_hetero_free(&en->het);
     if (en->done[HAS_PLAN]) loco_plan_free(&en->plan);
     if (en->done[HAS_TOPO]) loco_topo_close(&en->topo);
+    free(en->faults);
+    free(en->inject_nan);
+    free(en->inject_diverge);
     pthread_mutex_destroy(&en->vmu);
 }
 

@@ -13,6 +13,11 @@ static void run_stripe(void *ctx, loco_globalbuf *gb, int s, size_t lo, size_t h
         float *g = j->g ? j->g + lo : NULL;
         if (g && j->lambda > 0) loco_outer_delay_comp(g, th, j->theta_start + lo, n, j->lambda);
         rule->apply(th, gb->m + lo, gb->a + lo, g, n, &j->hp);
+#ifdef LOCO_SANITIZE
+        /* sanitizer builds: the deltas let in (loco_all_sane) never make theta non-finite */
+        LOCO_CHECK(loco_all_finite(th, n), "rule %d left theta non-finite in [%zu, %zu)",
+                   (int)j->rule, lo, hi);
+#endif
     }
     size_t bytes = n * sizeof(float);
     if (j->out0) memcpy(j->out0 + lo, th, bytes);

@@ -317,8 +317,29 @@ const loco_enum loco_arrival_statuses[] = {
     {"applied", LOCO_ARRIVAL_APPLIED, NULL},
     {"nonfinite", LOCO_ARRIVAL_NONFINITE, NULL},
     {"stale", LOCO_ARRIVAL_STALE, NULL},
+    {"norm", LOCO_ARRIVAL_NORM, NULL},
+    {"diverged", LOCO_ARRIVAL_DIVERGED, NULL},
     {NULL, 0, NULL},
 };
+
+const loco_enum loco_fault_kinds[] = {
+    {"fail", LOCO_FAULT_FAIL, NULL},
+    {"back", LOCO_FAULT_BACK, NULL},
+    {"gone", LOCO_FAULT_GONE, NULL},
+    {NULL, 0, NULL},
+};
+
+void loco_metrics_fault(loco_metrics *mt, const loco_fault_event *f) {
+    loco_json j;
+    loco_json_begin(&j);
+    loco_json_str(&j, "event", "fault");
+    loco_json_int(&j, "worker", f->worker);
+    loco_json_str(&j, "kind", loco_enum_name(loco_fault_kinds, f->kind));
+    loco_json_num(&j, "time_s", f->time_s);
+    loco_json_num(&j, "wall_s", f->wall_s);
+    loco_json_int(&j, "lost_steps", f->lost_steps);
+    add_event(mt, &j);
+}
 
 void loco_metrics_arrival(loco_metrics *mt, const loco_arrival *a) {
     loco_json j;
@@ -350,6 +371,10 @@ static void summary_async(const loco_summary *s, loco_json *j) {
     loco_json_num(j, "evaluator_busy", s->evaluator_busy);
     loco_json_int(j, "rejected_nonfinite", s->rejected_nonfinite);
     loco_json_int(j, "rejected_stale", s->rejected_stale);
+    loco_json_int(j, "rejected_norm", s->rejected_norm);
+    loco_json_int(j, "rejected_diverged", s->rejected_diverged);
+    loco_json_int(j, "faults", s->faults);
+    loco_json_int(j, "returns", s->returns);
     loco_json_int(j, "evals_skipped", s->evals_skipped);
     loco_json_open(j, "staleness_hist", '[');
     for (int b = 0; b < LOCO_STALE_BUCKETS; b++) loco_json_int(j, NULL, s->stale_hist[b]);
@@ -372,6 +397,7 @@ static void summary_async(const loco_summary *s, loco_json *j) {
         loco_json_num(j, "lockwait_s", r->lockwait_s);
         loco_json_num(j, "idle_s", r->idle_s);
         loco_json_int(j, "rejected", r->rejected);
+        loco_json_int(j, "faults", r->faults);
         loco_json_close(j, '}');
     }
     loco_json_close(j, ']');

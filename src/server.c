@@ -48,7 +48,7 @@ int loco_server_init(loco_server *s, const loco_server_settings *st, loco_global
     memset(s, 0, sizeof *s);
     s->st = *st;
     s->method = loco_outer_method_of(st->method);
-    LOCO_CHECK(s->method->engine && st->workers >= 1 && st->N >= 1 && st->H >= 1,
+    LOCO_CHECK(s->method->engine && st->workers >= 1 && st->N >= 0 && st->H >= 1,
                "method %d, %d workers, N %ld, H %ld", st->method, st->workers, st->N, st->H);
     s->gb = gb, s->clock = clock, s->het = het, s->ev = ev, s->mt = mt;
     s->budget = st->budget;
@@ -104,6 +104,9 @@ void loco_server_read_stats(loco_server *s, loco_server_stats *out) {
                                .planned = s->st.budget,
                                .rejected_nonfinite = s->rejected_nonfinite,
                                .rejected_stale = s->rejected_stale,
+                               .rejected_norm = s->rejected_norm,
+                               .rejected_diverged = s->rejected_diverged,
+                               .faults = s->faults, .returns = s->returns,
                                .evals_skipped = s->evals_skipped};
     memcpy(out->stale_hist, s->stale_hist, sizeof out->stale_hist);
     pthread_mutex_unlock(&s->entry);
@@ -113,15 +116,19 @@ void loco_server_read_stats(loco_server *s, loco_server_stats *out) {
 /* ------------------------------------------------------------ the rounds */
 
 /* steps per second of worker w at time t: from the profile (virtual) or measured (real,
- * 0 when the worker has no measurement yet) */
+ * 0 when the worker has no measurement yet); 0 for a worker away or gone, so DyLU's
+ * fastest worker is the fastest that has not failed */
 static double speed_of(const loco_server *s, int w, double t) {
+    const loco_round *r = &s->rounds[w];
+    if (r->away) return 0;
     if (s->st.clock == LOCO_CLOCK_VIRTUAL) return 1.0 / loco_hetero_slowdown_at(s->het, w, t);
-    return s->rounds[w].step_s > 0 ? 1.0 / s->rounds[w].step_s : 0;
+    return r->step_s > 0 ? 1.0 / r->step_s : 0;
 }
 
 static long dylu_steps(const loco_server *s, const loco_round *r, double t) {
     double v = speed_of(s, r->id, t), vmax = 0;
     for (int w = 0; w < s->st.workers; w++) {
+        if (s->rounds[w].away) continue; /* the fastest of the live workers */
         double vw = speed_of(s, w, t);
         vmax = vw > vmax ? vw : vmax;
     }
@@ -129,12 +136,48 @@ static long dylu_steps(const loco_server *s, const loco_round *r, double t) {
     return loco_dylu_steps(v, vmax, s->st.H);
 }
 
+/* The run is over when no worker is left running and no step is left to hand out; the
+ * workers away then do not come back (loco_server_back returns 0). */
 static void retire(loco_server *s, loco_round *r) {
     LOCO_CHECK(!r->retired && s->active > 0, "worker %d retired twice (%d active)", r->id,
                s->active);
     r->retired = 1;
     s->active--;
     loco_clock_park(s->clock, r->id);
+    if (s->active > 0 || s->budget > 0) return;
+    for (int w = 0; w < s->st.workers; w++) {
+        loco_round *a = &s->rounds[w];
+        if (!a->away || a->retired) continue;
+        a->retired = 1;
+        loco_clock_park(s->clock, a->id);
+    }
+}
+
+/* worker r's next failure, at or after its cursor; NULL when none is left */
+static const loco_fault *next_fault(const loco_server *s, loco_round *r) {
+    for (; r->next_fault < s->st.nfaults; r->next_fault++)
+        if (s->st.faults[r->next_fault].worker == r->id) return &s->st.faults[r->next_fault];
+    return NULL;
+}
+
+/* Virtual clock, a round of r just planned from t to r->end_t: lost when a failure falls
+ * into it (or has begun before and lasts into it). An outage over before t passed while
+ * r was not computing (waiting in a window): nothing was lost. */
+static void plan_failure(loco_server *s, loco_round *r, double t) {
+    const loco_fault *f;
+    while ((f = next_fault(s, r)) && f->at_s + f->for_s <= t) r->next_fault++;
+    r->lost = f && f->at_s < r->end_t;
+    if (r->lost) {
+        r->fail_at = f->at_s > t ? f->at_s : t;
+        r->back_at = f->at_s + f->for_s;
+        r->next_fault++;
+    }
+    r->next_at = r->lost ? r->fail_at : r->end_t;
+}
+
+/* puts r's next event on the clock: its round's end, or its failure */
+static void schedule_next(loco_server *s, loco_round *r) {
+    loco_clock_schedule(s->clock, r->id, r->next_at, r->lost ? LOCO_EVENT_FAIL : LOCO_EVENT_FINISH);
 }
 
 /* Hands out worker r's next round, starting at time t (under entry). Returns its steps;
@@ -152,7 +195,8 @@ static long plan_round(loco_server *s, loco_round *r, double t, int schedule) {
     }
     if (s->st.clock == LOCO_CLOCK_VIRTUAL) {
         r->end_t = t + loco_hetero_round_s(s->het, r->id, t, h, s->st.virtual_step_s, &r->durations);
-        if (schedule) loco_clock_schedule(s->clock, r->id, r->end_t, LOCO_EVENT_FINISH);
+        plan_failure(s, r, t);
+        if (schedule) schedule_next(s, r);
     }
     return h;
 }
@@ -198,6 +242,7 @@ void loco_server_abandon(loco_server *s, loco_round *r) {
 void loco_server_stop_early(loco_server *s) {
     pthread_mutex_lock(&s->entry);
     s->budget = 0;
+    s->stopped = 1;
     pthread_mutex_unlock(&s->entry);
 }
 
@@ -211,8 +256,10 @@ static void measure(loco_round *r, double step_s) {
 }
 
 /* What becomes of the arrival: applied, or why not. */
-static int judge(const loco_server *s, int finite, long staleness) {
-    if (!finite) return LOCO_ARRIVAL_NONFINITE;
+static int judge(const loco_server *s, const loco_round_report *rep, long staleness) {
+    if (rep->diverged) return LOCO_ARRIVAL_DIVERGED;
+    if (!rep->finite) return LOCO_ARRIVAL_NONFINITE;
+    if (s->st.max_delta_norm > 0 && !(rep->norm <= s->st.max_delta_norm)) return LOCO_ARRIVAL_NORM;
     if (s->st.staleness == LOCO_STALE_POLYTHRES &&
         loco_outer_polythres_drop(staleness, s->st.stale_max))
         return LOCO_ARRIVAL_STALE;
@@ -266,8 +313,8 @@ static void take_snapshot(loco_server *s, long h, double now) {
 /* Virtual clock, under entry, holding the turn: when this arrival will need a snapshot
  * and none is free, waits for one with entry released. Nothing the decision reads can
  * change meanwhile: only the turn holder decides, and only deciders reserve slots. */
-static void make_room(loco_server *s, int finite, long staleness, long h) {
-    int applied = judge(s, finite, staleness) == LOCO_ARRIVAL_APPLIED;
+static void make_room(loco_server *s, const loco_round_report *rep, long staleness, long h) {
+    int applied = judge(s, rep, staleness) == LOCO_ARRIVAL_APPLIED;
     /* a pending snapshot takes the new evaluation in: no slot needed (and waiting for one
      * would wait for the pending one, which waits for this round's close) */
     if (s->st.clock != LOCO_CLOCK_VIRTUAL || s->snap || !eval_due(s, applied, h)) return;
@@ -301,27 +348,35 @@ static void copy_snapshot(loco_server *s) {
 static int decide(loco_server *s, loco_round *r, const loco_round_report *rep, double now,
                   loco_job *push) {
     long staleness = s->version - r->v_start;
-    int status = judge(s, rep->finite, staleness);
+    int status = judge(s, rep, staleness);
     int due = eval_due(s, status == LOCO_ARRIVAL_APPLIED, r->h);
-    r->rejected = status != LOCO_ARRIVAL_APPLIED;
+    r->status = status;
     s->local_steps += r->h;
     *push = (loco_job){.rule = LOCO_RULE_NONE, .hp = s->st.hp};
     if (status == LOCO_ARRIVAL_APPLIED) {
-        long t = ++s->updates;
+        s->updates++;
         count_staleness(s, staleness);
-        push->rule = loco_outer_rule_for(s->st.method, t, s->st.N);
+        /* a window of N arrivals takes its N when it starts: the workers that have not
+         * failed (or are back), unless N is set */
+        long live = s->st.workers - s->down;
+        if (s->dn_count == 0) s->dn_N = s->st.N > 0 ? s->st.N : (live > 0 ? live : 1);
+        long k = ++s->dn_count;
+        if (k == s->dn_N) s->dn_count = 0;
+        push->rule = loco_outer_rule_for(s->st.method, k, s->dn_N);
         const loco_outer_rule *rule = loco_outer_rule_of(push->rule);
-        push->hp.N = (int)s->st.N;
+        push->hp.N = (int)s->dn_N;
         push->hp.gscale = s->st.staleness != LOCO_STALE_NONE ? loco_outer_poly(staleness) : 1.0f;
         push->g = r->delta;
         push->theta_start = r->theta0;
         push->lambda = s->st.lambda;
         s->version += rule->moves_theta;
         s->accumulated = rule->accumulates ? s->accumulated + 1 : 0;
-    } else if (status == LOCO_ARRIVAL_NONFINITE) {
-        s->rejected_nonfinite++;
     } else {
-        s->rejected_stale++;
+        long *count[] = {[LOCO_ARRIVAL_NONFINITE] = &s->rejected_nonfinite,
+                         [LOCO_ARRIVAL_STALE] = &s->rejected_stale,
+                         [LOCO_ARRIVAL_NORM] = &s->rejected_norm,
+                         [LOCO_ARRIVAL_DIVERGED] = &s->rejected_diverged};
+        (*count[status])++;
     }
     if (s->mt) {
         double slow = rep->slowdown_s;
@@ -403,11 +458,10 @@ static void close_window(loco_server *s, double t, int holder) {
     if (s->st.clock == LOCO_CLOCK_VIRTUAL) {
         for (int i = 0; i < s->nmembers; i++) {
             loco_round *m = &s->rounds[s->members[i]];
-            if (m->id != holder && !m->retired)
-                loco_clock_schedule(s->clock, m->id, m->end_t, LOCO_EVENT_FINISH);
+            if (m->id != holder && !m->retired) schedule_next(s, m);
         }
-        if (holder >= 0 && !s->rounds[holder].retired)
-            loco_clock_schedule(s->clock, holder, s->rounds[holder].end_t, LOCO_EVENT_FINISH);
+        loco_round *h = holder >= 0 ? &s->rounds[holder] : NULL;
+        if (h && !h->retired && !h->away && h->h > 0) schedule_next(s, h);
     }
     /* members wake under their own mutex, not entry: their pulls are reserved now and
      * must not wait for entry, which a thread may hold while it waits for them */
@@ -491,7 +545,8 @@ static long rest_in_window(loco_server *s, loco_round *r, int opener, double end
 static long arrive_windowed(loco_server *s, loco_round *r, const loco_round_report *rep,
                             double now, loco_arrival_cost *cost) {
     loco_job push, mine;
-    cost->rejected = decide(s, r, rep, now, &push) != LOCO_ARRIVAL_APPLIED;
+    cost->status = decide(s, r, rep, now, &push);
+    cost->rejected = cost->status != LOCO_ARRIVAL_APPLIED;
     issue(s, r, &push, 0, &mine);
     if (!s->method->barrier) copy_snapshot(s); /* a rejected arrival's: no job of its own */
     int opener = join_window(s, r, now);
@@ -521,14 +576,120 @@ long loco_server_arrive(loco_server *s, loco_round *r, const loco_round_report *
     pthread_mutex_lock(&s->entry);
     LOCO_CHECK(!r->retired && r->h > 0, "worker %d arrives without a round", r->id);
     measure(r, rep->step_s);
-    make_room(s, rep->finite, s->version - r->v_start, r->h);
+    if (rep->steps < r->h) { /* a diverged round: the steps it did not take go back */
+        s->budget += r->h - rep->steps;
+        r->h = rep->steps;
+    }
+    make_room(s, rep, s->version - r->v_start, r->h);
     if (windowed(s)) return arrive_windowed(s, r, rep, now, cost);
     loco_job push, mine;
-    cost->rejected = decide(s, r, rep, now, &push) != LOCO_ARRIVAL_APPLIED;
+    cost->status = decide(s, r, rep, now, &push);
+    cost->rejected = cost->status != LOCO_ARRIVAL_APPLIED;
     issue(s, r, &push, 1, &mine);
     long h = next_round(s, r, now);
     pthread_mutex_unlock(&s->entry);
     cost->stripe_s += loco_job_walk(s->gb, &mine);
+    return h;
+}
+
+/* -------------------------------------------------------------- failures */
+
+int loco_server_lost(loco_server *s, loco_round *r) {
+    pthread_mutex_lock(&s->entry);
+    int lost = r->lost;
+    pthread_mutex_unlock(&s->entry);
+    return lost;
+}
+
+double loco_server_fail_time(loco_server *s, loco_round *r) {
+    pthread_mutex_lock(&s->entry);
+    const loco_fault *f = next_fault(s, r);
+    double t = f ? f->at_s : INFINITY;
+    pthread_mutex_unlock(&s->entry);
+    return t;
+}
+
+static void fault_event(loco_server *s, loco_round *r, int kind, long lost, double t) {
+    if (!s->mt) return;
+    loco_fault_event ev = {.worker = r->id, .kind = kind, .lost_steps = lost, .time_s = t,
+                           .wall_s = loco_clock_wall(s->clock)};
+    loco_metrics_fault(s->mt, &ev);
+}
+
+int loco_server_fail(loco_server *s, loco_round *r) {
+    double t, waited;
+    if (s->st.clock == LOCO_CLOCK_VIRTUAL)
+        loco_clock_turn_for(s->clock, r->id, LOCO_EVENT_FAIL, r->fail_at, &t, &waited);
+    else
+        t = loco_clock_wall(s->clock);
+    pthread_mutex_lock(&s->entry);
+    if (s->st.clock == LOCO_CLOCK_REAL) { /* the failure it found passed */
+        const loco_fault *f = next_fault(s, r);
+        r->back_at = f ? f->at_s + f->for_s : t;
+        r->next_fault++;
+    }
+    long lost = r->h;
+    int gone = !isfinite(r->back_at);
+    if (!s->stopped) s->budget += lost; /* the run still does every step it was to do */
+    r->h = 0;
+    r->lost = 0;
+    r->away = 1;
+    r->faults++;
+    s->faults++;
+    s->down++;
+    fault_event(s, r, gone ? LOCO_FAULT_GONE : LOCO_FAULT_FAIL, lost, t);
+    if (gone) retire(s, r);
+    else s->active--;
+    /* a sync round waits no more for it */
+    if (s->win_open && s->method->barrier && s->nmembers > 0 && s->nmembers == s->active)
+        close_window(s, t, r->id);
+    if (!gone && s->st.clock == LOCO_CLOCK_VIRTUAL)
+        loco_clock_schedule(s->clock, r->id, r->back_at, LOCO_EVENT_BACK);
+    pthread_mutex_unlock(&s->entry);
+    return !gone;
+}
+
+static int retired(loco_server *s, const loco_round *r) {
+    pthread_mutex_lock(&s->entry);
+    int over = r->retired;
+    pthread_mutex_unlock(&s->entry);
+    return over;
+}
+
+/* Real clock: sleeps until r is back, or the run is over without it (returns 0). */
+static int sleep_until_back(loco_server *s, loco_round *r) {
+    for (;;) {
+        double now = loco_clock_wall(s->clock);
+        if (retired(s, r)) return 0;
+        if (now >= r->back_at) return 1;
+        loco_clock_sleep_until(s->clock, fmin(r->back_at, now + 0.05));
+    }
+}
+
+long loco_server_back(loco_server *s, loco_round *r, loco_arrival_cost *cost) {
+    *cost = (loco_arrival_cost){0};
+    double t = r->back_at, waited = 0, t0 = loco_now();
+    int back;
+    if (s->st.clock == LOCO_CLOCK_VIRTUAL)
+        back = loco_clock_turn_for(s->clock, r->id, LOCO_EVENT_BACK, r->back_at, &t, &waited);
+    else
+        back = sleep_until_back(s, r);
+    cost->window_s = loco_now() - t0;
+    pthread_mutex_lock(&s->entry);
+    if (!back || r->retired) {
+        pthread_mutex_unlock(&s->entry);
+        return 0;
+    }
+    if (s->st.clock == LOCO_CLOCK_REAL) t = loco_clock_wall(s->clock);
+    r->away = 0;
+    s->down--;
+    s->active++;
+    s->returns++;
+    fault_event(s, r, LOCO_FAULT_BACK, 0, t);
+    reserve_pull(s, r);
+    long h = next_round(s, r, t);
+    pthread_mutex_unlock(&s->entry);
+    cost->stripe_s = loco_server_pull(s, r);
     return h;
 }
 
@@ -583,7 +744,14 @@ static void save_round(const loco_round *r, loco_pack *p) {
     loco_pack_f64(p, r->step_s);
     loco_pack_i64(p, r->retired);
     loco_pack_i64(p, r->window_done);
-    loco_pack_i64(p, r->rejected);
+    loco_pack_i64(p, r->status);
+    loco_pack_i64(p, r->lost);
+    loco_pack_i64(p, r->away);
+    loco_pack_f64(p, r->fail_at);
+    loco_pack_f64(p, r->back_at);
+    loco_pack_f64(p, r->next_at);
+    loco_pack_i64(p, r->next_fault);
+    loco_pack_i64(p, r->faults);
 }
 
 static void load_round(loco_round *r, loco_unpack *u) {
@@ -595,13 +763,22 @@ static void load_round(loco_round *r, loco_unpack *u) {
     r->step_s = loco_unpack_f64(u);
     r->retired = (int)loco_unpack_range(u, 0, 1);
     r->window_done = (int)loco_unpack_range(u, 0, 1);
-    r->rejected = (int)loco_unpack_range(u, 0, 1);
+    r->status = (int)loco_unpack_range(u, LOCO_ARRIVAL_APPLIED, LOCO_ARRIVAL_DIVERGED);
+    r->lost = (int)loco_unpack_range(u, 0, 1);
+    r->away = (int)loco_unpack_range(u, 0, 1);
+    r->fail_at = loco_unpack_f64(u);
+    r->back_at = loco_unpack_f64(u);
+    r->next_at = loco_unpack_f64(u);
+    r->next_fault = (int)loco_unpack_range(u, 0, INT32_MAX);
+    r->faults = loco_unpack_range(u, 0, INT64_MAX / 2);
 }
 
 void loco_server_save(loco_server *s, loco_pack *p) {
     pthread_mutex_lock(&s->entry);
     const long counts[] = {s->updates, s->version, s->local_steps, s->budget,
                            s->rejected_nonfinite, s->rejected_stale, s->evals_skipped,
+                           s->rejected_norm, s->rejected_diverged, s->faults, s->returns,
+                           s->dn_count, s->dn_N, s->down,
                            s->active, s->accumulated, s->win_open, s->nmembers};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) loco_pack_i64(p, counts[i]);
     for (int b = 0; b < LOCO_STALE_BUCKETS; b++) loco_pack_i64(p, s->stale_hist[b]);
@@ -615,8 +792,11 @@ void loco_server_save(loco_server *s, loco_pack *p) {
 int loco_server_load(loco_server *s, loco_unpack *u) {
     const int64_t big = INT64_MAX / 2, W = s->st.workers;
     long *counts[] = {&s->updates, &s->version, &s->local_steps, &s->budget,
-                      &s->rejected_nonfinite, &s->rejected_stale, &s->evals_skipped};
+                      &s->rejected_nonfinite, &s->rejected_stale, &s->evals_skipped,
+                      &s->rejected_norm, &s->rejected_diverged, &s->faults, &s->returns,
+                      &s->dn_count, &s->dn_N};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) *counts[i] = loco_unpack_range(u, 0, big);
+    s->down = (int)loco_unpack_range(u, 0, W);
     s->active = (int)loco_unpack_range(u, 0, W);
     s->accumulated = loco_unpack_range(u, 0, big);
     s->win_open = (int)loco_unpack_range(u, 0, 1);
@@ -632,7 +812,10 @@ int loco_server_load(loco_server *s, loco_unpack *u) {
 int loco_server_phase(loco_server *s, const loco_round *r, double *end) {
     pthread_mutex_lock(&s->entry);
     if (end) *end = s->win_end;
-    int phase = r->retired ? LOCO_PHASE_DONE : LOCO_PHASE_ARRIVE;
+    int phase = r->away && !r->retired ? LOCO_PHASE_AWAY
+                : r->retired ? LOCO_PHASE_DONE
+                : r->lost ? LOCO_PHASE_FAIL
+                : LOCO_PHASE_ARRIVE;
     for (int i = 0; s->win_open && i < s->nmembers; i++) {
         if (s->members[i] != r->id) continue;
         int deadline = isfinite(s->win_end);
@@ -646,7 +829,8 @@ long loco_server_rejoin(loco_server *s, loco_round *r, int opener, double end,
                         loco_arrival_cost *cost) {
     *cost = (loco_arrival_cost){0};
     pthread_mutex_lock(&s->entry);
-    cost->rejected = r->rejected; /* decided before the checkpoint */
+    cost->status = r->status; /* decided before the checkpoint */
+    cost->rejected = r->status != LOCO_ARRIVAL_APPLIED;
     pthread_mutex_unlock(&s->entry);
     return rest_in_window(s, r, opener, end, cost);
 }

@@ -455,7 +455,10 @@ int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
         rc = single ? single_run(&r, e) : async_run(&r, e);
         /* a diverged single run still reports what it did, but saves no model */
         if (rc != 0) r.final = NULL;
-        const char *status = rc != 0 ? "failed" : r.stopped ? "stopped" : "finished";
+        const char *status = rc != 0           ? "failed"
+                             : r.stopped       ? "stopped"
+                             : r.eo.incomplete ? "incomplete"
+                                               : "finished";
         loco_err we;
         if (write_outputs(&r, status, rc == 0 ? e : &we) != 0 && rc == 0) rc = -1;
         loco_err me;

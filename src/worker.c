@@ -121,19 +121,36 @@ static void emulate(double s, int mode) {
     nanosleep(&ts, NULL);
 }
 
+/* Whether worker id is to be injected with a fault in round R. */
+static int injected(const loco_injection *list, int n, int id, long R) {
+    for (int i = 0; i < n; i++)
+        if (list[i].worker == id && list[i].round == R) return 1;
+    return 0;
+}
+
 /* h inner steps; in the real clock each step of t seconds is followed by a wait of
  * (slowdown x jitter - 1) t, the emulated slower hardware. Fills the round's report but
- * for finite. */
-static void run_round(loco_worker_thread *t, long h, loco_round_report *rep) {
+ * for finite and norm. A loss that goes NaN or Inf abandons the round (rep->diverged).
+ * Returns 0 when a real-clock failure cut the round (its report is then of no use). */
+static int run_round(loco_worker_thread *t, long h, loco_round_report *rep) {
     loco_worker_stats *st = &t->stats;
     int real = t->clock_kind == LOCO_CLOCK_REAL;
+    double fail_at = real ? loco_server_fail_time(t->server, t->r) : INFINITY;
+    loco_adamw_hp hp = t->w.hp;
+    if (injected(t->inject_diverge, t->ninject_diverge, t->r->id, st->rounds + 1)) {
+        t->w.hp.lr *= 1e30; /* any real divergence, only sooner */
+        t->w.hp.lr_min *= 1e30;
+    }
     while (t->seats && sem_wait(t->seats) != 0) {
     }
     double start = loco_now(), slow = 0;
-    for (long j = 0; j < h; j++) {
+    int cut = 0;
+    long j = 0;
+    rep->diverged = 0;
+    for (; j < h && !rep->diverged && !(cut = loco_clock_wall(t->clock) >= fail_at); j++) {
         atomic_store(&st->activity, LOCO_ACT_COMPUTE);
         double t0 = loco_now();
-        loco_worker_step(&t->w);
+        rep->diverged = !isfinite(loco_worker_step(&t->w));
         double dt = loco_now() - t0;
         st->compute_s += dt;
         atomic_fetch_add(&st->steps, 1);
@@ -147,15 +164,22 @@ static void run_round(loco_worker_thread *t, long h, loco_round_report *rep) {
         }
     }
     if (t->seats) sem_post(t->seats);
+    t->w.hp = hp;
     st->slowdown_s += slow;
-    rep->step_s = (loco_now() - start) / (double)h;
+    rep->steps = j;
+    rep->step_s = j > 0 ? (loco_now() - start) / (double)j : 0;
     rep->slowdown_s = slow;
+    return !cut;
 }
 
-/* g = theta_start - theta_local; returns whether it is finite */
-static int make_delta(loco_round *r, size_t n) {
+/* delta = theta_start - theta_local, and what the server judges it by */
+static void make_delta(loco_worker_thread *t, loco_round_report *rep) {
+    loco_round *r = t->r;
+    size_t n = t->m->nparams;
     for (size_t i = 0; i < n; i++) r->delta[i] = r->theta0[i] - r->params[i];
-    return loco_all_finite(r->delta, n);
+    if (injected(t->inject_nan, t->ninject_nan, r->id, t->stats.rounds + 1)) r->delta[n / 2] = NAN;
+    rep->finite = loco_all_sane(r->delta, n);
+    rep->norm = rep->finite ? sqrt(loco_sumsq(r->delta, n)) : INFINITY;
 }
 
 static int setup_thread(loco_worker_thread *t) {
@@ -179,14 +203,39 @@ static void count(loco_worker_thread *t, const loco_arrival_cost *cost) {
     st->idle_s += cost->turn_s + cost->window_s;
 }
 
+/* A rejected delta, or a diverged round, leaves the replica's AdamW moments suspect: they
+ * start afresh from the theta it pulls. A stale one only came too late. */
+static void after_rejection(loco_worker_thread *t, int status) {
+    if (status == LOCO_ARRIVAL_NONFINITE || status == LOCO_ARRIVAL_NORM ||
+        status == LOCO_ARRIVAL_DIVERGED)
+        loco_worker_reset_optimizer(&t->w);
+}
+
 /* the round computed last arrives; returns the next round's steps */
 static long arrive(loco_worker_thread *t) {
     loco_arrival_cost cost;
     atomic_store(&t->stats.activity, LOCO_ACT_SYNC);
     long h = loco_server_arrive(t->server, t->r, &t->last, &cost);
     count(t, &cost);
-    if (!t->last.finite) loco_worker_reset_optimizer(&t->w);
+    after_rejection(t, cost.status);
     return h;
+}
+
+/* away until it is back (its next round's steps), or 0 when it is gone for good */
+static long back(loco_worker_thread *t) {
+    loco_arrival_cost cost;
+    atomic_store(&t->stats.activity, LOCO_ACT_AWAY);
+    long h = loco_server_back(t->server, t->r, &cost);
+    t->stats.idle_s += cost.window_s;
+    t->stats.lockwait_s += cost.stripe_s;
+    return h;
+}
+
+/* the worker fails: its round is lost, and it comes back (or not) */
+static long fail_and_back(loco_worker_thread *t) {
+    atomic_store(&t->stats.activity, LOCO_ACT_AWAY);
+    if (!loco_server_fail(t->server, t->r)) return 0;
+    return back(t);
 }
 
 /* the first round's steps: a new run pulls theta; a resumed one goes on from where the
@@ -197,13 +246,17 @@ static long first_round(loco_worker_thread *t) {
         t->stats.lockwait_s += loco_server_pull(t->server, r);
         return r->h;
     }
-    if (t->phase == LOCO_PHASE_DONE) return 0;
-    if (t->phase == LOCO_PHASE_ARRIVE) return arrive(t);
+    switch (t->phase) {
+    case LOCO_PHASE_DONE: return 0;
+    case LOCO_PHASE_ARRIVE: return arrive(t);
+    case LOCO_PHASE_FAIL: return fail_and_back(t);
+    case LOCO_PHASE_AWAY: return back(t);
+    }
     loco_arrival_cost cost;
     atomic_store(&t->stats.activity, LOCO_ACT_SYNC);
     long h = loco_server_rejoin(t->server, r, t->phase == LOCO_PHASE_OPENER, t->window_end, &cost);
     count(t, &cost);
-    if (cost.rejected) loco_worker_reset_optimizer(&t->w);
+    after_rejection(t, cost.status);
     return h;
 }
 
@@ -221,9 +274,15 @@ static void *worker_main(void *arg) {
     atomic_store(&t->stats.activity, LOCO_ACT_SYNC);
     long h = first_round(t);
     while (h > 0) {
-        run_round(t, h, &t->last);
-        t->last.finite = make_delta(r, t->m->nparams);
-        h = arrive(t);
+        int virtual_ = t->clock_kind == LOCO_CLOCK_VIRTUAL;
+        if (virtual_ && loco_server_lost(t->server, r)) {
+            h = fail_and_back(t); /* the virtual clock knew: the round is not computed */
+        } else if (!run_round(t, h, &t->last)) {
+            h = fail_and_back(t);
+        } else {
+            make_delta(t, &t->last);
+            h = arrive(t);
+        }
     }
     atomic_store(&t->stats.activity, LOCO_ACT_DONE);
     return NULL;
@@ -231,7 +290,7 @@ static void *worker_main(void *arg) {
 
 /* ------------------------------------------------------------ checkpoints */
 
-enum { THREAD_SCALARS = 11 };   /* the 8-byte fields after the arrays (below) */
+enum { THREAD_SCALARS = 12 };   /* the 8-byte fields after the arrays (below) */
 
 size_t loco_worker_thread_state_bytes(size_t nparams) {
     return 4 * nparams * sizeof(float) + 4 * 8 + THREAD_SCALARS * 8;
@@ -243,7 +302,8 @@ void loco_worker_thread_save(const loco_worker_thread *t, loco_pack *p) {
     loco_worker_save(&t->w, p);
     loco_pack_floats(p, t->r->theta0, t->m->nparams);
     loco_pack_u64(p, t->jitter.s);
-    loco_pack_i64(p, t->last.finite);
+    loco_pack_i64(p, t->last.diverged);
+    loco_pack_i64(p, t->last.steps);
     loco_pack_f64(p, t->last.step_s);
     loco_pack_f64(p, t->last.slowdown_s);
     loco_pack_i64(p, atomic_load(&st->steps));
@@ -264,7 +324,8 @@ static int load_thread(loco_worker_thread *t) {
     if (loco_worker_load(&t->w, u) != 0) goto bad;
     loco_unpack_floats(u, t->r->theta0, t->m->nparams);
     t->jitter.s = loco_unpack_u64(u);
-    t->last.finite = (int)loco_unpack_range(u, 0, 1);
+    t->last.diverged = (int)loco_unpack_range(u, 0, 1);
+    t->last.steps = (long)loco_unpack_range(u, 0, INT64_MAX / 2);
     t->last.step_s = loco_unpack_f64(u);
     t->last.slowdown_s = loco_unpack_f64(u);
     atomic_store(&st->steps, (long)loco_unpack_range(u, 0, INT64_MAX / 2));
@@ -276,7 +337,7 @@ static int load_thread(loco_worker_thread *t) {
     st->idle_s = loco_unpack_f64(u);
     if (u->bad) goto bad;
     /* the delta of a round done but not arrived, as it was */
-    if (t->phase == LOCO_PHASE_ARRIVE) make_delta(t->r, t->m->nparams);
+    if (t->phase == LOCO_PHASE_ARRIVE) make_delta(t, &t->last);
     return 0;
 bad:
     return loco_errf(&t->err, "worker %d: its part of the checkpoint is short or mangled", t->r->id);

@@ -507,3 +507,174 @@ Test(engine, every_method_is_evaluated_at_the_same_local_step_marks, .timeout = 
     cr_assert_str_eq(first, "15,30,45,60,75,90,105,120,");
     free(first);
 }
+
+/* ---- faults and poisoned updates ---- */
+
+/* every parameter of dir's model.bin is finite */
+static void expect_finite_model(const char *dir) {
+    loco_model_file f = model_of(dir);
+    for (size_t i = 0; i < f.m.nparams; i++)
+        cr_assert(isfinite(f.params[i]), "%s: parameter %zu is %g", dir, i, (double)f.params[i]);
+    loco_model_file_free(&f);
+}
+
+/* the value of "key": in dir's summary.json */
+static double summary_num(const char *dir, const char *key) {
+    size_t len;
+    char *s = file_bytes(dir, "summary.json", &len);
+    double v = num_field(s, key);
+    free(s);
+    return v;
+}
+
+/* Three workers, of which worker 1 fails and comes back and worker 2 fails for good
+ * (each inside a round, which is lost): asynchronous DN and sync both go on with the
+ * workers left, in both clocks, and finish the whole budget of 3 x 60 local steps;
+ * each failure and the return is an event; every arrival is applied or rejected. The
+ * real clock's workers are slowed ten times (sleeping) so the run outlasts the faults. */
+Test(engine, runs_go_on_after_worker_failures_in_both_clocks, .timeout = 300) {
+    const char *clocks[][4] = {
+        {"run.clock=virtual", "faults.fail=1@7+10,2@12", "hetero.level=moderate", NULL},
+        {"run.clock=real", "faults.fail=1@0.1+0.2,2@0.2", "hetero.slowdown=10,10,10", NULL},
+    };
+    const char *methods[] = {"outer.method=async-dn", "outer.method=sync"};
+    for (int c = 0; c < 2; c++) {
+        for (int k = 0; k < 2; k++) {
+            char dir[128];
+            dir_for(dir, "faults");
+            const char *sets[] = {"run.workers=3", "train.steps=60", methods[k], clocks[c][0],
+                                  clocks[c][1], clocks[c][2], NULL};
+            run_into(dir, sets);
+            size_t len;
+            char *summary = file_bytes(dir, "summary.json", &len);
+            cr_assert(strstr(summary, "\"status\":\"finished\""), "%s %s: %.200s", clocks[c][0],
+                      methods[k], summary);
+            cr_assert_eq(num_field(summary, "local_steps"), 180.0, "%s %s: the whole budget",
+                         clocks[c][0], methods[k]);
+            cr_assert_eq(num_field(summary, "faults"), 2.0, "%s %s", clocks[c][0], methods[k]);
+            cr_assert_eq(num_field(summary, "returns"), 1.0, "%s %s", clocks[c][0], methods[k]);
+            long rounds = sum_field(summary, "rounds"), applied = sum_field(summary, "updates");
+            long rejected = sum_field(summary, "rejected");
+            cr_assert_eq(rounds, applied + rejected, "%s %s: %ld arrivals, %ld applied, %ld "
+                         "rejected", clocks[c][0], methods[k], rounds, applied, rejected);
+            free(summary);
+            char *faults = events_of(dir, "fault");
+            cr_assert(strstr(faults, "{\"event\":\"fault\",\"worker\":1,\"kind\":\"fail\""), "%s", faults);
+            cr_assert(strstr(faults, "{\"event\":\"fault\",\"worker\":2,\"kind\":\"gone\""), "%s", faults);
+            cr_assert(strstr(faults, "{\"event\":\"fault\",\"worker\":1,\"kind\":\"back\""), "%s", faults);
+            free(faults);
+            expect_finite_model(dir);
+            rm_run(dir);
+        }
+    }
+}
+
+/* The virtual clock's failures fall at the same virtual times whatever the threads do:
+ * a run with failures is reproducible bit for bit. */
+Test(engine, virtual_runs_with_failures_are_reproducible, .timeout = 300) {
+    char a[128], b[128];
+    dir_for(a, "vf1");
+    dir_for(b, "vf2");
+    const char *sets[] = {"run.workers=5", "outer.method=async-dn", "outer.dylu=on",
+                          "hetero.level=very", "hetero.jitter=0.3", "outer.grace_s=0.5",
+                          "faults.fail=1@7+10,2@12,4@3+30,1@40+2", NULL};
+    run_into(a, sets);
+    run_into(b, sets);
+    size_t la, lb;
+    char *ma = file_bytes(a, "model.bin", &la), *mb = file_bytes(b, "model.bin", &lb);
+    cr_assert(la == lb && memcmp(ma, mb, la) == 0, "same seed and faults: model.bin differs");
+    char *ea = events_of(a, "fault"), *eb = events_of(b, "fault");
+    cr_assert_str_eq(ea, eb);
+    cr_assert_eq(summary_num(a, "faults"), 4.0);
+    free(ma), free(mb), free(ea), free(eb);
+    rm_run(a), rm_run(b);
+}
+
+/* sync waits at most outer.sync_timeout_s for a late worker, then steps on what has
+ * arrived: with a worker four times slower (rounds of 5 s and 20 s), a timeout of 2 s
+ * lets the fast worker's rounds follow each other at most 7 s apart, where without it
+ * each waits for the slow one; both runs do the whole budget. */
+Test(engine, sync_steps_on_the_arrivals_it_has_after_its_timeout, .timeout = 120) {
+    char a[128], b[128];
+    dir_for(a, "sync-wait");
+    dir_for(b, "sync-timeout");
+    const char *wait[] = {"run.workers=2", "outer.method=sync", "hetero.slowdown=1,4", NULL};
+    const char *timeout[] = {"run.workers=2", "outer.method=sync", "hetero.slowdown=1,4",
+                             "outer.sync_timeout_s=2", NULL};
+    run_into(a, wait);
+    run_into(b, timeout);
+    cr_assert_eq(summary_num(a, "local_steps"), 80.0);
+    cr_assert_eq(summary_num(b, "local_steps"), 80.0);
+    char *text = metrics_of(b), *arr[64];
+    int n = lines_of(text, "arrival", arr, 64);
+    double last = 0;
+    int fast = 0;
+    for (int i = 0; i < n; i++) {
+        if (num_field(arr[i], "worker") != 0) continue;
+        double t = num_field(arr[i], "time_s");
+        cr_assert_leq(t - last, 7.0, "fast worker's arrival at %g, its last at %g", t, last);
+        last = t;
+        fast++;
+    }
+    cr_assert_geq(fast, 5, "the fast worker arrived %d times", fast);
+    cr_assert_lt(summary_num(b, "time_s"), 0.7 * summary_num(a, "time_s"),
+                 "the timeout saves time: %g s against %g s", summary_num(b, "time_s"),
+                 summary_num(a, "time_s"));
+    free(text);
+    rm_run(a), rm_run(b);
+}
+
+/* A NaN pushed by worker 0 (its round 2) and worker 1's loss driven to NaN (its inner
+ * lr blown up in round 2) are both rejected and counted; the diverged round gives the
+ * steps it did not take back to the budget, which is done in full; theta stays finite;
+ * and both workers' later rounds are applied again: their AdamW moments were reset (kept
+ * NaN, every later delta would be rejected too). */
+Test(engine, poisoned_deltas_and_diverged_losses_are_rejected_and_theta_stays_finite,
+     .timeout = 120) {
+    char dir[128];
+    dir_for(dir, "poison");
+    const char *sets[] = {"run.workers=3", "outer.method=async-dn", "hetero.level=slight",
+                          "faults.inject_nan=0@2", "faults.inject_diverge=1@2", NULL};
+    run_into(dir, sets);
+    cr_assert_eq(summary_num(dir, "rejected_nonfinite"), 1.0);
+    cr_assert_eq(summary_num(dir, "rejected_diverged"), 1.0);
+    cr_assert_eq(summary_num(dir, "local_steps"), 120.0, "the whole budget");
+    cr_assert(isfinite(summary_num(dir, "final_val_loss")));
+    expect_finite_model(dir);
+    char *text = metrics_of(dir), *arr[128];
+    int n = lines_of(text, "arrival", arr, 128);
+    int seen[2] = {0}, after[2] = {0};
+    const char *want[2] = {"\"status\":\"nonfinite\"", "\"status\":\"diverged\""};
+    for (int i = 0; i < n; i++) {
+        int w = (int)num_field(arr[i], "worker");
+        if (w > 1) continue;
+        if (strstr(arr[i], want[w])) {
+            seen[w]++;
+            cr_assert_eq(seen[w], 1);
+        } else if (seen[w]) {
+            cr_assert(strstr(arr[i], "\"status\":\"applied\""), "after the rejection: %s", arr[i]);
+            after[w]++;
+        }
+    }
+    for (int w = 0; w < 2; w++)
+        cr_assert(seen[w] == 1 && after[w] >= 3, "worker %d: %d rejected, %d applied after",
+                  w, seen[w], after[w]);
+    free(text);
+    rm_run(dir);
+}
+
+/* outer.max_delta_norm below any real delta's norm: every arrival is rejected (status
+ * "norm") before it touches the global buffer, which ends as it began. */
+Test(engine, deltas_above_the_norm_limit_never_touch_theta, .timeout = 120) {
+    char init[128], dir[128];
+    dir_for(init, "norm-init");
+    dir_for(dir, "norm");
+    initial_params_into(init);
+    const char *sets[] = {"run.workers=3", "outer.method=async-dn", "outer.max_delta_norm=1e-6",
+                          NULL};
+    run_into(dir, sets);
+    cr_assert_eq(summary_num(dir, "updates"), 0.0);
+    cr_assert_eq(summary_num(dir, "rejected_norm"), 24.0, "3 workers x 8 rounds");
+    cr_assert_eq(max_diff(init, dir), 0.0, "theta moved");
+    rm_run(init), rm_run(dir);
+}

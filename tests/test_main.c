@@ -705,3 +705,57 @@ Test(main, ctrl_c_stops_asynchronous_training_and_saves, .timeout = 120) {
                            NULL};
     interrupt_training("{\"event\":\"arrival\"", extra);
 }
+
+/* A worker away for a long outage does not hold up the end: stopped, the run ends. */
+Test(main, ctrl_c_stops_a_run_with_a_worker_away, .timeout = 120) {
+    const char *extra[] = {"--set", "run.workers=2", "--set", "outer.method=async-dn",
+                           "--set", "run.clock=real", "--set", "outer.local_steps=10",
+                           "--fail", "1@0+1000", NULL};
+    interrupt_training("{\"event\":\"fault\"", extra);
+}
+
+/* Stopped by Ctrl-C, then `train --resume DIR`: the run goes on from its checkpoint to the
+ * end of its budget, and metrics.jsonl holds each arrival once. */
+Test(main, a_stopped_run_resumes_to_its_end, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *dir = in_dir(&c, "run");
+    const char *args[] = {"train", "-c", "configs/tiny.ini", "--set", "train.steps=300",
+                          "--set", "run.workers=2", "--set", "outer.method=async-dn",
+                          "--set", "run.clock=virtual", "--set", "outer.local_steps=10",
+                          "--set", "eval.every_updates=0", "--fail", "1@100+50",
+                          "--out", dir, NULL};
+    pid_t pid = cli_start(&c, args);
+    const char *metrics = in_dir(&c, "run/metrics.jsonl");
+    for (;;) {
+        char *m = slurp(metrics);
+        int going = m && strstr(m, "\"ticket\":3,");
+        free(m);
+        if (going) break;
+        cr_assert(!cli_poll(&c, pid), "the run ended before its third update:\n%s", c.err);
+        sleep_ms(5);
+    }
+    kill(pid, SIGINT);
+    cli_wait(&c, pid);
+    cr_assert_eq(c.status, 0, "%s", c.err);
+    expect_file_has(in_dir(&c, "run/summary.json"), "\"status\":\"stopped\"");
+    cr_assert_eq(run(&c, "check", in_dir(&c, "run/checkpoint.bin"), NULL), 0, "%s", c.err);
+    expect_out(&c, "checkpoint ok");
+    cr_assert_eq(run(&c, "train", "--resume", dir, NULL), 0, "resume: %s", c.err);
+    expect_file_has(in_dir(&c, "run/summary.json"), "\"status\":\"finished\"");
+    expect_file_has(in_dir(&c, "run/summary.json"), "\"local_steps\":600,");
+    char *m = slurp(metrics);
+    long last = 0;
+    int n = 0;
+    for (const char *p = strstr(m, "\"status\":\"applied\""); p; p = strstr(p + 1, "\"status\":\"applied\"")) {
+        const char *line = p;
+        while (line > m && line[-1] != '\n') line--;
+        long t = (long)json_number(line, "ticket");
+        cr_assert_eq(t, last + 1, "applied arrival %ld after %ld: duplicated or missing", t, last);
+        last = t, n++;
+    }
+    cr_assert_geq(n, 50, "%d applied arrivals", n);
+    cr_assert(strstr(m, "\"kind\":\"back\""), "the failed worker came back after the resume");
+    free(m);
+    cli_close(&c);
+}

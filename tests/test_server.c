@@ -89,7 +89,7 @@ static long arrive_r(world *w, int i, float value, int *rejected) {
     loco_round *r = w->r[i];
     for (size_t k = 0; k < w->n; k++) r->delta[k] = value;
     loco_arrival_cost cost;
-    loco_round_report rep = {.finite = isfinite(value)};
+    loco_round_report rep = {.finite = isfinite(value), .steps = r->h};
     long h = loco_server_arrive(&w->s, r, &rep, &cost);
     if (rejected) *rejected = cost.rejected;
     return h;

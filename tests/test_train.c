@@ -418,6 +418,13 @@ Test(train, a_killed_sync_run_resumes_exactly_in_the_middle_of_a_round, .timeout
                     "2 in a window", "sync");
 }
 
+Test(train, a_killed_run_resumes_exactly_while_a_worker_is_away, .timeout = 300) {
+    resume_is_exact("run.workers=3;outer.method=async-dn;hetero.level=moderate;run.clock=virtual;"
+                    "outer.local_steps=10;train.checkpoint_every=2;eval.every_updates=2;"
+                    "train.steps=60;faults.fail=1@15+40,2@30;faults.inject_nan=0@3",
+                    "1 failed or away", "away");
+}
+
 Test(train, a_killed_single_worker_run_resumes_exactly, .timeout = 300) {
     resume_is_exact("train.checkpoint_every=40;train.steps=150;eval.every=25;run.clock=virtual",
                     "step 80", "single");

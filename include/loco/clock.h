@@ -15,7 +15,8 @@
 enum { LOCO_CLOCK_REAL, LOCO_CLOCK_VIRTUAL };
 extern const loco_enum loco_clock_kinds[];
 
-enum { LOCO_EVENT_FINISH, LOCO_EVENT_CLOSE };
+/* What a worker's next event is; of two at the same time, the one listed first goes first. */
+enum { LOCO_EVENT_FINISH, LOCO_EVENT_CLOSE, LOCO_EVENT_FAIL, LOCO_EVENT_BACK };
 
 typedef struct {
     int kind;             /* LOCO_CLOCK_* */
@@ -60,6 +61,9 @@ int loco_clock_turn_for(loco_clock *c, int worker, int what, double at, double *
 
 /* Pausing stops every turn; the run is still when every worker waits for one or is
  * blocked elsewhere (loco_clock_waiting counts those waiting here). */
+/* Real clock: waits until wall time t (counted as waiting, and past any pause). */
+void loco_clock_sleep_until(loco_clock *c, double t);
+
 void loco_clock_pause(loco_clock *c);
 void loco_clock_resume(loco_clock *c);
 int loco_clock_waiting(loco_clock *c);

@@ -37,6 +37,7 @@ typedef struct {
     double wall_s, time_s;           /* time_s: virtual seconds in the virtual clock */
     double wait_s;                   /* worker seconds spent waiting for stripes, turns, windows */
     int stopped;                     /* ended early */
+    int incomplete;                  /* every worker failed for good before the budget was done */
     loco_summary summary;            /* the asynchronous part of the summary */
     loco_worker_row *rows;           /* its per-worker rows */
 } loco_engine_out;

@@ -101,8 +101,13 @@ typedef struct {
 } loco_eval_event;
 void loco_metrics_eval(loco_metrics *mt, const loco_eval_event *ev);
 
-/* What became of a pushed delta. */
-enum { LOCO_ARRIVAL_APPLIED, LOCO_ARRIVAL_NONFINITE, LOCO_ARRIVAL_STALE };
+/* What became of a pushed delta: applied, or rejected because it holds NaN or Inf (or a
+ * value beyond any real update), is staler than polythres allows, has a norm above
+ * outer.max_delta_norm, or because its round's loss diverged (the round was abandoned). */
+enum {
+    LOCO_ARRIVAL_APPLIED, LOCO_ARRIVAL_NONFINITE, LOCO_ARRIVAL_STALE, LOCO_ARRIVAL_NORM,
+    LOCO_ARRIVAL_DIVERGED
+};
 extern const loco_enum loco_arrival_statuses[];
 
 /* {"event":"arrival","worker","ticket","staleness","local_steps","updates","time_s",
@@ -118,6 +123,19 @@ typedef struct {
 } loco_arrival;
 void loco_metrics_arrival(loco_metrics *mt, const loco_arrival *a);
 
+/* A worker's emulated failure and return. */
+enum { LOCO_FAULT_FAIL, LOCO_FAULT_BACK, LOCO_FAULT_GONE };
+extern const loco_enum loco_fault_kinds[];   /* "fail", "back", "gone" */
+
+/* {"event":"fault","worker","kind","time_s","wall_s","lost_steps"}: lost_steps are the
+ * steps of the round it was running (given back to the run's budget). */
+typedef struct {
+    int worker, kind;
+    long lost_steps;
+    double time_s, wall_s;
+} loco_fault_event;
+void loco_metrics_fault(loco_metrics *mt, const loco_fault_event *f);
+
 /* ---- the summary ---- */
 
 enum { LOCO_STALE_BUCKETS = 33 };   /* staleness 0..31, then 32 and more */
@@ -125,7 +143,7 @@ enum { LOCO_STALE_BUCKETS = 33 };   /* staleness 0..31, then 32 and more */
 /* One worker's row of an asynchronous run's summary. */
 typedef struct {
     double slowdown;
-    long rounds, steps, tokens, rejected;
+    long rounds, steps, tokens, rejected, faults;
     double compute_s, slowdown_s, lockwait_s, idle_s;
 } loco_worker_row;
 
@@ -142,6 +160,7 @@ typedef struct {
     long updates;
     double server_busy, evaluator_busy;
     long rejected_nonfinite, rejected_stale, evals_skipped;
+    long rejected_norm, rejected_diverged, faults, returns;
     long stale_hist[LOCO_STALE_BUCKETS];
     int stripes;
     long stripe_kib, stripe_waits;

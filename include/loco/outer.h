@@ -134,4 +134,9 @@ void loco_outer_delay_comp(float *g, const float *theta_now, const float *theta_
 /* Nonzero when every element of x is finite (a diverged worker's delta is not). */
 int loco_all_finite(const float *x, size_t n);
 
+/* Nonzero when every element of x is finite and below 2^100 (about 1.3e30) in magnitude:
+ * no real update is that large, and the outer rules could turn a finite one that is into
+ * Inf; a delta that is not sane is rejected as non-finite. */
+int loco_all_sane(const float *x, size_t n);
+
 #endif

@@ -28,7 +28,8 @@ typedef struct {
     int staleness;             /* LOCO_STALE_* */
     long stale_max;            /* polythres drops arrivals staler than this */
     int dylu;                  /* Dynamic Local Updates on */
-    long N;                    /* DN period and buffer size */
+    long N;                    /* DN period and buffer size; 0: the live workers when a window
+                                  of N arrivals starts */
     long H;                    /* inner steps per round (the fastest worker's, under DyLU) */
     long budget;               /* inner steps summed over workers for the whole run */
     loco_outer_hp hp;          /* lr, beta, c (N and gscale are set per arrival) */
@@ -42,6 +43,9 @@ typedef struct {
                                   this; 0 = never */
     long batch_tokens;         /* tokens per inner step, for the snapshots' counts */
     uint64_t seed;             /* of the rounds' virtual durations */
+    double max_delta_norm;     /* reject deltas of a larger L2 norm; 0 = off */
+    const loco_fault *faults;  /* the emulated failures, sorted by time (hetero.h) */
+    int nfaults;
 } loco_server_settings;
 
 /* One worker as the protocol sees it: the buffers the worker lends it (n floats each)
@@ -60,12 +64,21 @@ typedef struct {
     uint64_t pull_ticket;      /* the pull that starts the next round */
     int window_done;           /* the window it waits in has closed (under window_mu) */
     int retired;               /* handed no more rounds, or abandoned */
-    int rejected;              /* its last arrival was rejected */
+    int status;                /* LOCO_ARRIVAL_* of its last arrival */
+    int lost;                  /* virtual clock: the round handed out ends in a failure */
+    int away;                  /* failed, not back yet */
+    double fail_at, back_at;   /* when it fails and comes back (INFINITY: never) */
+    double next_at;            /* virtual clock: its next event (the round's end, or its failure) */
+    int next_fault;            /* index in the settings' faults of its next one */
+    long faults;               /* failures so far */
 } loco_round;
 
 /* What a worker says of the round it ends. */
 typedef struct {
-    int finite;                /* its delta holds no NaN or Inf */
+    int finite;                /* its delta holds no NaN, Inf or absurd value (loco_all_sane) */
+    int diverged;              /* its loss went NaN or Inf: the round was abandoned */
+    long steps;                /* the steps it took (fewer than handed out when diverged) */
+    double norm;               /* the delta's L2 norm */
     double step_s;             /* measured seconds per step (real clock DyLU) */
     double slowdown_s;         /* seconds of emulated slowdown in it (real clock) */
 } loco_round_report;
@@ -75,7 +88,8 @@ typedef struct {
     double turn_s;             /* real seconds waiting for the clock's turn (virtual clock) */
     double window_s;           /* waiting for a grace window or a sync round to close */
     double stripe_s;           /* waiting for stripes (push and pull) */
-    int rejected;              /* not applied: non-finite or too stale */
+    int rejected;              /* not applied */
+    int status;                /* LOCO_ARRIVAL_* */
 } loco_arrival_cost;
 
 /* The protocol's counters, copied out under its lock. */
@@ -83,7 +97,8 @@ typedef struct {
     long updates;              /* applied arrivals: the server version */
     long local_steps;          /* inner steps of all arrivals so far */
     long planned;              /* the whole budget of inner steps */
-    long rejected_nonfinite, rejected_stale;
+    long rejected_nonfinite, rejected_stale, rejected_norm, rejected_diverged;
+    long faults, returns;      /* workers' failures, and their comings back */
     long evals_skipped;        /* real clock: snapshots skipped, the evaluator being behind */
     long stale_hist[LOCO_STALE_BUCKETS];
     double busy_s;             /* seconds the server thread spent sweeping */
@@ -108,8 +123,12 @@ typedef struct {
     long version;              /* changes of theta: what staleness counts */
     long local_steps, budget;
     long rejected_nonfinite, rejected_stale, evals_skipped;
+    long rejected_norm, rejected_diverged, faults, returns;
     long stale_hist[LOCO_STALE_BUCKETS];
-    int active;                /* workers not retired */
+    int active;                /* workers neither retired nor away */
+    int stopped;               /* loco_server_stop_early was called */
+    long dn_count, dn_N;       /* arrivals in the current window of N, and its N */
+    int down;                  /* workers away or gone for good */
     long accumulated;          /* arrivals added into a and not yet applied */
     int win_open;
     double win_end;
@@ -149,6 +168,19 @@ double loco_server_pull(loco_server *s, loco_round *r);
 long loco_server_arrive(loco_server *s, loco_round *r, const loco_round_report *rep,
                         loco_arrival_cost *cost);
 
+/* Failures. Virtual clock: a round that a failure falls into is lost when it is handed
+ * out (loco_server_lost says so), and its worker, instead of computing it, calls
+ * loco_server_fail. Real clock: the worker watches loco_server_fail_time while it computes
+ * and calls loco_server_fail once it has passed. Either way: the round's steps go back to
+ * the budget, the worker is away (a sync round no longer waits for it, DN's N and DyLU's
+ * fastest worker count the live ones), and loco_server_fail returns 0 when it is gone for
+ * good; otherwise loco_server_back waits until it is back, pulls and returns its next
+ * round's steps. */
+int loco_server_lost(loco_server *s, loco_round *r);
+double loco_server_fail_time(loco_server *s, loco_round *r);
+int loco_server_fail(loco_server *s, loco_round *r);
+long loco_server_back(loco_server *s, loco_round *r, loco_arrival_cost *cost);
+
 /* Worker r cannot run (it failed before its first round): its reserved pull is walked
  * without output and its round given back, so the others go on without it. */
 void loco_server_abandon(loco_server *s, loco_round *r);
@@ -170,7 +202,10 @@ int loco_server_load(loco_server *s, loco_unpack *u);
 /* Where worker r stands in a still run: about to arrive with its round done, waiting in
  * a window (or seeing to its end, the opener), or done; *end (may be NULL) gets the
  * window's deadline. */
-enum { LOCO_PHASE_ARRIVE, LOCO_PHASE_WINDOW, LOCO_PHASE_OPENER, LOCO_PHASE_DONE };
+enum {
+    LOCO_PHASE_ARRIVE, LOCO_PHASE_WINDOW, LOCO_PHASE_OPENER, LOCO_PHASE_DONE, LOCO_PHASE_FAIL,
+    LOCO_PHASE_AWAY
+};
 int loco_server_phase(loco_server *s, const loco_round *r, double *end);
 
 /* A resumed worker that was in a window goes on there: (the opener sees to the window's

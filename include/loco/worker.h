@@ -67,7 +67,7 @@ int loco_worker_load(loco_worker *w, loco_unpack *u);
 /* ------------------------------------------------------- the worker thread */
 
 /* What a worker does now, for the progress line. */
-enum { LOCO_ACT_START, LOCO_ACT_COMPUTE, LOCO_ACT_SLOW, LOCO_ACT_SYNC, LOCO_ACT_DONE };
+enum { LOCO_ACT_START, LOCO_ACT_COMPUTE, LOCO_ACT_SLOW, LOCO_ACT_SYNC, LOCO_ACT_DONE, LOCO_ACT_AWAY };
 
 /* What a worker thread did. Written by its own thread only; activity and steps are read
  * by the progress line while it runs, the rest once it is joined. */
@@ -100,6 +100,8 @@ typedef struct {
     const loco_place *place;
     sem_t *seats;                  /* one taken while computing a round, or NULL (engine.c) */
     loco_rng jitter;               /* real clock: the steps' jitter */
+    const loco_injection *inject_nan, *inject_diverge; /* faults to inject (hetero.h) */
+    int ninject_nan, ninject_diverge;
     loco_round_report last;        /* of the round it computed last */
     loco_unpack resume;            /* resuming: this worker's part of the checkpoint */
     int phase;                     /* resuming: LOCO_PHASE_* where it stood; -1: a new run */
