@@ -56,7 +56,7 @@ TEST_OBJ = $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(wildcard tests/*.c))
 BENCH_OBJ = $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(wildcard bench/*.c))
 LOCO     = $(if $(SAN),$(BUILD)/loco,loco)
 
-.PHONY: all deps run test check check-threads bench sanitize clean
+.PHONY: all deps run test check check-threads bench soak sanitize clean
 all: $(LOCO)
 
 deps:
@@ -111,6 +111,10 @@ bench: all
 	./loco bench step -c configs/paper-20m.ini
 	./loco bench apply -c configs/small.ini
 	./loco bench scale -c configs/small.ini
+
+# a long real-clock run under faults, injections and checkpoints (5 minutes; SOAK_S=N)
+soak: all
+	./loco bench soak --seconds $(or $(SOAK_S),300)
 
 # a sanitizer report fails the target even where the test itself passed
 sanitize:

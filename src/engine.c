@@ -31,7 +31,8 @@ typedef struct {
     int has_seats;
     int started;               /* worker threads started */
     long ckpt_at;              /* server updates at the last checkpoint */
-    double ckpt_wall, ckpt_s;  /* its wall time; seconds spent writing them */
+    double ckpt_wall;          /* its wall time */
+    double ckpt_s, ckpt_write_s; /* seconds the run was held for checkpoints; writing them */
     int nckpt;
     pthread_mutex_t vmu;       /* the latest evaluation, for the progress line */
     double last_val;
@@ -180,6 +181,7 @@ static int checkpoint(engine *en, loco_err *e) {
         nanosleep(&ts, NULL);
     }
     loco_eval_thread_drain(&en->et, loco_server_holds_snapshot(&en->server));
+    double t1 = loco_now();
     loco_state_writer w;
     int rc = in->begin(in->ctx, &w, e);
     if (rc == 0) {
@@ -197,6 +199,7 @@ static int checkpoint(engine *en, loco_err *e) {
         rc = loco_state_commit(&w, e);
     }
     loco_clock_resume(&en->clock);
+    en->ckpt_write_s += loco_now() - t1;
     en->ckpt_s += loco_now() - t0;
     en->nckpt++;
     return rc;
@@ -446,6 +449,9 @@ static int summarise(engine *en, loco_engine_out *out, loco_err *e) {
     s->updates = ss.updates;
     s->local_steps = ss.local_steps;
     s->time_s = out->time_s;
+    s->checkpoints = en->nckpt;
+    s->checkpoint_s = en->ckpt_s;
+    s->checkpoint_write_s = en->ckpt_write_s;
     s->server_busy = out->wall_s > 0 ? ss.busy_s / out->wall_s : 0;
     s->evaluator_busy = out->wall_s > 0 ? en->eval_busy_s / out->wall_s : 0;
     s->rejected_nonfinite = ss.rejected_nonfinite;

@@ -35,7 +35,7 @@ static const char usage_main[] =
     "  sample   generate text:            loco sample --model FILE [--prompt TEXT] [--tokens N]\n"
     "  export   to llm.c's format:        loco export --llmc MODEL OUT\n"
     "  check    verify a model file:      loco check FILE\n"
-    "  bench    benchmarks:               loco bench step|apply|scale [-c FILE] [--set KEY=VALUE]...\n"
+    "  bench    benchmarks:               loco bench step|apply|scale|soak [-c FILE] [--set KEY=VALUE]...\n"
     "  sweep    run an experiment grid:   loco sweep SPEC [--quick] [--out DIR] [--jobs N]\n"
     "  topo     the machine and the plan: loco topo [-c FILE] [--set KEY=VALUE]...\n"
     "  plot     pictures of runs (PNG):   loco plot RUN_DIR... [--x steps|time|updates] [--timeline]\n"
@@ -95,6 +95,7 @@ static const char usage_check[] =
 
 static const char usage_bench[] =
     "usage: loco bench step|apply|scale [-c FILE] [--set KEY=VALUE]...\n"
+    "       loco bench soak [-c FILE] [--set KEY=VALUE]... [--seconds S] [--out DIR]\n"
     "\n"
     "step   times the full training step (forward, backward, AdamW) on one thread and, in\n"
     "       the same run, cblas_sgemm on the step's own matrix shapes; prints one JSON\n"
@@ -104,7 +105,13 @@ static const char usage_bench[] =
     "       triad; the last line has push_gbs, triad_gbs and push_vs_triad.\n"
     "scale  aggregate training tokens/s for W = 1..cores workers (real clock, no slowdown),\n"
     "       worker time spent waiting, and the virtual clock's throughput on the same run;\n"
-    "       the last line has efficiency = tokens/s at the most workers / (W x one worker).\n";
+    "       the last line has efficiency = tokens/s at the most workers / (W x one worker).\n"
+    "soak   16 workers on the real clock for S seconds (default 300) with jitter, speed\n"
+    "       changes, failures and returns, poisoned and diverging rounds and a checkpoint\n"
+    "       every 3 s; checks every checkpoint as it appears and the resident memory, then\n"
+    "       that every arrival was applied or rejected, theta is finite and no thread is\n"
+    "       left; exits 1 when a check fails. Without -c the model is 2 layers x 64 wide;\n"
+    "       the run is kept in DIR with --out, else removed.\n";
 
 static int fail(const char *msg) {
     fprintf(stderr, "loco: %s\n", msg);
@@ -199,6 +206,12 @@ static int load_config(cli_config *cc, int argc, char **argv, extra_flag extra, 
         }
     }
     return loco_config_validate(&cc->cfg, e);
+}
+
+static int has_config_flag(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) return 1;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- train */
@@ -464,8 +477,31 @@ static int cmd_check(int argc, char **argv) {
     return 0;
 }
 
+static int soak_extra(void *ctx, int argc, char **argv, int *i, loco_err *e) {
+    loco_soak_opts *so = ctx;
+    e->msg[0] = '\0';
+    if (!strcmp(argv[*i], "--out")) return (so->out = flag_value(argc, argv, i, e)) ? 0 : -1;
+    if (strcmp(argv[*i], "--seconds")) return -1;
+    const char *v = flag_value(argc, argv, i, e);
+    char *end;
+    if (v) so->seconds = strtod(v, &end);
+    if (!v || *end || !(so->seconds >= 1 && so->seconds <= 1e6))
+        return v ? loco_errf(e, "--seconds: expected a number of seconds from 1 to 1e6, not '%s'", v) : -1;
+    return 0;
+}
+
+static int cmd_soak(int argc, char **argv) {
+    cli_config cc;
+    loco_err e;
+    loco_soak_opts so = {.seconds = 300};
+    if (load_config(&cc, argc, argv, soak_extra, &so, &e) != 0) return fail_usage(e.msg, "bench");
+    so.small_model = !has_config_flag(argc, argv);
+    return loco_bench_soak(&cc.cfg, cc.name, &so, &e) != 0 ? fail(e.msg) : 0;
+}
+
 static int cmd_bench(int argc, char **argv) {
     if (argc < 1 || wants_help(argc, argv)) return fputs(usage_bench, stdout), argc < 1 ? 2 : 0;
+    if (!strcmp(argv[0], "soak")) return cmd_soak(argc - 1, argv + 1);
     cli_config cc;
     loco_err e;
     struct {

@@ -415,6 +415,9 @@ void loco_summary_json(const loco_summary *s, int byte_level, loco_json *j) {
     loco_json_int(j, "params", s->params);
     loco_json_int(j, "local_steps", s->local_steps);
     loco_json_num(j, "time_s", s->time_s);
+    loco_json_int(j, "checkpoints", s->checkpoints);
+    loco_json_num(j, "checkpoint_s", s->checkpoint_s);
+    loco_json_num(j, "checkpoint_write_s", s->checkpoint_write_s);
     if (s->method) summary_async(s, j);
     loco_json_end(j);
 }

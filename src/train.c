@@ -50,6 +50,8 @@ typedef struct {
     loco_state_file state;    /* resuming: the checkpoint read at the start */
     long ckpt_every;          /* checkpoint every this many steps (single) or updates */
     double ckpt_seconds, last_ckpt;
+    long nckpt;               /* single: checkpoints written, and their seconds */
+    double ckpt_s;
     char *config_text;        /* the resolved config, as written to config.ini */
     double t0, last_val;
     long tokens, steps;
@@ -273,11 +275,15 @@ static int checkpoint_due(const run *r, long count) {
 static int single_checkpoint(run *r, loco_err *e) {
     if (!r->o->out_dir) return 0;
     loco_state_writer w;
+    double t0 = loco_now();
     if (loco_state_begin(&w, r->o->out_dir, LOCO_STATE_SINGLE, r->config_hash, e) != 0) return -1;
     pack_run(r, &w.p);
     loco_worker_save(&r->w, &w.p);
+    int rc = loco_state_commit(&w, e);
+    r->nckpt++;
+    r->ckpt_s += loco_now() - t0;
     r->last_ckpt = loco_now();
-    return loco_state_commit(&w, e);
+    return rc;
 }
 
 static int single_resume(run *r, loco_err *e) {
@@ -371,6 +377,8 @@ static int write_outputs(run *r, const char *status, loco_err *e) {
         s.local_steps = r->steps * r->c->run.workers;
         s.time_s = r->c->run.clock == LOCO_CLOCK_VIRTUAL
                        ? (double)s.local_steps * r->c->run.virtual_step_s : r->train_s;
+        s.checkpoints = r->nckpt;
+        s.checkpoint_s = s.checkpoint_write_s = r->ckpt_s;
     }
     loco_metrics_say_summary(&r->mt, &s);
     if (!r->o->out_dir) return 0;

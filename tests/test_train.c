@@ -324,7 +324,8 @@ static char *summary_sans_times(const char *dir) {
     cJSON *j = cJSON_Parse(text);
     cr_assert_not_null(j, "summary.json of %s is not JSON", dir);
     const char *top[] = {"wall_s", "train_s", "tokens_per_s", "server_busy", "evaluator_busy",
-                         "stripe_waits", "stripe_wait_s"};
+                         "stripe_waits", "stripe_wait_s", "checkpoints", "checkpoint_s",
+                         "checkpoint_write_s"};
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) cJSON_DeleteItemFromObject(j, top[i]);
     const cJSON *clock = cJSON_GetObjectItem(j, "clock");
     if (!cJSON_IsString(clock) || strcmp(clock->valuestring, "virtual"))

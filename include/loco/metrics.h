@@ -148,12 +148,16 @@ typedef struct {
 } loco_worker_row;
 
 typedef struct {
-    const char *status;              /* "finished", "stopped" or "failed" */
+    const char *status;              /* "finished", "stopped", "incomplete" or "failed" */
     double final_val;
     long steps, tokens, params;
     double wall_s, train_s;
     long local_steps;                /* summed over workers (single: steps x run.workers) */
     double time_s;                   /* the run's time: virtual seconds, or wall */
+    long checkpoints;                /* written by this process (a resumed run counts its own) */
+    double checkpoint_s;             /* wall seconds the run was held for them (waiting for
+                                        the rounds under way to end, then writing) */
+    double checkpoint_write_s;       /* of which writing */
     /* asynchronous runs only (method != NULL) */
     const char *method, *clock;
     int workers, virtual_clock;
