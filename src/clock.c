@@ -1,8 +1,10 @@
 #include "loco/clock.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 
 const loco_enum loco_clock_kinds[] = {
@@ -92,4 +94,21 @@ double loco_clock_turn(loco_clock *c, int worker, double *waited) {
     pthread_mutex_unlock(&c->mu);
     *waited = loco_now() - t0;
     return t;
+}
+
+double loco_clock_pay(double *owed, int spin) {
+    if (*owed <= 0) return 0;
+    double start = loco_now(), end = start + *owed;
+    if (spin) {
+        while (loco_now() < end) {
+        }
+    } else {
+        /* an absolute deadline: a signal (Ctrl-C) does not cut the wait short */
+        struct timespec ts = {(time_t)end, (long)((end - (double)(time_t)end) * 1e9)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+        }
+    }
+    double spent = loco_now() - start;
+    *owed -= spent;
+    return spent;
 }

@@ -3,7 +3,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "loco/outer.h"
 
@@ -85,22 +84,9 @@ void loco_worker_reset_optimizer(loco_worker *w) {
 
 /* ------------------------------------------------------- the worker thread */
 
-/* Waits s seconds by sleeping (frees the core) or spinning (holds it). */
-static void emulate(double s, int mode) {
-    if (s <= 0) return;
-    if (mode == LOCO_SLOW_SPIN) {
-        double end = loco_now() + s;
-        while (loco_now() < end) {
-        }
-        return;
-    }
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
-}
-
-/* h inner steps; in the real clock each step of t seconds is followed by a wait of
- * (slowdown x jitter - 1) t, the emulated slower hardware. Fills the round's report but
- * for finite. */
+/* h inner steps; in the real clock each step of t seconds owes a wait of
+ * (slowdown x jitter - 1) t, the emulated slower hardware, paid right after it. Fills the
+ * round's report but for finite; its slowdown_s is the time the waits really took. */
 static void run_round(loco_worker_thread *t, long h, loco_round_report *rep) {
     loco_worker_stats *st = &t->stats;
     int real = t->clock_kind == LOCO_CLOCK_REAL;
@@ -117,10 +103,10 @@ static void run_round(loco_worker_thread *t, long h, loco_round_report *rep) {
         if (!real) continue;
         double f = loco_hetero_slowdown_at(t->het, t->r->id, loco_clock_wall(t->clock)) *
                    loco_hetero_jitter(t->het, &t->jitter);
-        if (f > 1) {
+        if (f > 1) t->owed_s += (f - 1) * dt;
+        if (t->owed_s > 0) {
             atomic_store(&st->activity, LOCO_ACT_SLOW);
-            emulate((f - 1) * dt, t->slowdown_mode);
-            slow += (f - 1) * dt;
+            slow += loco_clock_pay(&t->owed_s, t->slowdown_mode == LOCO_SLOW_SPIN);
         }
     }
     if (t->seats) sem_post(t->seats);

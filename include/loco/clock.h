@@ -47,4 +47,13 @@ void loco_clock_park(loco_clock *c, int worker);
  * seconds spent blocked. The caller holds the turn until it schedules or parks. */
 double loco_clock_turn(loco_clock *c, int worker, double *waited);
 
+/* Real clock: pays *owed seconds of emulated slowdown by sleeping until a deadline (frees
+ * the core) or, with spin, spinning (holds it), and returns the seconds it really took.
+ * A wait ends late when the thread wakes or is scheduled late (on a loaded machine a
+ * millisecond and more, a good part of a short step's wait), so the overrun stays on
+ * *owed, negative, and comes off the next wait: the slowdown spent follows the slowdown
+ * owed to within one late wake-up, however many waits. Nothing to pay (*owed <= 0) takes
+ * no time. */
+double loco_clock_pay(double *owed, int spin);
+
 #endif

@@ -93,6 +93,8 @@ typedef struct {
     const loco_place *place;
     sem_t *seats;                  /* one taken while computing a round, or NULL (engine.c) */
     loco_rng jitter;               /* real clock: the steps' jitter */
+    double owed_s;                 /* real clock: emulated slowdown owed; negative after a
+                                      wait that overran, taken off the next */
     loco_worker_stats stats;
     int failed;
     loco_err err;
