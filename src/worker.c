@@ -15,18 +15,18 @@ int loco_worker_init(loco_worker *w, int id, const loco_model *m, const loco_dat
     w->T = o->T;
     w->hp = o->hp;
     loco_stream_init(&w->stream, d, o->seed, (uint64_t)id);
-    size_t bytes = m->nparams * sizeof(float);
-    w->params = loco_alloc(bytes);
-    w->grads = loco_alloc(bytes);
-    w->adam_m = loco_alloc(bytes);
-    w->adam_v = loco_alloc(bytes);
-    w->inputs = loco_alloc(sizeof(int) * (size_t)w->B * w->T);
-    w->targets = loco_alloc(sizeof(int) * (size_t)w->B * w->T);
-    if (!w->params || !w->grads || !w->adam_m || !w->adam_v || !w->inputs || !w->targets) {
-        loco_worker_free(w);
-        return loco_errf(e, "worker %d: out of memory for %zu parameters", id, m->nparams);
-    }
-    if (loco_acts_alloc(&w->acts, m, w->B, w->T, e) != 0) {
+    size_t bytes = m->nparams * sizeof(float), batch = sizeof(int) * (size_t)w->B * w->T;
+    char who[32];
+    snprintf(who, sizeof who, "worker %d", id);
+    loco_err ae;
+    if (!(w->params = loco_alloc_for(bytes, who, "its parameters", e)) ||
+        !(w->grads = loco_alloc_for(bytes, who, "its gradients", e)) ||
+        !(w->adam_m = loco_alloc_for(bytes, who, "its AdamW first moment m", e)) ||
+        !(w->adam_v = loco_alloc_for(bytes, who, "its AdamW second moment v", e)) ||
+        !(w->inputs = loco_alloc_for(batch, who, "its batch's inputs", e)) ||
+        !(w->targets = loco_alloc_for(batch, who, "its batch's targets", e)) ||
+        (loco_acts_alloc(&w->acts, m, w->B, w->T, &ae) != 0 &&
+         loco_errf(e, "%s: %s", who, ae.msg))) {
         loco_worker_free(w);
         return -1;
     }
@@ -127,10 +127,11 @@ static int setup_thread(loco_worker_thread *t) {
     if (loco_worker_init(&t->w, r->id, t->m, t->d, &t->opts, t->init, &t->err) != 0) return -1;
     size_t bytes = t->m->nparams * sizeof(float);
     r->params = t->w.params;
-    r->theta0 = loco_alloc(bytes);
-    r->delta = loco_alloc(bytes);
-    if (!r->theta0 || !r->delta) return loco_errf(&t->err, "worker %d: out of memory", r->id);
-    return 0;
+    char who[32];
+    snprintf(who, sizeof who, "worker %d", r->id);
+    r->theta0 = loco_alloc_for(bytes, who, "its theta_start", &t->err);
+    r->delta = r->theta0 ? loco_alloc_for(bytes, who, "its delta", &t->err) : NULL;
+    return r->delta ? 0 : -1;
 }
 
 static void *worker_main(void *arg) {
