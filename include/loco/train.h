@@ -16,6 +16,8 @@ typedef struct {
     const char *init_path;           /* start from this model file (loco or llm.c), or NULL */
     volatile sig_atomic_t *stop;     /* set (by a signal handler) to end the run early and save */
     int quiet;                       /* no progress or summary on stderr */
+    int dry_run;                     /* check everything, print the run, the threads' plan and
+                                        the memory breakdown on stdout, write nothing */
 } loco_train_opts;
 
 void loco_train_opts_default(loco_train_opts *o);
@@ -29,7 +31,8 @@ void loco_worker_opts_from_config(const loco_config *c, loco_worker_opts *o);
 
 /* Runs the training the config describes. The config's model shape is replaced by the
  * init file's when one is given. Every check of the input (the config, the data, the
- * init file) comes before anything is written: a run that fails one leaves no output
+ * init file, the memory the run needs against what is available: memplan.h) comes
+ * before anything is allocated or written: a run that fails one leaves no output
  * directory behind. Returns 0 when the run finished or was stopped and saved; -1 with a
  * message for bad input or a diverged run. */
 int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e);
