@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
@@ -66,6 +67,27 @@ void *loco_alloc(size_t n) {
     void *p = aligned_alloc(LOCO_ALIGN, rounded);
     if (p) memset(p, 0, rounded);
     return p;
+}
+
+void *loco_alloc_for(size_t n, const char *who, const char *what, loco_err *e) {
+    void *p = loco_alloc(n);
+    if (!p) {
+        char sz[32];
+        loco_errf(e, "%s%scannot allocate %s for %s", who ? who : "", who ? ": " : "",
+                  loco_size_str(n, sz, sizeof sz), what);
+    }
+    return p;
+}
+
+const char *loco_size_str(uint64_t bytes, char *buf, size_t n) {
+    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (bytes == UINT64_MAX) return snprintf(buf, n, "more than 16 EiB"), buf;   /* saturated */
+    int u = 0;
+    uint64_t scale = 1;
+    while (u < 6 && bytes / 1024 >= scale) scale *= 1024, u++;
+    if (bytes % scale == 0) snprintf(buf, n, "%" PRIu64 " %s", bytes / scale, unit[u]);
+    else snprintf(buf, n, "%.1f %s", (double)bytes / (double)scale, unit[u]);
+    return buf;
 }
 
 double loco_now(void) {

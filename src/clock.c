@@ -1,5 +1,6 @@
 #include "loco/clock.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,4 +175,21 @@ int loco_clock_load(loco_clock *c, loco_unpack *u) {
         c->what[w] = (int)loco_unpack_range(u, LOCO_EVENT_FINISH, LOCO_EVENT_BACK);
     }
     return u->bad ? -1 : 0;
+}
+
+double loco_clock_pay(double *owed, int spin) {
+    if (*owed <= 0) return 0;
+    double start = loco_now(), end = start + *owed;
+    if (spin) {
+        while (loco_now() < end) {
+        }
+    } else {
+        /* an absolute deadline: a signal (Ctrl-C) does not cut the wait short */
+        struct timespec ts = {(time_t)end, (long)((end - (double)(time_t)end) * 1e9)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+        }
+    }
+    double spent = loco_now() - start;
+    *owed -= spent;
+    return spent;
 }

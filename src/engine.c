@@ -508,8 +508,8 @@ static int finish(engine *en, loco_engine_out *out, loco_err *e) {
     const loco_engine_in *in = en->in;
     out->wall_s = loco_clock_wall(&en->clock);
     out->time_s = in->c->run.clock == LOCO_CLOCK_VIRTUAL ? loco_clock_time(&en->clock) : out->wall_s;
-    out->theta = loco_alloc(in->m->nparams * sizeof(float));
-    if (!out->theta) return loco_errf(e, "out of memory");
+    out->theta = loco_alloc_for(in->m->nparams * sizeof(float), NULL, "the final parameters", e);
+    if (!out->theta) return -1;
     memcpy(out->theta, en->gb.theta, in->m->nparams * sizeof(float));
     loco_evaluator ev;
     if (loco_evaluator_init(&ev, in->m, in->d, en->B, en->T, (int)in->c->eval.batches, e) != 0)

@@ -13,13 +13,11 @@ int loco_evaluator_init(loco_evaluator *ev, const loco_model *m, const loco_data
     ev->B = B;
     ev->T = T;
     ev->nbatches = nbatches;
-    ev->inputs = loco_alloc(sizeof(int) * (size_t)B * T);
-    ev->targets = loco_alloc(sizeof(int) * (size_t)B * T);
-    if (!ev->inputs || !ev->targets) {
-        loco_evaluator_free(ev);
-        return loco_errf(e, "out of memory for the evaluator");
-    }
-    if (loco_acts_alloc(&ev->acts, m, B, T, e) != 0) {
+    size_t batch = sizeof(int) * (size_t)B * T;
+    loco_err ae;
+    if (!(ev->inputs = loco_alloc_for(batch, "evaluator", "its batch's inputs", e)) ||
+        !(ev->targets = loco_alloc_for(batch, "evaluator", "its batch's targets", e)) ||
+        (loco_acts_alloc(&ev->acts, m, B, T, &ae) != 0 && loco_errf(e, "evaluator: %s", ae.msg))) {
         loco_evaluator_free(ev);
         return -1;
     }
@@ -143,8 +141,10 @@ static void *eval_main(void *arg) {
     int rc = loco_topo_bind(et->topo, et->place, &e);
     if (rc == 0) rc = loco_evaluator_init(&et->ev, et->m, et->d, et->B, et->T, et->nbatches, &e);
     for (int i = 0; rc == 0 && i < LOCO_SNAPSHOTS; i++) {
-        et->slot[i].params = loco_alloc(et->m->nparams * sizeof(float));
-        if (!et->slot[i].params) rc = loco_errf(&e, "out of memory for evaluation snapshots");
+        char what[64];
+        snprintf(what, sizeof what, "snapshot %d of %d of theta", i + 1, LOCO_SNAPSHOTS);
+        et->slot[i].params = loco_alloc_for(et->m->nparams * sizeof(float), "evaluator", what, &e);
+        if (!et->slot[i].params) rc = -1;
     }
     pthread_mutex_lock(&et->mu);
     et->state = rc != 0 ? LOCO_EVAL_FAILED : LOCO_EVAL_RUNNING;

@@ -98,9 +98,30 @@ static void leave(const loco_globalbuf *gb, loco_stripe *st, uint32_t t) {
 
 /* ------------------------------------------------------------ lifecycle */
 
-static float *alloc_floats(const loco_globalbuf *gb, size_t n) {
+/* one of theta, m, a; NULL with its size and name in e */
+static float *alloc_floats(const loco_globalbuf *gb, size_t n, const char *name, loco_err *e) {
     size_t bytes = n * sizeof(float);
-    return gb->topo ? loco_topo_alloc_interleaved(gb->topo, bytes) : loco_alloc(bytes);
+    float *p = gb->topo ? loco_topo_alloc_interleaved(gb->topo, bytes) : loco_alloc(bytes);
+    if (!p) {
+        char sz[32];
+        loco_errf(e, "cannot allocate %s for the global buffer's %s (%zu parameters)",
+                  loco_size_str(bytes, sz, sizeof sz), name, n);
+    }
+    return p;
+}
+
+/* the stripes' turn words, zeroed; NULL with the size in e */
+static loco_stripe *alloc_stripes(int nstripes, loco_err *e) {
+    size_t bytes = sizeof(loco_stripe) * (size_t)nstripes;
+    loco_stripe *s = aligned_alloc(128, bytes);
+    if (s) {
+        memset(s, 0, bytes);
+    } else {
+        char sz[32];
+        loco_errf(e, "cannot allocate %s for the global buffer's %d stripe turns",
+                  loco_size_str(bytes, sz, sizeof sz), nstripes);
+    }
+    return s;
 }
 
 static void free_floats(const loco_globalbuf *gb, float *p) {
@@ -109,6 +130,23 @@ static void free_floats(const loco_globalbuf *gb, float *p) {
         loco_topo_free_interleaved(gb->topo, p, gb->n * sizeof(float));
     else
         free(p);
+}
+
+static size_t stripe_len_of(long stripe_kib) {
+    return ((size_t)stripe_kib * 1024 / sizeof(float) + 15) / 16 * 16;
+}
+
+static int nstripes_of(size_t n, size_t stripe_len) {
+    int s = (int)((n + stripe_len - 1) / stripe_len);
+    return s < 1 ? 1 : s;
+}
+
+uint64_t loco_globalbuf_bytes(size_t n, long stripe_kib) {
+    uint64_t array = loco_mul_sat(n, sizeof(float));
+    if (array <= UINT64_MAX - LOCO_ALIGN)
+        array = (array + LOCO_ALIGN - 1) / LOCO_ALIGN * LOCO_ALIGN;
+    uint64_t stripes = (uint64_t)nstripes_of(n, stripe_len_of(stripe_kib)) * sizeof(loco_stripe);
+    return loco_add_sat(loco_mul_sat(array, 3), stripes);
 }
 
 int loco_globalbuf_init(loco_globalbuf *gb, const float *init, size_t n, long stripe_kib,
@@ -120,20 +158,16 @@ int loco_globalbuf_init(loco_globalbuf *gb, const float *init, size_t n, long st
     gb->n = n;
     gb->lock = lock;
     gb->topo = topo;
-    gb->stripe_len = ((size_t)stripe_kib * 1024 / sizeof(float) + 15) / 16 * 16;
-    gb->nstripes = (int)((n + gb->stripe_len - 1) / gb->stripe_len);
-    if (gb->nstripes < 1) gb->nstripes = 1;
-    gb->theta = alloc_floats(gb, n);
-    gb->m = alloc_floats(gb, n);
-    gb->a = alloc_floats(gb, n);
-    gb->stripes = aligned_alloc(128, sizeof(loco_stripe) * (size_t)gb->nstripes);
-    if (!gb->theta || !gb->m || !gb->a || !gb->stripes) {
-        free(gb->stripes);
-        gb->stripes = NULL;
+    gb->stripe_len = stripe_len_of(stripe_kib);
+    gb->nstripes = nstripes_of(n, gb->stripe_len);
+    gb->theta = alloc_floats(gb, n, "theta", e);
+    gb->m = gb->theta ? alloc_floats(gb, n, "momentum m", e) : NULL;
+    gb->a = gb->m ? alloc_floats(gb, n, "accumulator a", e) : NULL;
+    gb->stripes = gb->a ? alloc_stripes(gb->nstripes, e) : NULL;
+    if (!gb->stripes) {
         loco_globalbuf_free(gb);
-        return loco_errf(e, "out of memory for the global buffer (%zu parameters)", n);
+        return -1;
     }
-    memset(gb->stripes, 0, sizeof(loco_stripe) * (size_t)gb->nstripes);
     for (int s = 0; s < gb->nstripes; s++) {
         pthread_mutex_init(&gb->stripes[s].mu, NULL);
         pthread_cond_init(&gb->stripes[s].cv, NULL);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "loco/config.h"
 #include "loco/data.h"
 #include "loco/evaluator.h"
+#include "loco/memplan.h"
 #include "loco/metrics.h"
 #include "loco/model.h"
 #include "loco/plot.h"
@@ -30,7 +32,7 @@ extern const char loco_default_ini_name[];
 static const char usage_main[] =
     "usage: loco <command> [options]\n"
     "\n"
-    "  train    train a model:            loco train [-c FILE] [--set KEY=VALUE]... [--out DIR]\n"
+    "  train    train a model:            loco train [-c FILE] [--set KEY=VALUE]... [--out DIR] [--dry-run]\n"
     "  eval     loss of a model on a file: loco eval --model FILE --data PATH [--format text|llmc]\n"
     "  sample   generate text:            loco sample --model FILE [--prompt TEXT] [--tokens N]\n"
     "  export   to llm.c's format:        loco export --llmc MODEL OUT\n"
@@ -45,6 +47,7 @@ static const char usage_main[] =
 
 static const char usage_train[] =
     "usage: loco train [-c FILE] [--set SECTION.KEY=VALUE]... [--out DIR] [--init MODEL]\n"
+    "                  [--dry-run]\n"
     "       loco train --resume DIR\n"
     "\n"
     "Trains a model as the config says and writes, in DIR (default runs/NAME-DATE):\n"
@@ -56,8 +59,15 @@ static const char usage_train[] =
     "  --out DIR           output directory\n"
     "  --init MODEL        start from a model file (loco's or an llm.c checkpoint); its\n"
     "                      shape replaces the config's model.layers/heads/dim/vocab\n"
+    "  --dry-run           check everything a run checks (config, data, init file, memory),\n"
+    "                      print the run, the threads' plan and the memory it needs, part\n"
+    "                      by part, against what is available; write nothing\n"
     "  --resume DIR        continue the run in DIR from its last checkpoint (with its\n"
     "                      config.ini; appends to its metrics.jsonl)\n"
+    "\n"
+    "Before anything is written, the memory the run needs is compared with what this\n"
+    "process may use (MemAvailable, and the cgroup's limit where there is one); a run that\n"
+    "does not fit is refused with both figures, its biggest parts and what to lower.\n"
     "The run checkpoints every train.checkpoint_every into DIR/checkpoint.bin (keeping the\n"
     "one before as checkpoint.prev.bin). Ctrl-C (or SIGTERM) checkpoints, stops the run\n"
     "early and still writes the summary and the model.\n";
@@ -218,11 +228,13 @@ static int has_config_flag(int argc, char **argv) {
 
 typedef struct {
     const char *out, *init, *resume;
+    int dry_run;
 } train_flags;
 
 static int train_extra(void *ctx, int argc, char **argv, int *i, loco_err *e) {
     train_flags *f = ctx;
     e->msg[0] = '\0';
+    if (!strcmp(argv[*i], "--dry-run")) return f->dry_run = 1, 0;
     if (!strcmp(argv[*i], "--out")) return (f->out = flag_value(argc, argv, i, e)) ? 0 : -1;
     if (!strcmp(argv[*i], "--init")) return (f->init = flag_value(argc, argv, i, e)) ? 0 : -1;
     return -1;
@@ -276,6 +288,12 @@ static int cmd_train(int argc, char **argv) {
     o.init_path = f.init;
     o.resume = resume;
     o.stop = &stop_requested;
+    o.dry_run = f.dry_run;
+    if (f.dry_run) {
+        if (loco_train(&cc.cfg, &o, &e) != 0) return fail(e.msg);
+        fprintf(stderr, "loco: dry run: every check passed; nothing was written\n");
+        return 0;
+    }
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -521,24 +539,28 @@ static int cmd_bench(int argc, char **argv) {
 static const char usage_topo[] =
     "usage: loco topo [-c FILE] [--set KEY=VALUE]... [--workers W] [--pin compact|scatter|none]\n"
     "\n"
-    "Prints this machine as hwloc sees it (packages, NUMA nodes, cores, hardware threads,\n"
-    "caches) and where a run of the config would pin its workers, server and evaluator.\n";
+    "Prints the run the config describes in one line, this machine as hwloc sees it\n"
+    "(packages, NUMA nodes, cores, hardware threads, caches), where the run would pin its\n"
+    "workers, server and evaluator, and the memory it would need, part by part (each\n"
+    "worker's replica, gradients, AdamW moments, theta_start and delta, activations; the\n"
+    "global buffer; the evaluator; the data), against what this process may use.\n";
+
+/* the data file's size, 0 when it cannot be read (loco topo reports; train checks) */
+static uint64_t file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
 
 static int cmd_topo(int argc, char **argv) {
     if (wants_help(argc, argv)) return fputs(usage_topo, stdout), 0;
     cli_config cc;
     loco_err e;
     if (load_config(&cc, argc, argv, NULL, NULL, &e) != 0) return fail_usage(e.msg, "topo");
-    loco_topo t;
-    loco_plan p;
-    if (loco_topo_open(&t, NULL, &e) != 0) return fail(e.msg);
-    int rc = loco_topo_plan(&t, (int)cc.cfg.run.workers, cc.cfg.run.pin, &p, &e);
-    if (rc == 0) {
-        loco_topo_print(&t, &p, stdout);
-        loco_plan_free(&p);
-    }
-    loco_topo_close(&t);
-    return rc ? fail(e.msg) : 0;
+    loco_shape s = loco_shape_from_config(&cc.cfg);
+    loco_model m;
+    if (loco_model_init(&m, &s, &e) != 0) return fail(e.msg);
+    uint64_t data = file_size(cc.cfg.data.path);
+    return loco_memplan_report(stdout, &cc.cfg, &m, data, 0, &e) != 0 ? fail(e.msg) : 0;
 }
 
 static const char usage_sweep[] =

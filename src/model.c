@@ -77,29 +77,72 @@ void loco_model_init_params(const loco_model *m, float *params, uint64_t seed) {
 
 /* ------------------------------------------------------------ activations */
 
+/* The activations' buffers for B x T: where each goes, its name and its floats, the
+ * products saturated (a config can ask for more than 2^64 bytes; memplan says so before
+ * anything is allocated). One table for loco_acts_alloc and loco_acts_bytes, so the
+ * count is what the allocation is. */
+typedef struct {
+    float **p;
+    const char *name;
+    uint64_t n;
+} acts_buf;
+
+enum { ACTS_NBUFS = 24 };
+
+static void acts_table(loco_acts *a, const loco_model *m, int B, int T, acts_buf *b) {
+    uint64_t L = (uint64_t)m->s.L, C = (uint64_t)m->s.C, NH = (uint64_t)m->s.NH;
+    uint64_t N = (uint64_t)B * (uint64_t)T, NC = loco_mul_sat(N, C), LNC = loco_mul_sat(L, NC);
+    uint64_t LN = L * N, LN4C = loco_mul_sat(LNC, 4), Tu = (uint64_t)T;
+    uint64_t LNHN = loco_mul_sat(L * NH, N);
+    acts_buf t[ACTS_NBUFS] = {
+        {&a->x, "x", loco_mul_sat(L + 1, NC)},     {&a->ln1, "ln1", LNC},
+        {&a->ln1_mean, "ln1_mean", LN},              {&a->ln1_rstd, "ln1_rstd", LN},
+        {&a->qkv, "qkv", loco_mul_sat(LNC, 3)},      {&a->att, "att", loco_mul_sat(LNHN, Tu)},
+        {&a->atty, "atty", LNC},                     {&a->r2, "r2", LNC},
+        {&a->ln2, "ln2", LNC},                       {&a->ln2_mean, "ln2_mean", LN},
+        {&a->ln2_rstd, "ln2_rstd", LN},              {&a->fch, "fch", LN4C},
+        {&a->fch_gelu, "fch_gelu", LN4C},            {&a->lnf, "lnf", NC},
+        {&a->lnf_mean, "lnf_mean", N},               {&a->lnf_rstd, "lnf_rstd", N},
+        {&a->probs, "probs", loco_mul_sat(N, (uint64_t)m->s.Vp)}, {&a->losses, "losses", N},
+        {&a->dres, "dres", NC},                      {&a->dln, "dln", NC},
+        {&a->tmp, "tmp", NC},                        {&a->d4c, "d4c", loco_mul_sat(NC, 4)},
+        {&a->dqkv, "dqkv", loco_mul_sat(NC, 3)},     {&a->datt, "datt", Tu * Tu},
+    };
+    memcpy(b, t, sizeof t);
+}
+
+/* what loco_alloc takes for n floats: whole 64-byte lines */
+static uint64_t aligned_bytes(uint64_t floats) {
+    uint64_t bytes = loco_mul_sat(floats, sizeof(float));
+    return bytes > UINT64_MAX - LOCO_ALIGN ? UINT64_MAX
+                                           : (bytes + LOCO_ALIGN - 1) / LOCO_ALIGN * LOCO_ALIGN;
+}
+
+uint64_t loco_acts_bytes(const loco_model *m, int B, int T) {
+    loco_acts a;
+    acts_buf b[ACTS_NBUFS];
+    acts_table(&a, m, B, T, b);
+    uint64_t sum = 0;
+    for (int i = 0; i < ACTS_NBUFS; i++) sum = loco_add_sat(sum, aligned_bytes(b[i].n));
+    return sum;
+}
+
 int loco_acts_alloc(loco_acts *a, const loco_model *m, int B, int T, loco_err *e) {
     memset(a, 0, sizeof *a);
     a->B = B;
     a->T = T;
-    size_t L = (size_t)m->s.L, C = (size_t)m->s.C, NH = (size_t)m->s.NH, N = (size_t)B * T;
-    struct {
-        float **p;
-        size_t n;
-    } bufs[] = {
-        {&a->x, (L + 1) * N * C},   {&a->ln1, L * N * C},        {&a->ln1_mean, L * N},
-        {&a->ln1_rstd, L * N},      {&a->qkv, L * N * 3 * C},    {&a->att, L * NH * N * T},
-        {&a->atty, L * N * C},      {&a->r2, L * N * C},         {&a->ln2, L * N * C},
-        {&a->ln2_mean, L * N},      {&a->ln2_rstd, L * N},       {&a->fch, L * N * 4 * C},
-        {&a->fch_gelu, L * N * 4 * C}, {&a->lnf, N * C},         {&a->lnf_mean, N},
-        {&a->lnf_rstd, N},          {&a->probs, N * (size_t)m->s.Vp}, {&a->losses, N},
-        {&a->dres, N * C},          {&a->dln, N * C},            {&a->tmp, N * C},
-        {&a->d4c, N * 4 * C},       {&a->dqkv, N * 3 * C},       {&a->datt, (size_t)T * T},
-    };
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        *bufs[i].p = loco_alloc(bufs[i].n * sizeof(float));
-        if (!*bufs[i].p) {
+    acts_buf b[ACTS_NBUFS];
+    acts_table(a, m, B, T, b);
+    for (int i = 0; i < ACTS_NBUFS; i++) {
+        uint64_t bytes = aligned_bytes(b[i].n);
+        *b[i].p = bytes <= SIZE_MAX ? loco_alloc((size_t)bytes) : NULL;
+        if (!*b[i].p) {
+            char all[32], one[32];
             loco_acts_free(a);
-            return loco_errf(e, "out of memory for activations (B=%d, T=%d)", B, T);
+            return loco_errf(e, "cannot allocate %s for activations of %d x %d tokens (the "
+                             "%s buffer %s failed)",
+                             loco_size_str(loco_acts_bytes(m, B, T), all, sizeof all), B, T,
+                             loco_size_str(bytes, one, sizeof one), b[i].name);
         }
     }
     return 0;

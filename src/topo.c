@@ -3,7 +3,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,16 +303,6 @@ void loco_topo_free_interleaved(const loco_topo *t, void *p, size_t bytes) {
 
 /* ---------------------------------------------------------------- printing */
 
-static const char *size_str(uint64_t bytes, char *buf, size_t n) {
-    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    uint64_t scale = 1;
-    while (u < 4 && bytes >= scale * 1024) scale *= 1024, u++;
-    if (bytes % scale == 0) snprintf(buf, n, "%" PRIu64 " %s", bytes / scale, unit[u]);
-    else snprintf(buf, n, "%.1f %s", (double)bytes / (double)scale, unit[u]);
-    return buf;
-}
-
 static const char *plural(int n) {
     return n == 1 ? "" : "s";
 }
@@ -325,7 +314,7 @@ static void print_numa(const loco_topo *t, FILE *f) {
     while ((node = hwloc_get_next_obj_by_type(t->topo, HWLOC_OBJ_NUMANODE, node))) {
         uint64_t mem = node->attr ? node->attr->numanode.local_memory : 0;
         fprintf(f, "%s %u: %s", node->logical_index ? "," : "", node->logical_index,
-                mem ? size_str(mem, sz, sizeof sz) : "memory unknown");
+                mem ? loco_size_str(mem, sz, sizeof sz) : "memory unknown");
     }
     fprintf(f, "\n");
 }
@@ -343,8 +332,8 @@ static void print_cache(const loco_topo *t, hwloc_obj_type_t type, int *first, F
     }
     char name[16], a[32], b[32];
     hwloc_obj_type_snprintf(name, sizeof name, hwloc_get_obj_by_type(t->topo, type, 0), 0);
-    fprintf(f, "%s%s %d x %s", *first ? " " : ", ", name, n, size_str(lo, a, sizeof a));
-    if (hi != lo) fprintf(f, " to %s", size_str(hi, b, sizeof b));
+    fprintf(f, "%s%s %d x %s", *first ? " " : ", ", name, n, loco_size_str(lo, a, sizeof a));
+    if (hi != lo) fprintf(f, " to %s", loco_size_str(hi, b, sizeof b));
     *first = 0;
 }
 

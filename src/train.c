@@ -9,6 +9,7 @@
 #include "loco/data.h"
 #include "loco/engine.h"
 #include "loco/evaluator.h"
+#include "loco/memplan.h"
 #include "loco/metrics.h"
 #include "loco/outer.h"
 #include "loco/statefile.h"
@@ -68,12 +69,16 @@ typedef struct {
 /* ------------------------------------------------------------------ setup */
 
 static int shape_from_config(run *r, loco_err *e) {
-    const loco_config *c = r->c;
-    loco_shape s = loco_shape_from_config(c);
-    if (loco_model_init(&r->m, &s, e) != 0) return -1;
-    r->init = loco_alloc(r->m.nparams * sizeof(float));
-    if (!r->init) return loco_errf(e, "out of memory for %zu parameters", r->m.nparams);
-    loco_model_init_params(&r->m, r->init, (uint64_t)c->run.seed);
+    loco_shape s = loco_shape_from_config(r->c);
+    return loco_model_init(&r->m, &s, e);
+}
+
+/* theta(0) from the seed, once the memory check has passed (a file's came with it) */
+static int start_params(run *r, loco_err *e) {
+    if (r->init) return 0;
+    r->init = loco_alloc_for(r->m.nparams * sizeof(float), NULL, "the starting parameters", e);
+    if (!r->init) return -1;
+    loco_model_init_params(&r->m, r->init, (uint64_t)r->c->run.seed);
     return 0;
 }
 
@@ -150,6 +155,12 @@ static int check_input(run *r, loco_err *e) {
                          T + 1);
     if (loco_data_check_val(&r->data, (int)c->eval.batches, (int)c->train.batch, T, e) != 0)
         return -1;
+    /* the memory last: it needs the shape, the batch and the data; a dry run shows it
+     * whether it fits or not */
+    if (r->o->dry_run &&
+        loco_memplan_report(stdout, c, &r->m, r->data.map_len, r->init != NULL, e) != 0)
+        return -1;
+    if (loco_memplan_check_run(c, &r->m, r->data.map_len, r->init != NULL, e) != 0) return -1;
     if (resolved_config(r, e) != 0) return -1;
     r->config_hash = loco_hash64(r->config_text, strlen(r->config_text));
     loco_config_checkpoint_every(c, &r->ckpt_every, &r->ckpt_seconds);
@@ -174,7 +185,7 @@ static long unpack_run(run *r, loco_unpack *u) {
 }
 
 static int setup(run *r, loco_err *e) {
-    if (check_input(r, e) != 0) return -1;
+    if (check_input(r, e) != 0 || start_params(r, e) != 0) return -1;
     const char *dir = r->o->out_dir;
     if (r->o->resume) {
         long length = unpack_run(r, &r->state.u);
@@ -452,6 +463,11 @@ int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
     r.c = c;
     r.o = o;
     r.last_val = NAN;
+    if (o->dry_run) {
+        int rc = check_input(&r, e);
+        teardown(&r);
+        return rc;
+    }
     int rc = setup(&r, e);
     if (rc == 0) {
         int single = c->outer.method == LOCO_METHOD_SINGLE;

@@ -3,7 +3,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "loco/outer.h"
 
@@ -16,18 +15,18 @@ int loco_worker_init(loco_worker *w, int id, const loco_model *m, const loco_dat
     w->T = o->T;
     w->hp = o->hp;
     loco_stream_init(&w->stream, d, o->seed, (uint64_t)id);
-    size_t bytes = m->nparams * sizeof(float);
-    w->params = loco_alloc(bytes);
-    w->grads = loco_alloc(bytes);
-    w->adam_m = loco_alloc(bytes);
-    w->adam_v = loco_alloc(bytes);
-    w->inputs = loco_alloc(sizeof(int) * (size_t)w->B * w->T);
-    w->targets = loco_alloc(sizeof(int) * (size_t)w->B * w->T);
-    if (!w->params || !w->grads || !w->adam_m || !w->adam_v || !w->inputs || !w->targets) {
-        loco_worker_free(w);
-        return loco_errf(e, "worker %d: out of memory for %zu parameters", id, m->nparams);
-    }
-    if (loco_acts_alloc(&w->acts, m, w->B, w->T, e) != 0) {
+    size_t bytes = m->nparams * sizeof(float), batch = sizeof(int) * (size_t)w->B * w->T;
+    char who[32];
+    snprintf(who, sizeof who, "worker %d", id);
+    loco_err ae;
+    if (!(w->params = loco_alloc_for(bytes, who, "its parameters", e)) ||
+        !(w->grads = loco_alloc_for(bytes, who, "its gradients", e)) ||
+        !(w->adam_m = loco_alloc_for(bytes, who, "its AdamW first moment m", e)) ||
+        !(w->adam_v = loco_alloc_for(bytes, who, "its AdamW second moment v", e)) ||
+        !(w->inputs = loco_alloc_for(batch, who, "its batch's inputs", e)) ||
+        !(w->targets = loco_alloc_for(batch, who, "its batch's targets", e)) ||
+        (loco_acts_alloc(&w->acts, m, w->B, w->T, &ae) != 0 &&
+         loco_errf(e, "%s: %s", who, ae.msg))) {
         loco_worker_free(w);
         return -1;
     }
@@ -108,19 +107,6 @@ int loco_worker_load(loco_worker *w, loco_unpack *u) {
 
 /* ------------------------------------------------------- the worker thread */
 
-/* Waits s seconds by sleeping (frees the core) or spinning (holds it). */
-static void emulate(double s, int mode) {
-    if (s <= 0) return;
-    if (mode == LOCO_SLOW_SPIN) {
-        double end = loco_now() + s;
-        while (loco_now() < end) {
-        }
-        return;
-    }
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    nanosleep(&ts, NULL);
-}
-
 /* Whether worker id is to be injected with a fault in round R. */
 static int injected(const loco_injection *list, int n, int id, long R) {
     for (int i = 0; i < n; i++)
@@ -128,9 +114,10 @@ static int injected(const loco_injection *list, int n, int id, long R) {
     return 0;
 }
 
-/* h inner steps; in the real clock each step of t seconds is followed by a wait of
- * (slowdown x jitter - 1) t, the emulated slower hardware. Fills the round's report but
- * for finite and norm. A loss that goes NaN or Inf abandons the round (rep->diverged).
+/* h inner steps; in the real clock each step of t seconds owes a wait of
+ * (slowdown x jitter - 1) t, the emulated slower hardware, paid right after it (its
+ * slowdown_s is the time the waits really took). Fills the round's report but for finite
+ * and norm. A loss that goes NaN or Inf abandons the round (rep->diverged).
  * Returns 0 when a real-clock failure cut the round (its report is then of no use). */
 static int run_round(loco_worker_thread *t, long h, loco_round_report *rep) {
     loco_worker_stats *st = &t->stats;
@@ -157,10 +144,10 @@ static int run_round(loco_worker_thread *t, long h, loco_round_report *rep) {
         if (!real) continue;
         double f = loco_hetero_slowdown_at(t->het, t->r->id, loco_clock_wall(t->clock)) *
                    loco_hetero_jitter(t->het, &t->jitter);
-        if (f > 1) {
+        if (f > 1) t->owed_s += (f - 1) * dt;
+        if (t->owed_s > 0) {
             atomic_store(&st->activity, LOCO_ACT_SLOW);
-            emulate((f - 1) * dt, t->slowdown_mode);
-            slow += (f - 1) * dt;
+            slow += loco_clock_pay(&t->owed_s, t->slowdown_mode == LOCO_SLOW_SPIN);
         }
     }
     if (t->seats) sem_post(t->seats);
@@ -188,10 +175,11 @@ static int setup_thread(loco_worker_thread *t) {
     if (loco_worker_init(&t->w, r->id, t->m, t->d, &t->opts, t->init, &t->err) != 0) return -1;
     size_t bytes = t->m->nparams * sizeof(float);
     r->params = t->w.params;
-    r->theta0 = loco_alloc(bytes);
-    r->delta = loco_alloc(bytes);
-    if (!r->theta0 || !r->delta) return loco_errf(&t->err, "worker %d: out of memory", r->id);
-    return 0;
+    char who[32];
+    snprintf(who, sizeof who, "worker %d", r->id);
+    r->theta0 = loco_alloc_for(bytes, who, "its theta_start", &t->err);
+    r->delta = r->theta0 ? loco_alloc_for(bytes, who, "its delta", &t->err) : NULL;
+    return r->delta ? 0 : -1;
 }
 
 /* counts what an arrival cost */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -358,6 +359,24 @@ Test(main, topo_prints_the_machine_and_the_plan, .timeout = 60) {
     cli_close(&c);
 }
 
+/* the memory breakdown of configs/demo.ini, part by part, and the verdict */
+Test(main, topo_prints_the_memory_the_config_needs, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    cr_assert_eq(run(&c, "topo", "-c", "configs/demo.ini", NULL), 0, "topo: %s", c.err);
+    expect_out(&c, "run: async-dn, 4 workers, real clock, 3257856 parameters, batches of 8 x 128");
+    expect_out(&c, "memory: needs 845.4 MiB of the ");
+    expect_out(&c, "4 workers x 159.7 MiB");
+    expect_out(&c, "    AdamW moments (m, v)                                   24.9 MiB\n");
+    expect_out(&c, "    theta_start and delta ");
+    expect_out(&c, "    activations                                            85.1 MiB\n");
+    expect_out(&c, "  global buffer: theta, momentum m and accumulator a       37.3 MiB\n");
+    expect_out(&c, "    snapshots of theta                                     49.7 MiB\n");
+    expect_out(&c, "  data: the mapped file");
+    expect_out(&c, "file-backed, not counted");
+    cli_close(&c);
+}
+
 Test(main, bench_step_ends_with_a_json_line, .timeout = 120) {
     cli c;
     cli_open(&c);
@@ -460,6 +479,104 @@ Test(main, a_run_that_fails_validation_writes_nothing, .timeout = 60) {
     cr_assert(!exists(out), "%s was created", out);
     cli_close(&c);
 }
+
+/* --dry-run checks what a run checks, prints the run, the plan and the memory, and
+ * writes nothing */
+Test(main, a_dry_run_prints_the_breakdown_and_writes_nothing, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    const char *out = in_dir(&c, "run");
+    cr_assert_eq(run(&c, "train", "-c", "configs/tiny.ini", "--dry-run", "--out", out, NULL), 0,
+                 "dry run: %s", c.err);
+    expect_out(&c, "run: single, 1 worker, real clock, ");
+    expect_out(&c, "machine:");
+    expect_out(&c, "memory: needs ");
+    expect_out(&c, "): fits\n");
+    expect_out(&c, "  worker  ");
+    expect_out(&c, "  evaluator  ");
+    expect_out(&c, "    activations  ");
+    expect_err(&c, "dry run: every check passed; nothing was written");
+    cr_assert(!exists(out), "%s was created", out);
+    cr_assert_eq(run(&c, "train", "-c", "configs/tiny.ini", "--dry-run", "--workers", "3",
+                     "--method", "async-dn", "--out", out, NULL), 0, "dry run: %s", c.err);
+    expect_out(&c, "plan: compact, 3 workers");
+    expect_out(&c, "3 workers x ");
+    expect_out(&c, "global buffer: theta, momentum m and accumulator a");
+    cr_assert(!exists(out), "%s was created", out);
+    /* it checks what a run checks: the data */
+    cr_assert_eq(run(&c, "train", "-c", "configs/tiny.ini", "--dry-run", "--set",
+                     "eval.batches=100000", "--out", out, NULL), 1, "too little validation data");
+    expect_err(&c, "eval.batches");
+    cr_assert(!exists(out), "%s was created", out);
+    cli_close(&c);
+}
+
+/* The brief's example (dim 4096, 64 layers, batches of 64 x 1024: terabytes), which the
+ * kernel used to kill: refused at once with both figures, the biggest parts and what to
+ * lower, before any directory exists; a dry run shows the breakdown and fails the same. */
+Test(main, a_run_that_does_not_fit_in_memory_is_refused_at_once, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    const char *out = in_dir(&c, "run");
+    double t0 = now_s();
+    cr_assert_eq(run(&c, "train", "-c", "configs/tiny.ini", "--set", "model.dim=4096", "--set",
+                     "model.layers=64", "--set", "model.heads=32", "--set", "train.batch=64",
+                     "--set", "model.seq_len=1024", "--out", out, NULL),
+                 1, "exit status:\n%s", c.err);
+    cr_assert_lt(now_s() - t0, 10.0, "refused after %.1f s", now_s() - t0);
+    expect_err(&c, "loco: not enough memory: the run needs 3.3 TiB: worker 1.7 TiB (activations ");
+    expect_err(&c, "evaluator 1.5 TiB");
+    expect_err(&c, " are available (");
+    expect_err(&c, "to fit, lower train.batch or model.seq_len (activations: ");
+    expect_err(&c, "model.dim or model.layers");
+    cr_assert(!exists(out), "%s was created", out);
+    cr_assert_eq(run(&c, "train", "-c", "configs/tiny.ini", "--set", "model.dim=4096", "--set",
+                     "model.layers=64", "--set", "model.heads=32", "--set", "train.batch=64",
+                     "--set", "model.seq_len=1024", "--dry-run", "--out", out, NULL), 1, "dry run");
+    expect_out(&c, "memory: needs 3.3 TiB of the ");
+    expect_out(&c, "does NOT fit");
+    expect_err(&c, "not enough memory");
+    cr_assert(!exists(out), "%s was created", out);
+    cli_close(&c);
+}
+
+#ifndef LOCO_SANITIZE
+/* Runs loco with its address space limited to `limit` bytes (as ulimit -v does), so an
+ * allocation fails that the memory check let through; returns its exit status. */
+static int run_limited(cli *c, size_t limit, const char *const *args) {
+    const char *argv[64] = {LOCO_BIN};
+    for (int n = 1; (argv[n] = args[n - 1]); n++) cr_assert_lt(n, 62, "too many arguments");
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork");
+    if (pid == 0) {
+        struct rlimit rl = {limit, limit};
+        int in = open("/dev/null", O_RDONLY);
+        int o = open(c->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int er = open(c->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || o < 0 || er < 0 || dup2(in, 0) < 0 || dup2(o, 1) < 0 || dup2(er, 2) < 0 ||
+            setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(99);
+        execv(LOCO_BIN, (char *const *)argv);
+        _exit(98);
+    }
+    cli_wait(c, pid);
+    return c->status;
+}
+
+/* An allocation that fails anyway (the estimate is wrong, another process took the
+ * memory: here a 600 MiB address-space limit) ends the run with a message that says how
+ * much it wanted and what for, never a crash. */
+Test(main, an_allocation_that_fails_anyway_is_reported, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *args[] = {"train", "-c", "configs/tiny.ini", "--set", "train.batch=64", "--set",
+                          "model.seq_len=256", "--set", "train.steps=2", "--out",
+                          in_dir(&c, "run"), NULL};
+    cr_assert_eq(run_limited(&c, 600UL << 20, args), 1, "exit status:\n%s", c.err);
+    expect_err(&c, ": cannot allocate 256.9 MiB for activations of 64 x 256 tokens (the ");
+    cli_close(&c);
+}
+#endif
 
 Test(main, eval_needs_a_model_and_data, .timeout = 60) {
     cli c;

@@ -3,8 +3,10 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "loco/config.h"
 #include "loco/train.h"
@@ -95,4 +97,105 @@ Test(worker, step_is_forward_backward_clip_and_adamw_composed) {
     loco_worker_free(&w);
     loco_worker_free(&ref);
     teardown(&f);
+}
+
+/* ------------------------------------------------ the real clock's slowdown */
+
+/* summary.json's number after "key": in the text from p */
+static double number_after(const char *p, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *q = strstr(p, pat);
+    cr_assert_not_null(q, "no %s in %.300s", key, p);
+    return strtod(q + strlen(pat), NULL);
+}
+
+/* the whole file, NUL-terminated */
+static char *slurp(const char *dir, const char *name) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    cr_assert_not_null(b);
+    b[fread(b, 1, (size_t)n, f)] = '\0';
+    fclose(f);
+    return b;
+}
+
+/* Worker w's rounds in metrics.jsonl, start to arrival, summed */
+static double rounds_s(const char *metrics, int w) {
+    char who[64];
+    snprintf(who, sizeof who, "{\"event\":\"arrival\",\"worker\":%d,", w);
+    double sum = 0;
+    for (const char *p = strstr(metrics, who); p; p = strstr(p + 1, who))
+        sum += number_after(p, "time_s") - number_after(p, "start_s");
+    return sum;
+}
+
+/* Two workers of factors 1 and 2.5 in sync rounds on the real clock, sleeping then
+ * spinning. The slowed one must spend 1.5 x its compute time in emulated slowdown
+ * (summary.json's per_worker rows), and that must be time it really spent. The check of
+ * the second: each round runs from the window's close (start_s) to the worker's arrival
+ * (time_s); less its steps' compute and its slowdown, what is left (waking at the close,
+ * the pull, the delta, the thread's start in the first round) is the same work for both
+ * workers: +-21 ms apart in 16 runs on 2 busy cores. Waits that overran unreported (each
+ * wait on its own, before) add to the slowed worker's only: 80 to 900 ms in this run on
+ * the same machine, a fifth to twice the slowdown asked for (on an idle machine about a
+ * tenth of a millisecond per wait, some 30 ms). Tolerances: 50 ms between the workers;
+ * the last wait's overrun, 20 ms plus 2% (test_clock.c), on the slowdown. A small model
+ * with steps under a millisecond and waits about as long: a second or so per mode. */
+Test(worker, the_real_clock_slowdown_is_f_minus_1_times_the_compute_time, .timeout = 120) {
+    const char *modes[] = {"hetero.mode=sleep", "hetero.mode=spin"};
+    for (int k = 0; k < 2; k++) {
+        const char *sets[] = {"model.layers=2", "model.heads=2", "model.dim=32", "model.seq_len=32",
+                              "train.batch=4", "train.steps=300", "run.workers=2", "run.clock=real",
+                              "outer.method=sync", "outer.local_steps=50", "hetero.slowdown=1,2.5",
+                              "eval.every_updates=0", "eval.batches=2", modes[k], NULL};
+        loco_config c;
+        loco_err e;
+        loco_config_default(&c);
+        cr_assert_eq(loco_config_load_file(&c, "configs/tiny.ini", &e), 0, "%s", e.msg);
+        for (int i = 0; sets[i]; i++)
+            cr_assert_eq(loco_config_set(&c, sets[i], &e), 0, "%s", e.msg);
+        char dir[64];
+        snprintf(dir, sizeof dir, "/tmp/loco-slow-%d", (int)getpid());
+        loco_train_opts o;
+        loco_train_opts_default(&o);
+        o.out_dir = dir;
+        o.quiet = 1;
+        cr_assert_eq(loco_train(&c, &o, &e), 0, "%s", e.msg);
+        char *s = slurp(dir, "summary.json"), *metrics = slurp(dir, "metrics.jsonl");
+        double wall = number_after(s, "train_s"), rest[2];
+        const char *row = strstr(s, "\"per_worker\":");
+        cr_assert_not_null(row, "%.300s", s);
+        for (int w = 0; w < 2; w++) {
+            row = strstr(row + 1, "{\"worker\":");
+            cr_assert_not_null(row, "row %d: %.600s", w, s);
+            double f = number_after(row, "slowdown"), compute = number_after(row, "compute_s");
+            double slow = number_after(row, "slowdown_s"), want = (f - 1) * compute;
+            double waits = number_after(row, "lockwait_s") + number_after(row, "idle_s");
+            cr_assert_leq(fabs(slow - want), 0.02 + 0.02 * want, "%s, worker %d (x %g): %.4f s of "
+                          "slowdown for %.4f s of compute, want %.4f", modes[k], w, f, slow,
+                          compute, want);
+            cr_assert_leq(compute + slow + waits, wall + 0.001, "%s, worker %d: more time "
+                          "accounted than the run's %.4f s", modes[k], w, wall);
+            rest[w] = rounds_s(metrics, w) - compute - slow;
+        }
+        cr_assert_leq(fabs(rest[1] - rest[0]), 0.05, "%s: the slowed worker's rounds have %.4f s "
+                      "besides compute and slowdown, the other's %.4f s", modes[k], rest[1],
+                      rest[0]);
+        free(s);
+        free(metrics);
+        const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin"};
+        for (int i = 0; i < 4; i++) {
+            char path[128];
+            snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+            unlink(path);
+        }
+        rmdir(dir);
+    }
 }

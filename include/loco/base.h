@@ -52,6 +52,26 @@ void loco_enum_names(const loco_enum *t, const char *sep, char *buf, size_t n);
 /* 64-byte aligned, zeroed allocation of n bytes; NULL when out of memory. Free with free(). */
 void *loco_alloc(size_t n);
 
+/* loco_alloc, or NULL with "WHO: cannot allocate SIZE for WHAT" in e (who may be NULL):
+ * a failed allocation says how much it wanted and what for, since the estimate of
+ * memplan can be wrong and another process can take the memory meanwhile. */
+void *loco_alloc_for(size_t n, const char *who, const char *what, loco_err *e);
+
+/* bytes as people read them: "512 B", "2 MiB", "15.1 GiB" (binary units, one decimal
+ * unless exact; UINT64_MAX, a saturated count, is "more than 16 EiB"); returns buf. */
+const char *loco_size_str(uint64_t bytes, char *buf, size_t n);
+
+/* Byte counts that saturate at UINT64_MAX instead of wrapping, for sizes computed from
+ * a config before anything checks that they fit anywhere. */
+static inline uint64_t loco_mul_sat(uint64_t a, uint64_t b) {
+    uint64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+static inline uint64_t loco_add_sat(uint64_t a, uint64_t b) {
+    uint64_t r;
+    return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
 /* Seconds on CLOCK_MONOTONIC: for every duration. */
 double loco_now(void);
 

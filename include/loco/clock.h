@@ -73,4 +73,13 @@ int loco_clock_waiting(loco_clock *c);
 void loco_clock_save(loco_clock *c, loco_pack *p);
 int loco_clock_load(loco_clock *c, loco_unpack *u);
 
+/* Real clock: pays *owed seconds of emulated slowdown by sleeping until a deadline (frees
+ * the core) or, with spin, spinning (holds it), and returns the seconds it really took.
+ * A wait ends late when the thread wakes or is scheduled late (on a loaded machine a
+ * millisecond and more, a good part of a short step's wait), so the overrun stays on
+ * *owed, negative, and comes off the next wait: the slowdown spent follows the slowdown
+ * owed to within one late wake-up, however many waits. Nothing to pay (*owed <= 0) takes
+ * no time. */
+double loco_clock_pay(double *owed, int spin);
+
 #endif

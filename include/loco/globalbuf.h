@@ -55,6 +55,10 @@ int loco_globalbuf_init(loco_globalbuf *gb, const float *init, size_t n, long st
                         int lock, const loco_topo *topo, loco_err *e);
 void loco_globalbuf_free(loco_globalbuf *gb);
 
+/* The bytes loco_globalbuf_init asks for: theta, m and a, and the stripes' turn words
+ * (interleaved memory comes in whole pages: a page more per array at most). Saturates. */
+uint64_t loco_globalbuf_bytes(size_t n, long stripe_kib);
+
 /* Reserves count consecutive tickets and returns the first. Callers that need tickets
  * in a particular order with respect to other state take them under their own lock. */
 uint64_t loco_globalbuf_tickets(loco_globalbuf *gb, int count);

@@ -73,8 +73,13 @@ typedef struct {
     float *datt;       /* (T,T) */
 } loco_acts;
 
+/* Errors say the size of all the activations and of the buffer that failed. */
 int loco_acts_alloc(loco_acts *a, const loco_model *m, int B, int T, loco_err *e);
 void loco_acts_free(loco_acts *a);
+
+/* The bytes loco_acts_alloc(m, B, T) asks for (whole 64-byte lines per buffer), without
+ * allocating; saturates at UINT64_MAX for shapes no machine holds. */
+uint64_t loco_acts_bytes(const loco_model *m, int B, int T);
 
 /* Forward of inputs (B,T) with B, T within the capacity. With targets (B,T), returns
  * the mean cross-entropy and leaves probabilities for backward; with NULL targets,

@@ -18,6 +18,8 @@ typedef struct {
     int quiet;                       /* no progress or summary on stderr */
     int resume;                      /* continue the run in out_dir from its last checkpoint
                                         (the config must be its config.ini) */
+    int dry_run;                     /* check everything, print the run, the threads' plan and
+                                        the memory breakdown on stdout, write nothing */
 } loco_train_opts;
 
 void loco_train_opts_default(loco_train_opts *o);
@@ -36,7 +38,8 @@ int loco_checkpoint_describe(const char *path, char *buf, size_t n, loco_err *e)
 
 /* Runs the training the config describes. The config's model shape is replaced by the
  * init file's when one is given. Every check of the input (the config, the data, the
- * init file) comes before anything is written: a run that fails one leaves no output
+ * init file, the memory the run needs against what is available: memplan.h) comes
+ * before anything is allocated or written: a run that fails one leaves no output
  * directory behind. Returns 0 when the run finished or was stopped and saved; -1 with a
  * message for bad input or a diverged run. */
 int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e);

@@ -106,6 +106,8 @@ typedef struct {
     loco_unpack resume;            /* resuming: this worker's part of the checkpoint */
     int phase;                     /* resuming: LOCO_PHASE_* where it stood; -1: a new run */
     double window_end;             /* resuming in a window: its deadline */
+    double owed_s;                 /* real clock: emulated slowdown owed; negative after a
+                                      wait that overran, taken off the next */
     loco_worker_stats stats;
     int failed;
     loco_err err;
