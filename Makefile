@@ -6,6 +6,7 @@
 #   make deps    install the Debian packages and fetch the corpus (idempotent)
 #   make bench   the benchmarks in bench/ (see bench/README.md)
 #   make sanitize  the test suite under ThreadSanitizer, then Address+UB sanitizers
+#   make fuzz    set-up (clang), then each libFuzzer target in tests/fuzz for FUZZ_SECONDS
 
 SHELL    = /bin/bash
 CC       = gcc
@@ -47,6 +48,19 @@ TEST_RUNNER = $(BUILD)/tests/shim/runner.o
 $(BUILD)/tests/%.o: LOCO_CFLAGS += -Itests/shim -Wno-format-zero-length
 endif
 
+# libFuzzer targets (make fuzz): tests/fuzz/fuzz_NAME.c, seeds in tests/fuzz/NAME/. Built
+# by clang (gcc has no libFuzzer) with Address+UB sanitizers, in build/fuzz, no jemalloc
+FUZZ_CC  = clang-14
+FUZZ_SECONDS = 60
+FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+ifneq ($(FUZZ),)
+BUILD    = build/fuzz
+CFLAGS   = -O1 -g -fno-omit-frame-pointer
+LOCO_CFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+LOCO_LDFLAGS += -fsanitize=fuzzer,address,undefined
+MALLOC   =
+endif
+
 # test_main runs the binary of this build (under sanitizers, build/san-*/loco)
 $(BUILD)/tests/test_main.o: LOCO_CFLAGS += -DLOCO_BIN='"./$(LOCO)"'
 
@@ -56,7 +70,7 @@ TEST_OBJ = $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(wildcard tests/*.c))
 BENCH_OBJ = $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(wildcard bench/*.c))
 LOCO     = $(if $(SAN),$(BUILD)/loco,loco)
 
-.PHONY: all deps run test check check-threads bench soak sanitize clean
+.PHONY: all deps run test check check-threads bench soak sanitize fuzz fuzz-build fuzz-seeds clean
 all: $(LOCO)
 
 deps:
@@ -127,6 +141,29 @@ sanitize:
 	  ! grep -qE '^(==[0-9]+==ERROR|WARNING: ThreadSanitizer)|runtime error:' build/sanitize.log || \
 	    { echo "== sanitizer reports above (build/sanitize.log)"; exit 1; }; \
 	done
+
+# the fuzz targets for FUZZ_SECONDS each (default 60; FUZZ_TARGETS=NAME for one); a crash,
+# leak or timeout fails the target and names the input (scripts/fuzz.sh)
+fuzz:
+	@scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory FUZZ=1 CC=$(FUZZ_CC) fuzz-build
+	scripts/fuzz.sh build/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# (FUZZ=1 only: make fuzz calls it with clang)
+ifneq ($(FUZZ),)
+fuzz-build: $(patsubst %,$(BUILD)/fuzz_%,$(FUZZ_TARGETS))
+.SECONDARY: $(patsubst %,$(BUILD)/tests/fuzz/fuzz_%.o,$(FUZZ_TARGETS))
+
+$(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIB_OBJ)
+	$(CC) $(LOCO_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+endif
+
+# writes the generated seeds (shards, text, model files) into tests/fuzz/*/; run once
+fuzz-seeds: $(BUILD)/tests/fuzz/seeds
+	$< tests/fuzz
+
+$(BUILD)/tests/fuzz/seeds: $(BUILD)/tests/fuzz/seeds.o $(LIB_OBJ)
+	$(CC) $(LOCO_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 clean:
 	rm -rf build loco

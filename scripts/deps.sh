@@ -2,11 +2,18 @@
 # deps.sh: make sure the Debian packages loco builds against are present.
 # Quick and silent when they are; otherwise installs them with apt-get (through
 # sudo when not root), or prints the exact command when it cannot.
+#   deps.sh        what make, make run and make test need
+#   deps.sh fuzz   that and clang with libFuzzer and the sanitizer runtimes (make fuzz);
+#                  llvm-14 is for llvm-symbolizer, which puts names in crash reports
 set -euo pipefail
 
 pkgs=(gcc libc6-dev make libopenblas-dev libhwloc-dev hwloc libjemalloc-dev libcriterion-dev
       libinih-dev zlib1g-dev gnuplot-nox pkg-config libcjson-dev)
-command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+case "${1:-}" in
+  "") command -v npm >/dev/null 2>&1 || pkgs+=(npm) ;;
+  fuzz) pkgs+=(clang-14 libclang-rt-14-dev llvm-14) ;;
+  *) echo "deps: unknown package set '$1' (known: fuzz)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do
