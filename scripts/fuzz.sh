@@ -29,7 +29,7 @@ for t in "$@"; do
   rc=$?
   pid=$(cat "$dir/$t.pid")
   # a target that crashed had no exit handler to remove its scratch file (tests/fuzz/fuzz.h)
-  [ -n "$pid" ] && rm -f /dev/shm/loco-fuzz-*-"$pid" /tmp/loco-fuzz-*-"$pid"
+  [ -n "$pid" ] && rm -rf /dev/shm/loco-fuzz-*-"$pid" /tmp/loco-fuzz-*-"$pid"
   grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1
   grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' "$log"
   if [ $rc -ne 0 ]; then

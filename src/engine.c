@@ -130,7 +130,7 @@ int loco_engine_describe(const loco_config *c, size_t nparams, loco_unpack *u, c
     loco_unpack_floats(u, theta, nparams);
     int finite = loco_all_finite(theta, nparams);
     free(theta);
-    u->pos += 2 * nparams * sizeof(float); /* m and a */
+    loco_unpack_skip(u, 2 * nparams * sizeof(float)); /* m and a */
     loco_clock clock;
     loco_server server;
     loco_server_settings st;

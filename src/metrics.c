@@ -173,7 +173,8 @@ int loco_metrics_flush(loco_metrics *mt) {
     }
     if (k > 0 && mt->events && !mt->write_errno && fflush(mt->events) != 0)
         mt->write_errno = errno ? errno : EIO;
-    memmove(mt->lines, mt->lines + k, sizeof *mt->lines * (size_t)(mt->nlines - k));
+    if (k > 0) /* (no lines at all: lines may be NULL, and NULL + 0 is undefined) */
+        memmove(mt->lines, mt->lines + k, sizeof *mt->lines * (size_t)(mt->nlines - k));
     mt->nlines -= k;
     mt->first += k;
     int rc = mt->write_errno ? -1 : 0;

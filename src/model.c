@@ -25,12 +25,23 @@ static void set_tensor(loco_model *m, int id, const char *name, size_t *off, int
     m->ntrue += t->count;
 }
 
+/* the parameters of a shape, counted in double, where no product wraps */
+static double param_count(const loco_shape *s) {
+    double C = s->C;
+    return ((double)s->Vp + s->maxT) * C + s->L * (12 * C * C + 13 * C) + 2 * C;
+}
+
 int loco_model_init(loco_model *m, const loco_shape *s, loco_err *e) {
     if (s->V < 2 || s->Vp < s->V || s->maxT < 1 || s->L < 1 || s->NH < 1 || s->C < 1)
         return loco_errf(e, "model shape out of range (V=%d Vp=%d maxT=%d L=%d NH=%d C=%d)",
                          s->V, s->Vp, s->maxT, s->L, s->NH, s->C);
     if (s->C % s->NH != 0)
         return loco_errf(e, "model.dim = %d is not divisible by model.heads = %d", s->C, s->NH);
+    /* beyond 2^40 parameters (4 TiB) no machine holds the model, and a file's header
+     * claiming such a shape could wrap the sizes below */
+    if (param_count(s) > 0x1p40)
+        return loco_errf(e, "model shape too large: %.3g parameters (Vp=%d maxT=%d L=%d C=%d)",
+                         param_count(s), s->Vp, s->maxT, s->L, s->C);
     memset(m, 0, sizeof *m);
     m->s = *s;
     long L = s->L, C = s->C;

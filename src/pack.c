@@ -52,6 +52,11 @@ void loco_unpack_bytes(loco_unpack *u, void *x, size_t n) {
     u->pos += n;
 }
 
+void loco_unpack_skip(loco_unpack *u, size_t n) {
+    if (u->bad || n > u->len - u->pos) u->bad = 1;
+    else u->pos += n;
+}
+
 uint64_t loco_unpack_u64(loco_unpack *u) {
     uint64_t x;
     loco_unpack_bytes(u, &x, sizeof x);

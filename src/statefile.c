@@ -79,7 +79,9 @@ int loco_state_read(const char *path, uint64_t config_hash, loco_state_file *f, 
         f->map = NULL;
         return loco_errf(e, "%s: cannot map: %s", path, strerror(errno));
     }
-    const uint64_t *h = f->map, *t = (const uint64_t *)((const char *)f->map + f->len - TRAILER_BYTES);
+    uint64_t h[4], t[2]; /* copied: a damaged file's trailer need not be aligned */
+    memcpy(h, f->map, sizeof h);
+    memcpy(t, (const char *)f->map + f->len - TRAILER_BYTES, sizeof t);
     if (h[0] != LOCO_STATE_MAGIC) return refuse(f, e, "not a loco checkpoint (bad magic)");
     if (h[1] != LOCO_STATE_VERSION) {
         char why[96];

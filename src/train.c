@@ -426,7 +426,7 @@ static int describe_single(loco_unpack *u, size_t nparams, char *buf, size_t n) 
     const float *params = (const float *)(u->buf + u->pos);
     if (u->len - u->pos != 3 * nparams * sizeof(float) + 32) return -1;
     int finite = loco_all_finite(params, nparams);
-    u->pos += 3 * nparams * sizeof(float);
+    loco_unpack_skip(u, 3 * nparams * sizeof(float));
     long step = (long)loco_unpack_range(u, 0, INT64_MAX / 2);
     snprintf(buf, n, "single-worker run at step %ld; its parameters are %s", step,
              finite ? "finite" : "NOT all finite");
@@ -445,14 +445,15 @@ int loco_checkpoint_describe(const char *path, char *buf, size_t n, loco_err *e)
     run r = {.c = &c};
     long length = unpack_run(&r, &f.u);
     char what[LOCO_ERR_LEN];
+    loco_err why;
     int rc = f.kind == LOCO_STATE_SINGLE ? describe_single(&f.u, m.nparams, what, sizeof what)
-                                         : loco_engine_describe(&c, m.nparams, &f.u, what, sizeof what, e);
-    if (rc != 0 && f.kind == LOCO_STATE_SINGLE) loco_errf(e, "its state is short, mangled or not finite");
+                                         : loco_engine_describe(&c, m.nparams, &f.u, what, sizeof what, &why);
+    if (rc != 0 && f.kind == LOCO_STATE_SINGLE) loco_errf(&why, "its state is short, mangled or not finite");
     if (rc == 0)
         snprintf(buf, n, "%s: checkpoint ok (checksum, config): %s; metrics.jsonl at %ld bytes",
                  path, what, length);
     else
-        loco_errf(e, "%s: %.900s", path, e->msg);
+        loco_errf(e, "%s: %.900s", path, why.msg);
     loco_state_close(&f);
     return rc;
 }

@@ -159,6 +159,25 @@ Test(checkpoint, trailing_bytes_and_truncated_llmc_files_are_refused) {
     unlink(path);
 }
 
+/* Found by reading the loader: an llm.c header whose shape (C = 2^30, Vp = 2^31 - 1) makes
+ * the implied file size wrap around to exactly this 1024-byte file; the loader then
+ * copied about 2^62 bytes. Such a shape is refused before any size is computed. The same
+ * file is a seed of the model fuzz target (tests/fuzz/model/wrapping-shape.bin). */
+Test(checkpoint, a_header_whose_sizes_would_wrap_is_refused) {
+    char path[256];
+    tmp_path(path, "llmc-wrap");
+    int32_t h[256] = {20240326, 3, 2147483634, 2, 1, 1, 1073741824, 2147483647};
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fwrite(h, sizeof h, 1, f);
+    fclose(f);
+    loco_model_file mf;
+    loco_err e;
+    cr_assert_eq(loco_model_read(path, &mf, &e), -1);
+    cr_assert(strstr(e.msg, "bad model shape"), "%s", e.msg);
+    unlink(path);
+}
+
 Test(checkpoint, writing_is_atomic_and_leaves_no_temp_file) {
     char path[256], tmp[300];
     tmp_path(path, "atomic");

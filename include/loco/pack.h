@@ -32,6 +32,8 @@ typedef struct {
 } loco_unpack;
 
 void loco_unpack_begin(loco_unpack *u, const void *buf, size_t len);
+/* Steps over n bytes (bad when fewer are left). */
+void loco_unpack_skip(loco_unpack *u, size_t n);
 void loco_unpack_bytes(loco_unpack *u, void *x, size_t n);
 uint64_t loco_unpack_u64(loco_unpack *u);
 int64_t loco_unpack_i64(loco_unpack *u);
