@@ -833,7 +833,7 @@ Test(main, ctrl_c_stops_a_run_with_a_worker_away, .timeout = 120) {
 
 /* Stopped by Ctrl-C, then `train --resume DIR`: the run goes on from its checkpoint to the
  * end of its budget, and metrics.jsonl holds each arrival once. In the virtual clock a
- * worker fails before the stop and comes back after the resume. */
+ * worker's failure and return, planned in the config, happen after the resume. */
 static void stop_then_resume(const char *clock, const char *fail, int comes_back) {
     cli c;
     cli_open(&c);
