@@ -37,9 +37,9 @@ int loco_model_init(loco_model *m, const loco_shape *s, loco_err *e) {
                          s->V, s->Vp, s->maxT, s->L, s->NH, s->C);
     if (s->C % s->NH != 0)
         return loco_errf(e, "model.dim = %d is not divisible by model.heads = %d", s->C, s->NH);
-    /* beyond 2^40 parameters (4 TiB) no machine holds the model, and a file's header
-     * claiming such a shape could wrap the sizes below */
-    if (param_count(s) > 0x1p40)
+    /* beyond 2^52 parameters no size in bytes is far from wrapping (and no machine holds
+     * the model): a file's header claiming such a shape is refused before any is computed */
+    if (param_count(s) > 0x1p52)
         return loco_errf(e, "model shape too large: %.3g parameters (Vp=%d maxT=%d L=%d C=%d)",
                          param_count(s), s->Vp, s->maxT, s->L, s->C);
     memset(m, 0, sizeof *m);
