@@ -368,6 +368,16 @@ static void print_run(FILE *f, const loco_config *c, const loco_model *m, uint64
         fprintf(f, "  (single: one replica, %ld batches accumulated per step)\n", c->run.workers);
 }
 
+/* the plan of the run c describes, and what is available */
+static void plan_run(const loco_config *c, const loco_model *m, uint64_t data_bytes,
+                     int init_held, loco_memplan *p, loco_mem_avail *a) {
+    loco_memplan_in in;
+    loco_memplan_in_from_config(&in, c, m, data_bytes);
+    in.init_held = init_held;
+    loco_memplan_make(p, &in);
+    loco_mem_available(a, "");
+}
+
 int loco_memplan_report(FILE *f, const loco_config *c, const loco_model *m, uint64_t data_bytes,
                         int init_held, loco_err *e) {
     loco_topo t;
@@ -382,25 +392,17 @@ int loco_memplan_report(FILE *f, const loco_config *c, const loco_model *m, uint
     loco_topo_print(&t, async ? &plan : NULL, f);
     if (async) loco_plan_free(&plan);
     loco_topo_close(&t);
-    loco_memplan_in in;
-    loco_memplan_in_from_config(&in, c, m, data_bytes);
-    in.init_held = init_held;
     loco_memplan p;
-    loco_memplan_make(&p, &in);
     loco_mem_avail a;
-    loco_mem_available(&a, "");
+    plan_run(c, m, data_bytes, init_held, &p, &a);
     loco_memplan_print(&p, &a, f);
     return 0;
 }
 
 int loco_memplan_check_run(const loco_config *c, const loco_model *m, uint64_t data_bytes,
                            int init_held, loco_err *e) {
-    loco_memplan_in in;
-    loco_memplan_in_from_config(&in, c, m, data_bytes);
-    in.init_held = init_held;
     loco_memplan p;
-    loco_memplan_make(&p, &in);
     loco_mem_avail a;
-    loco_mem_available(&a, "");
+    plan_run(c, m, data_bytes, init_held, &p, &a);
     return loco_memplan_check(&p, &a, e);
 }

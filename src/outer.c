@@ -171,27 +171,24 @@ void loco_outer_delay_comp(float *g, const float *theta_now, const float *theta_
     }
 }
 
-/* the float's exponent field (bits 23..30) is above 127 + 99 */
-int loco_all_sane(const float *x, size_t n) {
+/* Whether no float's exponent field (bits 23..30) is above max. A bit test rather than
+ * isfinite(): branch-free, so it vectorises as an OR reduction, and it still sees Inf/NaN
+ * (exponent 255) if someone builds with -ffinite-math-only. */
+static int exponents_at_most(const float *x, size_t n, uint32_t max) {
     uint32_t bad = 0;
 #pragma omp simd reduction(| : bad)
     for (size_t i = 0; i < n; i++) {
         uint32_t u;
         memcpy(&u, &x[i], sizeof u);
-        bad |= (uint32_t)(((u >> 23) & 0xffu) > 127u + 99u);
+        bad |= (uint32_t)(((u >> 23) & 0xffu) > max);
     }
     return bad == 0;
 }
 
-/* Bit test rather than isfinite(): branch-free, so it vectorises as an OR reduction, and it
- * still sees Inf/NaN if someone builds with -ffinite-math-only. */
+int loco_all_sane(const float *x, size_t n) {
+    return exponents_at_most(x, n, 127 + 99); /* below 2^100 */
+}
+
 int loco_all_finite(const float *x, size_t n) {
-    uint32_t bad = 0;
-#pragma omp simd reduction(| : bad)
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], sizeof u);
-        bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
-    }
-    return bad == 0;
+    return exponents_at_most(x, n, 254);
 }
