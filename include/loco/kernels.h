@@ -8,6 +8,8 @@
 #ifndef LOCO_KERNELS_H
 #define LOCO_KERNELS_H
 
+#include <stdint.h>
+
 /* out (B,T,C) = wte[inp] + wpe[t]; inp (B,T), wte (V,C), wpe (maxT,C) */
 void loco_encoder_forward(float *out, const int *inp, const float *wte, const float *wpe,
                           int B, int T, int C);
@@ -62,6 +64,8 @@ void loco_softmax_xent_backward(float *probs, const int *targets, float dloss, i
 /* exp(x) to about 2 ulp for x in [-87, 88] (0 below, clamped above), branch-free so
  * that loops calling it vectorise: libm's expf is a call the compiler will not inline. */
 static inline float loco_expf(float x) {
+    float nan = x != x ? x : 0.0f; /* NaN in, NaN out, with no conversion of a NaN to int */
+    x = x != x ? 0.0f : x;
     x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
     float n = __builtin_rintf(x * 1.44269504088896341f);
     float r = x - n * 0.693145751953125f;     /* ln2 split in two for an exact reduction */
@@ -74,8 +78,8 @@ static inline float loco_expf(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    union { float f; int i; } scale = { .i = ((int)n + 127) << 23 };
-    return p * scale.f;
+    union { float f; uint32_t i; } scale = { .i = (uint32_t)((int)n + 127) << 23 };
+    return p * scale.f + nan;
 }
 
 #endif
