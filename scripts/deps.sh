@@ -8,7 +8,7 @@
 set -euo pipefail
 
 pkgs=(gcc libc6-dev make libopenblas-dev libhwloc-dev hwloc libjemalloc-dev libcriterion-dev
-      libinih-dev zlib1g-dev gnuplot-nox pkg-config libcjson-dev)
+      libinih-dev zlib1g-dev gnuplot-nox pkg-config libcjson-dev libdnnl-dev)
 case "${1:-}" in
   "") command -v npm >/dev/null 2>&1 || pkgs+=(npm) ;;
   fuzz) pkgs+=(clang-14 libclang-rt-14-dev llvm-14) ;;
