@@ -19,7 +19,9 @@ WARN     = -Wall -Wextra -Werror
 ifneq ($(findstring clang,$(CC)),)
 WARN    += -Wno-pass-failed
 endif
-LOCO_CFLAGS = -std=c11 -fopenmp-simd $(WARN) -pthread -D_GNU_SOURCE -Iinclude -MMD -MP \
+# -fno-math-errno: loco never reads errno after a math call, and sqrtf's errno write is
+# what kept AdamW's loop from vectorising (18 -> 7 ms per paper-20m step)
+LOCO_CFLAGS = -std=c11 -fopenmp-simd -fno-math-errno $(WARN) -pthread -D_GNU_SOURCE -Iinclude -MMD -MP \
            $(shell pkg-config --cflags openblas 2>/dev/null)
 LOCO_LDFLAGS = -pthread
 LDLIBS   = -lopenblas -lhwloc -linih -lcjson -lz -lm -pthread

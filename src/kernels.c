@@ -43,28 +43,43 @@ void loco_encoder_backward(float *dwte, float *dwpe, const float *dout, const in
 
 /* -------------------------------------------------------------- layernorm */
 
+/* one row: o = (x - mean) rstd w + b */
+static void layernorm_row(float *o, float *mean, float *rstd, const float *x, const float *w,
+                          const float *b, int C) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < C; i++) s += x[i];
+    float m = s / C;
+    float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+    for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
+    float r = 1.0f / sqrtf(v / C + 1e-5f);
+    for (int i = 0; i < C; i++) o[i] = (x[i] - m) * r * w[i] + b[i];
+    *mean = m;
+    *rstd = r;
+}
+
 void loco_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                             const float *weight, const float *bias, int N, int C) {
+    for (int n = 0; n < N; n++)
+        layernorm_row(out + (long)n * C, mean + n, rstd + n, inp + (long)n * C, weight, bias, C);
+}
+
+void loco_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd,
+                                     const float *a, const float *b, const float *rbias,
+                                     const float *weight, const float *bias, int N, int C) {
     for (int n = 0; n < N; n++) {
-        const float *x = inp + (long)n * C;
-        float *o = out + (long)n * C;
-        float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-        for (int i = 0; i < C; i++) s += x[i];
-        float m = s / C;
-        float v = 0.0f;
-#pragma omp simd reduction(+ : v)
-        for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
-        float r = 1.0f / sqrtf(v / C + 1e-5f);
-        for (int i = 0; i < C; i++) o[i] = (x[i] - m) * r * weight[i] + bias[i];
-        mean[n] = m;
-        rstd[n] = r;
+        const float *ar = a + (long)n * C, *br = b + (long)n * C;
+        float *x = res + (long)n * C;
+        for (int i = 0; i < C; i++) x[i] = ar[i] + br[i] + rbias[i];
+        /* the row is still in L1: normalising it now saves a pass over the stream */
+        layernorm_row(out + (long)n * C, mean + n, rstd + n, x, weight, bias, C);
     }
 }
 
 void loco_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight, const float *mean,
-                             const float *rstd, int N, int C) {
+                             const float *rstd, int N, int C, float *dinp_sum) {
     for (int n = 0; n < N; n++) {
         const float *d = dout + (long)n * C;
         const float *x = inp + (long)n * C;
@@ -87,6 +102,10 @@ void loco_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
             float xhat = (x[i] - m) * r;
             dx[i] += (weight[i] * d[i] - dsum - xhat * dxsum) * r;
         }
+        /* the residual's bias gradient is the column sum of the stream's gradient: taken
+         * here, while the row is in L1, instead of by another pass */
+        if (dinp_sum)
+            for (int i = 0; i < C; i++) dinp_sum[i] += dx[i];
     }
 }
 
@@ -225,29 +244,50 @@ void loco_attention_backward(float *dqkv, float *scratch, const float *dout, con
 
 /* ------------------------------------------------------------------- gelu */
 
-static const float GELU_K = 0.7978845608028654f; /* sqrt(2/pi) */
+/* gelu(x) = 0.5 x (1 + tanh u) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): one
+ * exp and one division, exact at both tails, and it vectorises through loco_expf */
+static const float GELU_2K = 1.5957691216057308f; /* 2 sqrt(2/pi) */
 
-/* tanh(u) = 1 - 2 / (exp(2u) + 1): exact at both tails, and vectorises through loco_expf */
-static inline float tanh_fast(float u) {
-    return 1.0f - 2.0f / (loco_expf(2.0f * u) + 1.0f);
+static inline float gelu_sigmoid(float x) {
+    return 1.0f / (1.0f + loco_expf(-GELU_2K * (x + 0.044715f * x * x * x)));
+}
+
+/* d gelu / dx = s + x s (1 - s) 2u', with s = sigmoid(2u) */
+static inline float gelu_grad(float x) {
+    float s = gelu_sigmoid(x);
+    float du2 = GELU_2K * (1.0f + 3.0f * 0.044715f * x * x);
+    return s + x * s * (1.0f - s) * du2;
 }
 
 void loco_gelu_forward(float *out, const float *inp, long n) {
-    for (long i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_K * (x + 0.044715f * x * x * x);
-        out[i] = 0.5f * x * (1.0f + tanh_fast(u));
-    }
+    for (long i = 0; i < n; i++) out[i] = inp[i] * gelu_sigmoid(inp[i]);
 }
 
 void loco_gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
-    for (long i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_K * (x + 0.044715f * x * x * x);
-        float th = tanh_fast(u);
-        float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-        float local = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
-        dinp[i] = local * dout[i];
+    for (long i = 0; i < n; i++) dinp[i] = gelu_grad(inp[i]) * dout[i];
+}
+
+void loco_bias_gelu_forward(float *pre, float *out, const float *bias, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        float *p = pre + (long)n * C, *o = out + (long)n * C;
+        for (int i = 0; i < C; i++) {
+            float x = p[i] + bias[i];
+            p[i] = x;
+            o[i] = x * gelu_sigmoid(x);
+        }
+    }
+}
+
+void loco_gelu_bias_backward(float *dinp, float *dbias, const float *pre, const float *dout,
+                             int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *p = pre + (long)n * C, *d = dout + (long)n * C;
+        float *di = dinp + (long)n * C;
+        for (int i = 0; i < C; i++) {
+            float g = gelu_grad(p[i]) * d[i];
+            di[i] = g;
+            dbias[i] += g;
+        }
     }
 }
 

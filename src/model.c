@@ -208,48 +208,59 @@ static layer_acts acts_of(const loco_model *m, const loco_acts *a, int l) {
     return la;
 }
 
-/* out = a + b + bias (N,C) */
-static void residual_bias(float *out, const float *a, const float *b, const float *bias, int N,
-                          int C) {
-    for (int n = 0; n < N; n++) {
-        const float *ar = a + (long)n * C, *br = b + (long)n * C;
-        float *o = out + (long)n * C;
-        for (int i = 0; i < C; i++) o[i] = ar[i] + br[i] + bias[i];
+/* The layer norm that reads the stream a block writes: the next block's ln1, or lnf.
+ * The block computes it in the same pass as its last residual add. */
+typedef struct {
+    float *out, *mean, *rstd;
+    const float *w, *b;
+} next_ln;
+
+static next_ln next_ln_of(const loco_model *m, const float *params, const loco_acts *a, int l) {
+    if (l + 1 < m->s.L) {
+        layer_params p = layer_of(m, params, l + 1);
+        layer_acts x = acts_of(m, a, l + 1);
+        return (next_ln){x.ln1, x.ln1_mean, x.ln1_rstd, p.ln1w, p.ln1b};
     }
+    return (next_ln){a->lnf, a->lnf_mean, a->lnf_rstd, params + m->t[LOCO_LNFW].offset,
+                     params + m->t[LOCO_LNFB].offset};
 }
 
+/* x->ln1 holds the block's first layer norm on entry (written by the block before) */
 static void block_forward(const loco_model *m, const layer_params *p, const layer_acts *x,
-                          float *tmp, int B, int T) {
+                          const next_ln *nx, float *tmp, int B, int T) {
     int C = m->s.C, N = B * T;
-    loco_layernorm_forward(x->ln1, x->ln1_mean, x->ln1_rstd, x->x, p->ln1w, p->ln1b, N, C);
     loco_matmul_forward(x->qkv, x->ln1, p->qkvw, p->qkvb, N, C, 3 * C);
     loco_attention_forward(x->atty, x->att, x->qkv, B, T, C, m->s.NH);
     loco_matmul_forward(tmp, x->atty, p->projw, NULL, N, C, C);
-    residual_bias(x->r2, x->x, tmp, p->projb, N, C);
-    loco_layernorm_forward(x->ln2, x->ln2_mean, x->ln2_rstd, x->r2, p->ln2w, p->ln2b, N, C);
-    loco_matmul_forward(x->fch, x->ln2, p->fcw, p->fcb, N, C, 4 * C);
-    loco_gelu_forward(x->fch_gelu, x->fch, (long)N * 4 * C);
+    loco_residual_layernorm_forward(x->r2, x->ln2, x->ln2_mean, x->ln2_rstd, x->x, tmp,
+                                    p->projb, p->ln2w, p->ln2b, N, C);
+    loco_matmul_forward(x->fch, x->ln2, p->fcw, NULL, N, C, 4 * C);
+    loco_bias_gelu_forward(x->fch, x->fch_gelu, p->fcb, N, 4 * C);
     loco_matmul_forward(tmp, x->fch_gelu, p->fcprojw, NULL, N, 4 * C, C);
-    residual_bias(x->out, x->r2, tmp, p->fcprojb, N, C);
+    loco_residual_layernorm_forward(x->out, nx->out, nx->mean, nx->rstd, x->r2, tmp,
+                                    p->fcprojb, nx->w, nx->b, N, C);
 }
 
-/* a->dres holds d(out) on entry and d(x) on return */
+/* a->dres holds d(out) on entry and d(x) on return. The residual biases' gradients are
+ * column sums of dres, taken by the layer norms' backward passes: projb's here, and the
+ * block below's fcprojb (prev_fcprojb, NULL for the first block) as d(x) is completed. */
 static void block_backward(const loco_model *m, const layer_params *p, const layer_params *g,
-                           const layer_acts *x, loco_acts *a, int B, int T) {
+                           const layer_acts *x, loco_acts *a, float *prev_fcprojb, int B,
+                           int T) {
     int C = m->s.C, N = B * T;
     /* MLP: dres flows to r2 unchanged and through the MLP into dln */
-    loco_matmul_backward(a->d4c, g->fcprojw, g->fcprojb, a->dres, x->fch_gelu, p->fcprojw, N,
-                         4 * C, C);
-    loco_gelu_backward(a->d4c, x->fch, a->d4c, (long)N * 4 * C);
-    loco_matmul_backward(a->dln, g->fcw, g->fcb, a->d4c, x->ln2, p->fcw, N, C, 4 * C);
+    loco_matmul_backward(a->d4c, g->fcprojw, NULL, a->dres, x->fch_gelu, p->fcprojw, N, 4 * C,
+                         C);
+    loco_gelu_bias_backward(a->d4c, g->fcb, x->fch, a->d4c, N, 4 * C);
+    loco_matmul_backward(a->dln, g->fcw, NULL, a->d4c, x->ln2, p->fcw, N, C, 4 * C);
     loco_layernorm_backward(a->dres, g->ln2w, g->ln2b, a->dln, x->r2, p->ln2w, x->ln2_mean,
-                            x->ln2_rstd, N, C);
+                            x->ln2_rstd, N, C, g->projb);
     /* attention: dres (now d r2) flows to x unchanged and through attention */
-    loco_matmul_backward(a->dln, g->projw, g->projb, a->dres, x->atty, p->projw, N, C, C);
+    loco_matmul_backward(a->dln, g->projw, NULL, a->dres, x->atty, p->projw, N, C, C);
     loco_attention_backward(a->dqkv, a->datt, a->dln, x->qkv, x->att, B, T, C, m->s.NH);
     loco_matmul_backward(a->dln, g->qkvw, g->qkvb, a->dqkv, x->ln1, p->qkvw, N, C, 3 * C);
     loco_layernorm_backward(a->dres, g->ln1w, g->ln1b, a->dln, x->x, p->ln1w, x->ln1_mean,
-                            x->ln1_rstd, N, C);
+                            x->ln1_rstd, N, C, prev_fcprojb);
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -259,15 +270,15 @@ float loco_model_forward(const loco_model *m, const float *params, loco_acts *a,
     int C = m->s.C, N = B * T, L = m->s.L;
     const float *wte = params + m->t[LOCO_WTE].offset;
     loco_encoder_forward(a->x, inputs, wte, params + m->t[LOCO_WPE].offset, B, T, C);
+    layer_params p0 = layer_of(m, params, 0);
+    layer_acts x0 = acts_of(m, a, 0);
+    loco_layernorm_forward(x0.ln1, x0.ln1_mean, x0.ln1_rstd, a->x, p0.ln1w, p0.ln1b, N, C);
     for (int l = 0; l < L; l++) {
         layer_params p = layer_of(m, params, l);
         layer_acts x = acts_of(m, a, l);
-        block_forward(m, &p, &x, a->tmp, B, T);
+        next_ln nx = next_ln_of(m, params, a, l);
+        block_forward(m, &p, &x, &nx, a->tmp, B, T);
     }
-    const float *last = acts_of(m, a, L - 1).out;
-    loco_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last,
-                           params + m->t[LOCO_LNFW].offset, params + m->t[LOCO_LNFB].offset, N,
-                           C);
     loco_matmul_forward(a->probs, a->lnf, wte, NULL, N, C, m->s.Vp);
     return loco_softmax_xent_forward(a->probs, a->losses, targets, N, m->s.V, m->s.Vp);
 }
@@ -285,12 +296,14 @@ void loco_model_backward(const loco_model *m, const float *params, float *grads,
     const float *last = acts_of(m, a, L - 1).out;
     loco_layernorm_backward(a->dres, grads + m->t[LOCO_LNFW].offset,
                             grads + m->t[LOCO_LNFB].offset, a->dln, last,
-                            params + m->t[LOCO_LNFW].offset, a->lnf_mean, a->lnf_rstd, N, C);
+                            params + m->t[LOCO_LNFW].offset, a->lnf_mean, a->lnf_rstd, N, C,
+                            layer_of(m, grads, L - 1).fcprojb);
     for (int l = L - 1; l >= 0; l--) {
         layer_params p = layer_of(m, params, l);
         layer_params g = layer_of(m, grads, l);
         layer_acts x = acts_of(m, a, l);
-        block_backward(m, &p, &g, &x, a, B, T);
+        block_backward(m, &p, &g, &x, a, l > 0 ? layer_of(m, grads, l - 1).fcprojb : NULL, B,
+                       T);
     }
     loco_encoder_backward(dwte, grads + m->t[LOCO_WPE].offset, a->dres, inputs, B, T, C);
 }

@@ -86,10 +86,36 @@ Test(kernels, layernorm_backward_matches_finite_differences) {
     probe p = {ln_fwd, &k, k.out, w, N * C};
     probe_loss(&p);
     float *dx = rand_array(&r, N * C, 0), *dw = rand_array(&r, C, 0), *db = rand_array(&r, C, 0);
-    loco_layernorm_backward(dx, dw, db, w, k.x, k.w, k.mean, k.rstd, N, C);
+    float *dsum = rand_array(&r, C, 0);
+    loco_layernorm_backward(dx, dw, db, w, k.x, k.w, k.mean, k.rstd, N, C, dsum);
     check_grad("layernorm dinp", &p, k.x, dx, N * C, 1e-2f);
     check_grad("layernorm dweight", &p, k.w, dw, C, 1e-2f);
     check_grad("layernorm dbias", &p, k.b, db, C, 1e-2f);
+    for (int i = 0; i < C; i++) { /* the fused column sums of dinp */
+        double ref = 0.0;
+        for (int n = 0; n < N; n++) ref += dx[n * C + i];
+        cr_assert_lt(fabs(ref - dsum[i]), 1e-5 * (1 + fabs(ref)), "dinp_sum[%d]", i);
+    }
+    free_arrays();
+}
+
+Test(kernels, residual_layernorm_is_the_add_then_the_layernorm) {
+    loco_rng r;
+    loco_rng_seed(&r, 11, 0);
+    int N = 5, C = 48;
+    float *a = rand_array(&r, N * C, 2.0f), *b = rand_array(&r, N * C, 2.0f);
+    float *rb = rand_array(&r, C, 1.0f), *w = rand_array(&r, C, 1.0f), *lb = rand_array(&r, C, 1.0f);
+    float *res = rand_array(&r, N * C, 0), *out = rand_array(&r, N * C, 0);
+    float *mean = rand_array(&r, N, 0), *rstd = rand_array(&r, N, 0);
+    float *res2 = rand_array(&r, N * C, 0), *out2 = rand_array(&r, N * C, 0);
+    float *mean2 = rand_array(&r, N, 0), *rstd2 = rand_array(&r, N, 0);
+    loco_residual_layernorm_forward(res, out, mean, rstd, a, b, rb, w, lb, N, C);
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < C; i++) res2[n * C + i] = a[n * C + i] + b[n * C + i] + rb[i];
+    loco_layernorm_forward(out2, mean2, rstd2, res2, w, lb, N, C);
+    cr_assert(memcmp(res, res2, sizeof(float) * N * C) == 0, "residual");
+    cr_assert(memcmp(out, out2, sizeof(float) * N * C) == 0, "layernorm of the residual");
+    cr_assert(memcmp(mean, mean2, sizeof(float) * N) == 0 && memcmp(rstd, rstd2, sizeof(float) * N) == 0);
     free_arrays();
 }
 
@@ -250,6 +276,40 @@ Test(kernels, gelu_matches_formula_and_finite_differences) {
     probe p = {gelu_fwd, &k, k.out, w, n};
     loco_gelu_backward(dx, k.x, w, n);
     check_grad("gelu dinp", &p, k.x, dx, n, 1e-3f);
+    free_arrays();
+}
+
+typedef struct {
+    float *pre, *out, *x, *bias;
+    int N, C;
+} bias_gelu_ctx;
+
+/* pre is overwritten by the kernel, so each evaluation starts from x */
+static void bias_gelu_fwd(void *c) {
+    bias_gelu_ctx *k = c;
+    memcpy(k->pre, k->x, sizeof(float) * k->N * k->C);
+    loco_bias_gelu_forward(k->pre, k->out, k->bias, k->N, k->C);
+}
+
+Test(kernels, bias_gelu_fused_matches_the_separate_passes_and_finite_differences) {
+    loco_rng r;
+    loco_rng_seed(&r, 8, 0);
+    int N = 7, C = 40;
+    long n = (long)N * C;
+    bias_gelu_ctx k = {rand_array(&r, n, 0), rand_array(&r, n, 0), rand_array(&r, n, 4.0f),
+                       rand_array(&r, C, 2.0f), N, C};
+    bias_gelu_fwd(&k);
+    float *sep = rand_array(&r, n, 0), *pre = rand_array(&r, n, 0);
+    memcpy(pre, k.x, sizeof(float) * n);
+    loco_add_bias(pre, k.bias, N, C);
+    loco_gelu_forward(sep, pre, n);
+    cr_assert(memcmp(pre, k.pre, sizeof(float) * n) == 0, "pre-activation kept");
+    cr_assert(memcmp(sep, k.out, sizeof(float) * n) == 0, "gelu of x + bias");
+    float *w = rand_array(&r, n, 1), *dx = rand_array(&r, n, 0), *db = rand_array(&r, C, 0);
+    probe p = {bias_gelu_fwd, &k, k.out, w, n};
+    loco_gelu_bias_backward(dx, db, k.pre, w, N, C);
+    check_grad("bias+gelu dinp", &p, k.x, dx, n, 1e-3f);
+    check_grad("bias+gelu dbias", &p, k.bias, db, C, 1e-3f);
     free_arrays();
 }
 

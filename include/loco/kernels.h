@@ -20,10 +20,16 @@ void loco_encoder_backward(float *dwte, float *dwpe, const float *dout, const in
 /* out (N,C) = layernorm(inp (N,C)) * weight (C) + bias (C); mean, rstd (N) kept for backward */
 void loco_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                             const float *weight, const float *bias, int N, int C);
-/* dinp (N,C) += ...; dweight, dbias (C) += ... */
+/* res (N,C) = a + b + rbias (C), then out = layernorm(res) as above: the residual add
+ * and the next layer norm in one pass over the stream */
+void loco_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd,
+                                     const float *a, const float *b, const float *rbias,
+                                     const float *weight, const float *bias, int N, int C);
+/* dinp (N,C) += ...; dweight, dbias (C) += ...; dinp_sum (C) += column sums of dinp as
+ * updated (the gradient of a bias added to the residual stream; skipped when NULL) */
 void loco_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight, const float *mean,
-                             const float *rstd, int N, int C);
+                             const float *rstd, int N, int C, float *dinp_sum);
 
 /* out (N,OC) = inp (N,C) . weight(OC,C)^T + bias (OC); bias may be NULL */
 void loco_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
@@ -46,10 +52,15 @@ void loco_attention_forward(float *out, float *att, const float *qkv, int B, int
 void loco_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                              const float *att, int B, int T, int C, int NH);
 
-/* out = gelu(inp) (tanh approximation), n elements */
+/* out = gelu(inp) (tanh approximation, computed as x sigmoid(2u)), n elements */
 void loco_gelu_forward(float *out, const float *inp, long n);
 /* dinp = gelu'(inp) * dout (written), n elements; dinp may alias dout */
 void loco_gelu_backward(float *dinp, const float *inp, const float *dout, long n);
+/* pre (N,C) += bias (C) in place (kept for backward), out = gelu(pre): one pass */
+void loco_bias_gelu_forward(float *pre, float *out, const float *bias, int N, int C);
+/* dinp = gelu'(pre) * dout (written; may alias dout), dbias (C) += column sums of dinp */
+void loco_gelu_bias_backward(float *dinp, float *dbias, const float *pre, const float *dout,
+                             int N, int C);
 
 /* x (N,C) += bias (C) on every row */
 void loco_add_bias(float *x, const float *bias, int N, int C);
