@@ -24,7 +24,7 @@ endif
 LOCO_CFLAGS = -std=c11 -fopenmp-simd -fno-math-errno $(WARN) -pthread -D_GNU_SOURCE -Iinclude -MMD -MP \
            $(shell pkg-config --cflags openblas 2>/dev/null)
 LOCO_LDFLAGS = -pthread
-LDLIBS   = -lopenblas -lhwloc -linih -lcjson -lz -lm -pthread
+LDLIBS   = -lopenblas -ldnnl -lgomp -lhwloc -linih -lcjson -lz -lm -pthread
 MALLOC   = -ljemalloc
 BUILD    = build
 # the config that `./loco train` uses without -c, compiled into the binary

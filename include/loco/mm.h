@@ -1,0 +1,58 @@
+/* mm: the matrix products of the training step, in fp32 (OpenBLAS) or bf16 (oneDNN
+ * matmul, bf16 inputs, fp32 accumulation and output), the choice between them from what
+ * the CPU offers, and the bf16 conversions and the bf16 mirror of the weights. */
+#ifndef LOCO_MM_H
+#define LOCO_MM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loco/base.h"
+
+typedef enum { LOCO_PREC_FP32, LOCO_PREC_BF16, LOCO_PREC_AUTO } loco_precision;
+extern const loco_enum loco_precision_names[];   /* "fp32", "bf16", "auto" */
+
+/* what the CPU offers for bf16 products */
+typedef struct {
+    int avx512_bf16, amx_bf16;   /* cpuid leaf 7 (subleaf 1 EAX bit 5; subleaf 0 EDX bit 22),
+                                    and the OS enables the state (xgetbv) */
+    char isa[48];                /* the ISA oneDNN will use, e.g. "avx512_core_amx" */
+} loco_cpu;
+void loco_cpu_detect(loco_cpu *c);
+/* "avx512_bf16 amx_bf16" or "none"; returns buf */
+const char *loco_cpu_features(const loco_cpu *c, char *buf, size_t n);
+
+/* fp32 or bf16 for p; auto picks bf16 where the CPU has AVX512-BF16 or AMX. For bf16 on
+ * a CPU with neither: -1 and a message naming the missing features and saying that fp32
+ * works. why (may be NULL) gets one line saying what auto picked and why. */
+int loco_precision_resolve(loco_precision p, loco_precision *out, char *why, size_t n,
+                           loco_err *e);
+
+typedef struct loco_mm loco_mm;   /* one per worker thread; opaque */
+/* p must be resolved (fp32 or bf16). */
+int loco_mm_init(loco_mm **mm, loco_precision p, loco_err *e);
+void loco_mm_free(loco_mm *mm);
+loco_precision loco_mm_precision(const loco_mm *mm);   /* NULL -> fp32 */
+long loco_mm_primitives(const loco_mm *mm);            /* oneDNN primitives created so far */
+
+/* C (M,N) = alpha op(A) op(B) + beta C, row-major, op = transpose when ta/tb, leading
+ * dims as cblas_sgemm row-major. beta is 0 or 1. mm NULL or fp32: cblas_sgemm. bf16: A
+ * and B are rounded to bf16 (round to nearest even) into the context's scratch (or taken
+ * from the mirror, below), then one oneDNN matmul with fp32 accumulation writes C with
+ * stride ldc. */
+void loco_gemm(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* the same product on operands already in bf16 (used by loco_gemm and by the benchmark's
+ * ceiling) */
+void loco_gemm_bf16(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha,
+                    const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta, float *C,
+                    int ldc);
+/* the bf16 mirror of the weights: a bf16 copy of base[0..n) (refreshed by calling it again
+ * after each optimizer step); loco_gemm takes an operand that lies inside [base, base+n)
+ * from the mirror instead of converting it. n = 0 drops the mirror. No-op in fp32. */
+void loco_mm_mirror(loco_mm *mm, const float *base, size_t n);
+/* fp32 -> bf16, round to nearest even (NaN stays NaN) */
+void loco_to_bf16(uint16_t *out, const float *in, size_t n);
+float loco_bf16_to_float(uint16_t h);
+
+#endif

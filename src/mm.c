@@ -1,0 +1,380 @@
+/* mm: matrix products in fp32 (cblas_sgemm) or bf16 (oneDNN matmul). The bf16 path keeps
+ * per context a cache of primitives keyed by the product's shape, so that after the first
+ * training step nothing is created or allocated: a step only sets data handles. */
+#include "loco/mm.h"
+
+#include <cblas.h>
+#include <cpuid.h>
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* a training step has a few dozen distinct products; more means shapes vary per call,
+ * which would defeat the cache (and its memory), so it is a programmer error */
+#define LOCO_MM_MAX_PRIMS 256
+
+const loco_enum loco_precision_names[] = {
+    {"fp32", LOCO_PREC_FP32, NULL},
+    {"bf16", LOCO_PREC_BF16, NULL},
+    {"auto", LOCO_PREC_AUTO, NULL},
+    {NULL, 0, NULL},
+};
+
+/* ---- CPU features ---- */
+
+/* XCR0: which register states the OS saves on context switch; without them the
+ * instructions fault even where cpuid lists them. Only valid when OSXSAVE is set. */
+static uint64_t loco_xcr0(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0;
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+void loco_cpu_detect(loco_cpu *c) {
+    memset(c, 0, sizeof *c);
+    uint64_t xcr0 = loco_xcr0();
+    /* SSE, AVX, opmask, ZMM upper halves, ZMM16-31 (bits 1,2,5,6,7); AMX TILECFG and
+     * TILEDATA (bits 17,18) */
+    int avx512_os = (xcr0 & 0xe6) == 0xe6;
+    int amx_os = (xcr0 & 0x60000) == 0x60000;
+    unsigned a, b, cx, d;
+    if (__get_cpuid_count(7, 1, &a, &b, &cx, &d)) c->avx512_bf16 = avx512_os && (a >> 5 & 1);
+    if (__get_cpuid_count(7, 0, &a, &b, &cx, &d)) c->amx_bf16 = amx_os && (d >> 22 & 1);
+    snprintf(c->isa, sizeof c->isa, "%s", dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()));
+}
+
+const char *loco_cpu_features(const loco_cpu *c, char *buf, size_t n) {
+    snprintf(buf, n, "%s%s%s", c->avx512_bf16 ? "avx512_bf16" : "",
+             c->avx512_bf16 && c->amx_bf16 ? " " : "", c->amx_bf16 ? "amx_bf16" : "");
+    if (n > 0 && !buf[0]) snprintf(buf, n, "none");
+    return buf;
+}
+
+int loco_precision_resolve(loco_precision p, loco_precision *out, char *why, size_t n,
+                           loco_err *e) {
+    loco_cpu c;
+    loco_cpu_detect(&c);
+    char feat[64];
+    loco_cpu_features(&c, feat, sizeof feat);
+    int has = c.avx512_bf16 || c.amx_bf16;
+    char line[256];
+    if (p == LOCO_PREC_FP32) {
+        snprintf(line, sizeof line, "precision fp32 (as configured)");
+    } else if (p == LOCO_PREC_BF16 && !has) {
+        return loco_errf(e,
+                         "precision bf16: this CPU has neither AVX512-BF16 nor AMX-BF16 "
+                         "(bf16 features: %s; oneDNN ISA %s); precision fp32 works here",
+                         feat, c.isa);
+    } else if (p == LOCO_PREC_BF16) {
+        snprintf(line, sizeof line, "precision bf16 (as configured; CPU has %s, oneDNN ISA %s)",
+                 feat, c.isa);
+    } else {
+        LOCO_CHECK(p == LOCO_PREC_AUTO, "precision %d", (int)p);
+        snprintf(line, sizeof line,
+                 has ? "precision auto -> bf16: the CPU has %s (oneDNN ISA %s)"
+                     : "precision auto -> fp32: the CPU has no bf16 products (%s; oneDNN ISA %s)",
+                 feat, c.isa);
+    }
+    *out = p == LOCO_PREC_AUTO ? (has ? LOCO_PREC_BF16 : LOCO_PREC_FP32) : p;
+    if (why && n > 0) snprintf(why, n, "%s", line);
+    return 0;
+}
+
+/* ---- bf16 conversions ---- */
+
+/* Round to nearest even on the bit pattern: adding 0x7fff plus the lowest kept bit
+ * carries into the kept half exactly when the dropped half is above the tie, or at the
+ * tie with an odd kept half. Inf stays Inf (its dropped half is 0); a NaN would carry
+ * into the exponent or lose its payload, so it is kept quiet explicitly. Branch-free so
+ * that the loop vectorises. */
+void loco_to_bf16(uint16_t *out, const float *in, size_t n) {
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &in[i], sizeof u);
+        uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        uint32_t quiet = (u >> 16) | 0x40u;
+        out[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
+    }
+}
+
+float loco_bf16_to_float(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* ---- the context ---- */
+
+typedef struct {
+    int M, N, K, ta, tb, lda, ldb, ldc;
+    float alpha, beta;
+    dnnl_primitive_t prim;
+    dnnl_memory_t a, b, c, pad;   /* created once without data; handles set per call */
+} loco_mm_prim;
+
+struct loco_mm {
+    loco_precision prec;
+    dnnl_stream_t stream;
+    loco_mm_prim *prims;   /* LOCO_MM_MAX_PRIMS, the first nprims in use */
+    int nprims;
+    uint16_t *sa, *sb;     /* conversion scratch for A and B */
+    size_t sa_n, sb_n;     /* their capacities in elements */
+    void *pad;             /* oneDNN's scratchpad, shared by the primitives (one thread) */
+    size_t pad_n;
+    const float *mbase;    /* the mirror: bf16 copy of mbase[0..mn) */
+    uint16_t *mirror;
+    size_t mn, mcap;
+    pthread_t thread;      /* the last thread that executed, to set its OpenMP ICV once */
+    int has_thread;
+};
+
+/* One CPU engine for the process: primitives and streams of every context hang off it,
+ * and creating one costs a few milliseconds. */
+static dnnl_engine_t loco_engine;
+static dnnl_status_t loco_engine_status;
+static pthread_once_t loco_engine_once = PTHREAD_ONCE_INIT;
+
+static void loco_engine_create(void) {
+    loco_engine_status = dnnl_engine_create(&loco_engine, dnnl_cpu, 0);
+}
+
+int loco_mm_init(loco_mm **mm, loco_precision p, loco_err *e) {
+    *mm = NULL;
+    if (p != LOCO_PREC_FP32 && p != LOCO_PREC_BF16)
+        return loco_errf(e, "mm: precision %s is not resolved", loco_enum_name(loco_precision_names, p));
+    loco_mm *m = loco_alloc_for(sizeof *m, "mm", "the matrix product context", e);
+    if (!m) return -1;
+    m->prec = p;
+    if (p == LOCO_PREC_BF16) {
+        pthread_once(&loco_engine_once, loco_engine_create);
+        if (loco_engine_status != dnnl_success) {
+            free(m);
+            return loco_errf(e, "mm: oneDNN cannot create a CPU engine (%s)",
+                             dnnl_status2str(loco_engine_status));
+        }
+        dnnl_status_t s = dnnl_stream_create(&m->stream, loco_engine, dnnl_stream_default_flags);
+        if (s != dnnl_success) {
+            free(m);
+            return loco_errf(e, "mm: oneDNN cannot create a stream (%s)", dnnl_status2str(s));
+        }
+        m->prims = loco_alloc_for(LOCO_MM_MAX_PRIMS * sizeof *m->prims, "mm",
+                                  "the oneDNN primitive cache", e);
+        if (!m->prims) {
+            loco_mm_free(m);
+            return -1;
+        }
+    }
+    *mm = m;
+    return 0;
+}
+
+void loco_mm_free(loco_mm *mm) {
+    if (!mm) return;
+    for (int i = 0; i < mm->nprims; i++) {
+        loco_mm_prim *q = &mm->prims[i];
+        dnnl_memory_destroy(q->a);
+        dnnl_memory_destroy(q->b);
+        dnnl_memory_destroy(q->c);
+        dnnl_memory_destroy(q->pad);
+        dnnl_primitive_destroy(q->prim);
+    }
+    if (mm->stream) dnnl_stream_destroy(mm->stream);
+    free(mm->prims);
+    free(mm->sa);
+    free(mm->sb);
+    free(mm->pad);
+    free(mm->mirror);
+    free(mm);
+}
+
+loco_precision loco_mm_precision(const loco_mm *mm) {
+    return mm ? mm->prec : LOCO_PREC_FP32;
+}
+
+long loco_mm_primitives(const loco_mm *mm) {
+    return mm ? mm->nprims : 0;
+}
+
+/* A buffer that only grows (its contents need not survive): after the first step every
+ * shape has been seen and this never allocates. Out of memory here is fatal, since the
+ * step has no way back; the message says how much. */
+static void *loco_grow(void *p, size_t *cap, size_t need, size_t elem, const char *what) {
+    if (need <= *cap) return p;
+    free(p);
+    void *q = loco_alloc(need * elem);
+    LOCO_CHECK(q != NULL, "mm: cannot allocate %zu bytes for %s", need * elem, what);
+    *cap = need;
+    return q;
+}
+
+/* ---- oneDNN primitives ---- */
+
+#define LOCO_DNNL(call)                                                                    \
+    do {                                                                                   \
+        dnnl_status_t s_ = (call);                                                         \
+        LOCO_CHECK(s_ == dnnl_success, "mm: %s: %s (M %d N %d K %d ta %d tb %d)", #call,   \
+                   dnnl_status2str(s_), k->M, k->N, k->K, k->ta, k->tb);                   \
+    } while (0)
+
+/* A as {M,K}, B as {K,N}, C as {M,N}, each with the strides of its storage, so that a
+ * transposed or padded operand is a view and nothing is copied. */
+static void loco_mm_descs(const loco_mm_prim *k, dnnl_memory_desc_t *a, dnnl_memory_desc_t *b,
+                          dnnl_memory_desc_t *c) {
+    dnnl_dims_t da = {k->M, k->K}, sa = {k->ta ? 1 : k->lda, k->ta ? k->lda : 1};
+    dnnl_dims_t db = {k->K, k->N}, sb = {k->tb ? 1 : k->ldb, k->tb ? k->ldb : 1};
+    dnnl_dims_t dc = {k->M, k->N}, sc = {k->ldc, 1};
+    LOCO_DNNL(dnnl_memory_desc_init_by_strides(a, 2, da, dnnl_bf16, sa));
+    LOCO_DNNL(dnnl_memory_desc_init_by_strides(b, 2, db, dnnl_bf16, sb));
+    LOCO_DNNL(dnnl_memory_desc_init_by_strides(c, 2, dc, dnnl_f32, sc));
+}
+
+/* alpha as a fixed output scale and beta = 1 as a sum post-op, both part of the key;
+ * the scratchpad is ours (user mode) so that executing never allocates. */
+static dnnl_primitive_attr_t loco_mm_attr(const loco_mm_prim *k) {
+    dnnl_primitive_attr_t attr;
+    LOCO_DNNL(dnnl_primitive_attr_create(&attr));
+    LOCO_DNNL(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    if (k->alpha != 1.0f) LOCO_DNNL(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha));
+    if (k->beta != 0.0f) {
+        dnnl_post_ops_t po;
+        LOCO_DNNL(dnnl_post_ops_create(&po));
+        LOCO_DNNL(dnnl_post_ops_append_sum(po, 1.0f));
+        LOCO_DNNL(dnnl_primitive_attr_set_post_ops(attr, po));
+        dnnl_post_ops_destroy(po);
+    }
+    return attr;
+}
+
+/* Creates the primitive of key k and its memory objects; grows the scratchpad to it. */
+static void loco_mm_create(loco_mm *mm, loco_mm_prim *k) {
+    dnnl_memory_desc_t a, b, c;
+    loco_mm_descs(k, &a, &b, &c);
+    dnnl_matmul_desc_t md;
+    LOCO_DNNL(dnnl_matmul_desc_init(&md, &a, &b, NULL, &c));
+    dnnl_primitive_attr_t attr = loco_mm_attr(k);
+    dnnl_primitive_desc_t pd;
+    LOCO_DNNL(dnnl_primitive_desc_create(&pd, &md, attr, loco_engine, NULL));
+    dnnl_primitive_attr_destroy(attr);
+    LOCO_DNNL(dnnl_primitive_create(&k->prim, pd));
+    const dnnl_memory_desc_t *pad = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t pad_bytes = dnnl_memory_desc_get_size(pad);
+    mm->pad = loco_grow(mm->pad, &mm->pad_n, pad_bytes, 1, "the oneDNN scratchpad");
+    LOCO_DNNL(dnnl_memory_create(&k->a, &a, loco_engine, DNNL_MEMORY_NONE));
+    LOCO_DNNL(dnnl_memory_create(&k->b, &b, loco_engine, DNNL_MEMORY_NONE));
+    LOCO_DNNL(dnnl_memory_create(&k->c, &c, loco_engine, DNNL_MEMORY_NONE));
+    LOCO_DNNL(dnnl_memory_create(&k->pad, pad, loco_engine, DNNL_MEMORY_NONE));
+    dnnl_primitive_desc_destroy(pd);
+}
+
+static int loco_mm_same(const loco_mm_prim *p, const loco_mm_prim *k) {
+    return p->M == k->M && p->N == k->N && p->K == k->K && p->ta == k->ta && p->tb == k->tb &&
+           p->lda == k->lda && p->ldb == k->ldb && p->ldc == k->ldc && p->alpha == k->alpha &&
+           p->beta == k->beta;
+}
+
+/* The cached primitive of key k, created the first time: a linear search, since a step
+ * has a few dozen shapes and the search costs far less than the product. */
+static loco_mm_prim *loco_mm_find(loco_mm *mm, const loco_mm_prim *k) {
+    for (int i = 0; i < mm->nprims; i++)
+        if (loco_mm_same(&mm->prims[i], k)) return &mm->prims[i];
+    LOCO_CHECK(mm->nprims < LOCO_MM_MAX_PRIMS,
+               "mm: more than %d distinct product shapes (M %d N %d K %d)", LOCO_MM_MAX_PRIMS,
+               k->M, k->N, k->K);
+    loco_mm_prim *p = &mm->prims[mm->nprims];
+    *p = *k;
+    loco_mm_create(mm, p);
+    mm->nprims++;
+    return p;
+}
+
+/* oneDNN runs its products in OpenMP parallel regions; each worker thread already is
+ * one of the run's parallel units, so its products run on it alone. omp_set_num_threads
+ * sets the calling thread's own ICV, hence once per thread that uses the context. */
+static void loco_mm_claim_thread(loco_mm *mm) {
+    pthread_t self = pthread_self();
+    if (mm->has_thread && pthread_equal(mm->thread, self)) return;
+    omp_set_num_threads(1);
+    mm->thread = self;
+    mm->has_thread = 1;
+}
+
+void loco_gemm_bf16(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha,
+                    const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta, float *C,
+                    int ldc) {
+    LOCO_CHECK(mm && mm->prec == LOCO_PREC_BF16, "mm: bf16 product on a %s context",
+               mm ? loco_enum_name(loco_precision_names, mm->prec) : "NULL");
+    LOCO_CHECK(beta == 0.0f || beta == 1.0f, "mm: beta %g (0 or 1)", (double)beta);
+    LOCO_CHECK(M > 0 && N > 0 && K > 0, "mm: shape M %d N %d K %d", M, N, K);
+    loco_mm_claim_thread(mm);
+    loco_mm_prim key = {M, N, K, !!ta, !!tb, lda, ldb, ldc, alpha, beta, NULL, NULL, NULL, NULL, NULL};
+    loco_mm_prim *p = loco_mm_find(mm, &key);
+    const loco_mm_prim *k = p;   /* for LOCO_DNNL's message */
+    LOCO_DNNL(dnnl_memory_set_data_handle(p->a, (void *)A));
+    LOCO_DNNL(dnnl_memory_set_data_handle(p->b, (void *)B));
+    LOCO_DNNL(dnnl_memory_set_data_handle(p->c, C));
+    LOCO_DNNL(dnnl_memory_set_data_handle(p->pad, mm->pad));
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_SRC, p->a},
+        {DNNL_ARG_WEIGHTS, p->b},
+        {DNNL_ARG_DST, p->c},
+        {DNNL_ARG_SCRATCHPAD, p->pad},
+    };
+    LOCO_DNNL(dnnl_primitive_execute(p->prim, mm->stream, 4, args));
+    LOCO_DNNL(dnnl_stream_wait(mm->stream));
+}
+
+/* Elements spanned by a row-major rows x cols operand with leading dimension ld. */
+static size_t loco_extent(int rows, int cols, int ld) {
+    return (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
+}
+
+/* The bf16 form of a rows x cols operand X (leading dimension ld): from the mirror when
+ * X lies wholly inside it, else converted row by row into the scratch *s (the same
+ * layout, so that ld still applies; the gaps between rows are never read). */
+static const uint16_t *loco_operand(loco_mm *mm, const float *X, int rows, int cols, int ld,
+                                    uint16_t **s, size_t *cap, const char *what) {
+    size_t ext = loco_extent(rows, cols, ld);
+    if (mm->mn > 0 && X >= mm->mbase && X < mm->mbase + mm->mn &&
+        (size_t)(X - mm->mbase) + ext <= mm->mn)
+        return mm->mirror + (X - mm->mbase);
+    *s = loco_grow(*s, cap, ext, sizeof(uint16_t), what);
+    for (int r = 0; r < rows; r++)
+        loco_to_bf16(*s + (size_t)r * ld, X + (size_t)r * ld, (size_t)cols);
+    return *s;
+}
+
+void loco_gemm(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (!mm || mm->prec == LOCO_PREC_FP32) {
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* stored shapes: A is M x K, or K x M when transposed; B is K x N, or N x K */
+    const uint16_t *a = loco_operand(mm, A, ta ? K : M, ta ? M : K, lda, &mm->sa, &mm->sa_n,
+                                     "the bf16 copy of A");
+    const uint16_t *b = loco_operand(mm, B, tb ? N : K, tb ? K : N, ldb, &mm->sb, &mm->sb_n,
+                                     "the bf16 copy of B");
+    loco_gemm_bf16(mm, ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc);
+}
+
+void loco_mm_mirror(loco_mm *mm, const float *base, size_t n) {
+    if (!mm || mm->prec != LOCO_PREC_BF16) return;
+    if (n == 0) {
+        mm->mbase = NULL;
+        mm->mn = 0;
+        return;
+    }
+    mm->mirror = loco_grow(mm->mirror, &mm->mcap, n, sizeof(uint16_t), "the bf16 weight mirror");
+    loco_to_bf16(mm->mirror, base, n);
+    mm->mbase = base;
+    mm->mn = n;
+}

@@ -1,0 +1,275 @@
+/* mm: the fp32 and bf16 products against scalar triple loops for every transpose and
+ * stride combination, the bf16 rounding, the weight mirror, the primitive cache and the
+ * choice of precision. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loco/base.h"
+#include "loco/mm.h"
+
+/* the TSan build's stand-in runner (tests/shim) forks one process per test and has no
+ * skip: the test ends there as passed, saying why */
+#ifndef cr_skip_test
+#define cr_skip_test(...)        \
+    do {                         \
+        printf(__VA_ARGS__);     \
+        printf(" (skipped)\n");  \
+        exit(0);                 \
+    } while (0)
+#endif
+
+/* The bf16 tests run only where the CPU has bf16 products. */
+#define SKIP_WITHOUT_BF16()                                                                \
+    do {                                                                                   \
+        loco_cpu c_;                                                                       \
+        loco_cpu_detect(&c_);                                                              \
+        if (!c_.avx512_bf16 && !c_.amx_bf16)                                               \
+            cr_skip_test("this CPU has neither AVX512-BF16 nor AMX-BF16: no bf16 products"); \
+    } while (0)
+
+static float *rand_floats(loco_rng *r, size_t n) {
+    float *x = loco_alloc(n * sizeof(float));
+    cr_assert(x != NULL, "test array");
+    for (size_t i = 0; i < n; i++) x[i] = 2.0f * loco_rng_uniform(r) - 1.0f;
+    return x;
+}
+
+static float bf16_round(float x) {
+    uint16_t h;
+    loco_to_bf16(&h, &x, 1);
+    return loco_bf16_to_float(h);
+}
+
+/* op(X)[i][j] of a row-major operand with leading dimension ld */
+static double at(const float *X, int t, int ld, int i, int j, int round) {
+    float v = t ? X[(size_t)j * ld + i] : X[(size_t)i * ld + j];
+    return round ? bf16_round(v) : v;
+}
+
+/* C = alpha op(A) op(B) + beta C in double, inputs optionally rounded to bf16 first */
+static void ref_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, double *C, int ldc, int round) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int k = 0; k < K; k++)
+                s += at(A, ta, lda, i, k, round) * at(B, tb, ldb, k, j, round);
+            C[(size_t)i * ldc + j] = alpha * s + beta * C[(size_t)i * ldc + j];
+        }
+}
+
+/* Runs one product through loco_gemm and checks it against the reference within
+ * rel * (sum |a||b| |alpha| + |beta c|) per element; the cells outside the M x N block
+ * of C (padding up to ldc) must be untouched. */
+static void check_case(loco_mm *mm, int ta, int tb, float alpha, float beta, int round, double rel) {
+    const int M = 37, N = 29, K = 53, pad = 7;
+    int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+    loco_rng r;
+    loco_rng_seed(&r, 7, (uint64_t)(ta * 2 + tb));
+    float *A = rand_floats(&r, na), *B = rand_floats(&r, nb), *C = rand_floats(&r, nc);
+    double *R = malloc(nc * sizeof(double)), *S = malloc(nc * sizeof(double));
+    cr_assert(R && S, "test arrays");
+    for (size_t i = 0; i < nc; i++) R[i] = C[i];
+    for (size_t i = 0; i < nc; i++) S[i] = 0.0;
+    float *C0 = malloc(nc * sizeof(float));
+    cr_assert(C0 != NULL, "test array");
+    memcpy(C0, C, nc * sizeof(float));
+    loco_gemm(mm, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    ref_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc, round);
+    /* the scale of each element: the same sums on absolute values */
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int k = 0; k < K; k++)
+                s += fabs(at(A, ta, lda, i, k, 0) * at(B, tb, ldb, k, j, 0));
+            S[(size_t)i * ldc + j] = fabs(alpha) * s + fabs(beta * C0[(size_t)i * ldc + j]);
+        }
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < ldc; j++) {
+            size_t x = (size_t)i * ldc + j;
+            if (j >= N) {
+                cr_assert_eq(C[x], C0[x], "ta %d tb %d: C[%d][%d] beyond N was written", ta, tb, i, j);
+                continue;
+            }
+            cr_assert_leq(fabs(C[x] - R[x]), rel * S[x] + 1e-30,
+                          "ta %d tb %d alpha %g beta %g: C[%d][%d] = %.9g, reference %.9g", ta, tb,
+                          (double)alpha, (double)beta, i, j, (double)C[x], R[x]);
+        }
+    free(A), free(B), free(C), free(C0), free(R), free(S);
+}
+
+static void check_all(loco_mm *mm, int round, double rel) {
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int b = 0; b < 2; b++) check_case(mm, ta, tb, 0.75f, (float)b, round, rel);
+}
+
+/* fp32 with fp32 accumulation over K = 53 terms: well within 1e-5 of the sum of
+ * magnitudes. mm NULL is the same path. */
+Test(mm, fp32_matches_the_scalar_reference_for_every_transpose_and_stride) {
+    loco_mm *mm;
+    loco_err e;
+    cr_assert_eq(loco_mm_init(&mm, LOCO_PREC_FP32, &e), 0, "init: %s", e.msg);
+    cr_assert_eq(loco_mm_precision(mm), LOCO_PREC_FP32);
+    check_all(mm, 0, 1e-5);
+    check_all(NULL, 0, 1e-5);
+    cr_assert_eq(loco_mm_primitives(mm), 0, "fp32 creates no oneDNN primitive");
+    loco_mm_free(mm);
+}
+
+/* bf16 against the reference on the same bf16-rounded inputs: the products of two bf16
+ * values are exact in fp32 (8+8 significant bits), so only the fp32 accumulation differs,
+ * ~1e-5 of the magnitudes. Against the fp32 product: each input carries a relative
+ * rounding error up to 2^-9 (8-bit significand, round to nearest), so each term up to
+ * about 2^-8; 4e-3 of the sum of magnitudes bounds it. */
+Test(mm, bf16_matches_the_reference_on_rounded_inputs_and_fp32_within_bf16_rounding) {
+    SKIP_WITHOUT_BF16();
+    loco_mm *mm;
+    loco_err e;
+    cr_assert_eq(loco_mm_init(&mm, LOCO_PREC_BF16, &e), 0, "init: %s", e.msg);
+    cr_assert_eq(loco_mm_precision(mm), LOCO_PREC_BF16);
+    check_all(mm, 1, 1e-5);
+    check_all(mm, 0, 4e-3);
+    loco_mm_free(mm);
+}
+
+static uint16_t to_bf16(uint32_t bits) {
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    uint16_t h;
+    loco_to_bf16(&h, &f, 1);
+    return h;
+}
+
+Test(mm, to_bf16_rounds_to_nearest_even) {
+    cr_assert_eq(to_bf16(0x3f800000), 0x3f80, "1.0 is exact");
+    cr_assert_eq(to_bf16(0x3f807fff), 0x3f80, "below the tie rounds down");
+    cr_assert_eq(to_bf16(0x3f808001), 0x3f81, "above the tie rounds up");
+    cr_assert_eq(to_bf16(0x3f808000), 0x3f80, "tie with even kept half stays");
+    cr_assert_eq(to_bf16(0x3f818000), 0x3f82, "tie with odd kept half rounds up to even");
+    cr_assert_eq(to_bf16(0xbf818000), 0xbf82, "negative ties alike");
+    cr_assert_eq(to_bf16(0x7f800000), 0x7f80, "+Inf");
+    cr_assert_eq(to_bf16(0xff800000), 0xff80, "-Inf");
+    cr_assert_eq(to_bf16(0x7f7fffff), 0x7f80, "the largest float rounds to Inf");
+    cr_assert_eq(to_bf16(0x00000001), 0x0000, "the smallest denormal rounds to 0");
+    cr_assert_eq(to_bf16(0x00018000), 0x0002, "a denormal tie rounds to even");
+    cr_assert_eq(to_bf16(0x00010000), 0x0001, "an exact bf16 denormal");
+    cr_assert_eq(to_bf16(0x007fffff), 0x0080, "the largest denormal rounds up to the smallest normal");
+    cr_assert_eq(to_bf16(0x80000000), 0x8000, "-0");
+    uint16_t n1 = to_bf16(0x7fc00000), n2 = to_bf16(0x7f800001), n3 = to_bf16(0xffffffff);
+    cr_assert(isnan(loco_bf16_to_float(n1)), "quiet NaN stays NaN");
+    cr_assert(isnan(loco_bf16_to_float(n2)), "NaN with payload only in the low half stays NaN");
+    cr_assert(isnan(loco_bf16_to_float(n3)), "all-ones NaN stays NaN (no carry out)");
+    cr_assert_eq(n3 & 0x8000, 0x8000, "NaN keeps its sign");
+    cr_assert_eq(loco_bf16_to_float(0x3fc0), 1.5f);
+    /* the array form agrees with the scalar form on random bit patterns */
+    loco_rng r;
+    loco_rng_seed(&r, 3, 0);
+    enum { n = 1000 };
+    float in[n];
+    uint16_t out[n];
+    for (int i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)loco_rng_u64(&r);
+        memcpy(&in[i], &u, sizeof u);
+    }
+    loco_to_bf16(out, in, n);
+    for (int i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &in[i], sizeof u);
+        cr_assert_eq(out[i], to_bf16(u), "element %d", i);
+    }
+}
+
+/* The weights B (K x N) lie inside the mirrored block: the product from the mirror equals
+ * the product with B converted (B is then an unrelated copy, outside the mirror). After
+ * the weights change, the stale mirror still gives the old product, and re-mirroring
+ * gives the new one: proof that the mirror is what is read. */
+Test(mm, the_mirror_supplies_the_weights) {
+    SKIP_WITHOUT_BF16();
+    const int M = 16, N = 24, K = 32, off = 100;
+    loco_mm *mm;
+    loco_err e;
+    cr_assert_eq(loco_mm_init(&mm, LOCO_PREC_BF16, &e), 0, "init: %s", e.msg);
+    loco_rng r;
+    loco_rng_seed(&r, 11, 0);
+    size_t nw = off + (size_t)K * N + 50;
+    float *W = rand_floats(&r, nw), *A = rand_floats(&r, (size_t)M * K);
+    float *B = loco_alloc((size_t)K * N * sizeof(float));
+    float *C1 = loco_alloc((size_t)M * N * sizeof(float)), *C2 = loco_alloc((size_t)M * N * sizeof(float));
+    float *C3 = loco_alloc((size_t)M * N * sizeof(float));
+    cr_assert(B && C1 && C2 && C3, "test arrays");
+    memcpy(B, W + off, (size_t)K * N * sizeof(float));
+    loco_mm_mirror(mm, W, nw);
+    loco_gemm(mm, 0, 0, M, N, K, 1.0f, A, K, W + off, N, 0.0f, C1, N);
+    loco_gemm(mm, 0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C2, N);
+    cr_assert_eq(memcmp(C1, C2, (size_t)M * N * sizeof(float)), 0, "mirrored == converted");
+    for (size_t i = 0; i < nw; i++) W[i] *= -2.0f;
+    loco_gemm(mm, 0, 0, M, N, K, 1.0f, A, K, W + off, N, 0.0f, C3, N);
+    cr_assert_eq(memcmp(C1, C3, (size_t)M * N * sizeof(float)), 0, "stale mirror still read");
+    loco_mm_mirror(mm, W, nw);
+    loco_gemm(mm, 0, 0, M, N, K, 1.0f, A, K, W + off, N, 0.0f, C3, N);
+    for (int i = 0; i < M * N; i++)
+        cr_assert_eq(C3[i], -2.0f * C1[i], "re-mirrored: element %d %g, expected %g", i,
+                     (double)C3[i], -2.0 * C1[i]);
+    loco_mm_mirror(mm, NULL, 0);
+    for (size_t i = 0; i < nw; i++) W[i] = 0.0f;
+    loco_gemm(mm, 0, 0, M, N, K, 1.0f, A, K, W + off, N, 0.0f, C3, N);
+    for (int i = 0; i < M * N; i++) cr_assert_eq(C3[i], 0.0f, "mirror dropped: converted again");
+    free(W), free(A), free(B), free(C1), free(C2), free(C3);
+    loco_mm_free(mm);
+}
+
+/* A "step" of a few shapes: the first creates one primitive per distinct key, the
+ * second creates none. */
+Test(mm, repeated_shapes_reuse_their_primitives) {
+    SKIP_WITHOUT_BF16();
+    loco_mm *mm;
+    loco_err e;
+    cr_assert_eq(loco_mm_init(&mm, LOCO_PREC_BF16, &e), 0, "init: %s", e.msg);
+    loco_rng r;
+    loco_rng_seed(&r, 5, 0);
+    float *A = rand_floats(&r, 64 * 64), *B = rand_floats(&r, 64 * 64), *C = rand_floats(&r, 64 * 64);
+    long after_first = 0;
+    for (int step = 0; step < 3; step++) {
+        loco_gemm(mm, 0, 1, 64, 32, 16, 1.0f, A, 64, B, 64, 0.0f, C, 64);
+        loco_gemm(mm, 0, 0, 64, 32, 16, 1.0f, A, 64, B, 64, 0.0f, C, 64);
+        loco_gemm(mm, 1, 0, 16, 32, 64, 1.0f, A, 64, B, 64, 1.0f, C, 64);
+        loco_gemm(mm, 0, 1, 64, 32, 16, 1.0f, A, 64, B, 64, 0.0f, C, 64);
+        if (step == 0) after_first = loco_mm_primitives(mm);
+    }
+    cr_assert_eq(after_first, 3, "three distinct keys, %ld primitives", after_first);
+    cr_assert_eq(loco_mm_primitives(mm), after_first, "no new primitive after the first step");
+    free(A), free(B), free(C);
+    loco_mm_free(mm);
+}
+
+Test(mm, precision_resolves) {
+    loco_precision p;
+    loco_err e;
+    char why[256];
+    cr_assert_eq(loco_precision_resolve(LOCO_PREC_AUTO, &p, why, sizeof why, &e), 0, "auto: %s", e.msg);
+    cr_assert(p == LOCO_PREC_FP32 || p == LOCO_PREC_BF16, "auto picks fp32 or bf16");
+    cr_assert(strstr(why, loco_enum_name(loco_precision_names, p)) != NULL, "why names it: %s", why);
+    cr_assert_eq(loco_precision_resolve(LOCO_PREC_FP32, &p, NULL, 0, &e), 0, "fp32: %s", e.msg);
+    cr_assert_eq(p, LOCO_PREC_FP32);
+    loco_cpu c;
+    loco_cpu_detect(&c);
+    char feat[64];
+    loco_cpu_features(&c, feat, sizeof feat);
+    cr_assert(c.isa[0] != '\0', "oneDNN names its ISA");
+    if (loco_precision_resolve(LOCO_PREC_BF16, &p, why, sizeof why, &e) == 0) {
+        cr_assert_eq(p, LOCO_PREC_BF16);
+        cr_assert(c.avx512_bf16 || c.amx_bf16, "bf16 accepted only with the features");
+        cr_assert_neq(strcmp(feat, "none"), 0);
+    } else {
+        cr_assert(strstr(e.msg, "fp32") != NULL, "the refusal says fp32 works: %s", e.msg);
+        cr_assert_str_eq(feat, "none");
+    }
+    int v;
+    cr_assert_eq(loco_enum_value(loco_precision_names, "bf16", &v), 0);
+    cr_assert_eq(v, LOCO_PREC_BF16);
+    cr_assert_neq(loco_mm_init(&(loco_mm *){NULL}, LOCO_PREC_AUTO, &e), 0, "auto is not resolved");
+}
