@@ -13,6 +13,7 @@
 #include "loco/data.h"
 #include "loco/globalbuf.h"
 #include "loco/hetero.h"
+#include "loco/mm.h"
 #include "loco/outer.h"
 #include "loco/topo.h"
 
@@ -61,6 +62,10 @@ static const key table[] = {
      .imax = 65536, .help = "context length in tokens (T)"},
     {"model", "vocab", T_INT, offsetof(loco_config, model.vocab), "256", .imin = 2,
      .imax = 65536, .help = "vocabulary size (V); at least 256 for text, whose tokens are bytes"},
+    {"model", "precision", T_CHOICE, offsetof(loco_config, model.precision), "fp32",
+     .choices = loco_precision_names,
+     .help = "matrix products: fp32 (OpenBLAS); bf16 (oneDNN, bf16 inputs, fp32 accumulation, "
+             "needs AVX512-BF16 or AMX); auto: bf16 where the CPU has it"},
     {"data", "path", T_STRING, offsetof(loco_config, data.path), "data/corpus.txt", .imin = 1,
      .imax = LOCO_PATH_LEN - 1, .help = "corpus file to train on"},
     {"data", "format", T_CHOICE, offsetof(loco_config, data.format), "text",
@@ -414,6 +419,7 @@ static const struct {
     {"--jitter", "hetero.jitter", 0},        {"--speed-change", "hetero.speed_change", 1},
     {"--slowdown-mode", "hetero.mode", 0},   {"--fail", "faults.fail", 1},
     {"--inject-nan", "faults.inject_nan", 1}, {"--inject-diverge", "faults.inject_diverge", 1},
+    {"--precision", "model.precision", 0},
 };
 
 int loco_config_flag(loco_config *c, const char *flag, const char *value, loco_err *e) {
@@ -647,6 +653,15 @@ static int check_text_vocab(const loco_config *c, loco_err *e) {
                      describe(c, "data.format", b, DESC_LEN));
 }
 
+/* bf16 on a CPU without AVX512-BF16 or AMX is refused here, before anything is written */
+static int check_precision(const loco_config *c, loco_err *e) {
+    loco_precision p;
+    loco_err why;
+    if (loco_precision_resolve(c->model.precision, &p, NULL, 0, &why) == 0) return 0;
+    char a[DESC_LEN];
+    return loco_errf(e, "%s: %s", describe(c, "model.precision", a, DESC_LEN), why.msg);
+}
+
 /* "A with B: why", naming both keys' values and where they were set */
 static int reject_pair(const loco_config *c, const char *k1, const char *k2, const char *why,
                        loco_err *e) {
@@ -804,6 +819,7 @@ static int (*const checks[])(const loco_config *, loco_err *) = {
     check_heads,
     check_lr,
     check_text_vocab,
+    check_precision,
     check_dn_c,
     check_dn_period,
     check_grace,

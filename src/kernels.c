@@ -118,20 +118,22 @@ void loco_add_bias(float *x, const float *bias, int N, int C) {
     }
 }
 
-void loco_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
-                         int N, int C, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C,
-                0.0f, out, OC);
+void loco_matmul_forward(loco_mm *mm, int slot, float *out, const float *inp,
+                         const float *weight, const float *bias, int N, int C, int OC) {
+    const uint16_t *in16 = slot >= 0 ? loco_mm_keep(mm, slot, inp, N, C, C) : NULL;
+    loco_gemm_ex(mm, 0, 1, N, OC, C, 1.0f, inp, in16, C, weight, NULL, C, 0.0f, out, OC);
     if (bias) loco_add_bias(out, bias, N, OC);
 }
 
-void loco_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                          const float *inp, const float *weight, int N, int C, int OC) {
+void loco_matmul_backward(loco_mm *mm, int slot, float *dinp, float *dweight, float *dbias,
+                          const float *dout, const float *inp, const float *weight, int N, int C,
+                          int OC) {
+    /* bf16: dout feeds both products, so it is converted once */
+    const uint16_t *d16 = loco_mm_keep(mm, LOCO_SLOT_DOUT, dout, N, OC, OC);
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight,
-                    C, 0.0f, dinp, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
-                dweight, C);
+        loco_gemm_ex(mm, 0, 0, N, C, OC, 1.0f, dout, d16, OC, weight, NULL, C, 0.0f, dinp, C);
+    loco_gemm_ex(mm, 1, 0, OC, C, N, 1.0f, dout, d16, OC, inp,
+                 slot >= 0 ? loco_mm_kept(mm, slot) : NULL, C, 1.0f, dweight, C);
     if (dbias) {
         for (int n = 0; n < N; n++) {
             const float *d = dout + (long)n * OC;
@@ -161,27 +163,27 @@ static void causal_softmax_row(float *p, int t, int end) {
 }
 
 /* one (batch, head): q, k, v (T,hs) with row stride 3C; y (T,hs) with row stride C */
-static void attention_head_forward(float *y, float *att, const float *q, const float *k,
+static void attention_head_forward(loco_mm *mm, float *y, float *att, const float *q, const float *k,
                                    const float *v, int T, int C, int hs) {
     float scale = 1.0f / sqrtf((float)hs);
     for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
         int r1 = r0 + ATT_ROWS < T ? r0 + ATT_ROWS : T;
         float *s = att + (long)r0 * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, hs, scale,
+        loco_gemm(mm, 0, 1, r1 - r0, r1, hs, scale,
                     q + (long)r0 * 3 * C, 3 * C, k, 3 * C, 0.0f, s, T);
         for (int t = r0; t < r1; t++) causal_softmax_row(att + (long)t * T, t, r1);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f, s, T, v,
+        loco_gemm(mm, 0, 0, r1 - r0, hs, r1, 1.0f, s, T, v,
                     3 * C, 0.0f, y + (long)r0 * C, C);
     }
 }
 
-void loco_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+void loco_attention_forward(loco_mm *mm, float *out, float *att, const float *qkv, int B, int T, int C,
                             int NH) {
     int hs = C / NH;
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             const float *q = qkv + (long)b * T * 3 * C + h * hs;
-            attention_head_forward(out + (long)b * T * C + h * hs,
+            attention_head_forward(mm, out + (long)b * T * C + h * hs,
                                    att + ((long)b * NH + h) * T * T, q, q + C, q + 2 * C, T, C,
                                    hs);
         }
@@ -200,7 +202,7 @@ static void causal_softmax_backward_row(float *ds, const float *p, int t, int en
 /* one (batch, head); dq, dk, dv (T,hs) with row stride 3C are written. Row blocks run
  * last to first: the last one touches every key row, so it writes dk and dv (beta 0)
  * and the earlier, shorter ones add. */
-static void attention_head_backward(float *dq, float *dk, float *dv, float *ds, const float *dy,
+static void attention_head_backward(loco_mm *mm, float *dq, float *dk, float *dv, float *ds, const float *dy,
                                     const float *q, const float *k, const float *v,
                                     const float *att, int T, int C, int hs) {
     float scale = 1.0f / sqrtf((float)hs);
@@ -211,23 +213,24 @@ static void attention_head_backward(float *dq, float *dk, float *dv, float *ds, 
         const float *p = att + (long)r0 * T;
         const float *dyr = dy + (long)r0 * C;
         float *dsr = ds + (long)r0 * T;
+        /* bf16: the dy and ds blocks each feed two products, so each is converted once */
+        const uint16_t *dy16 = loco_mm_keep(mm, LOCO_SLOT_ATT_DY, dyr, rows, hs, C);
         /* dv[0:r1] += p^T dy */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, rows, 1.0f, p, T, dyr, C,
-                    beta, dv, 3 * C);
+        loco_gemm_ex(mm, 1, 0, r1, hs, rows, 1.0f, p, NULL, T, dyr, dy16, C, beta, dv, 3 * C);
         /* dp = dy v^T, then through the softmax */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, hs, 1.0f, dyr, C, v,
-                    3 * C, 0.0f, dsr, T);
+        loco_gemm_ex(mm, 0, 1, rows, r1, hs, 1.0f, dyr, dy16, C, v, NULL, 3 * C, 0.0f, dsr, T);
         for (int t = r0; t < r1; t++)
             causal_softmax_backward_row(ds + (long)t * T, att + (long)t * T, t, r1);
+        const uint16_t *ds16 = loco_mm_keep(mm, LOCO_SLOT_ATT_DS, dsr, rows, r1, T);
         /* dq = scale ds k; dk[0:r1] += scale ds^T q */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, r1, scale, dsr, T, k,
-                    3 * C, 0.0f, dq + (long)r0 * 3 * C, 3 * C);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, rows, scale, dsr, T,
-                    q + (long)r0 * 3 * C, 3 * C, beta, dk, 3 * C);
+        loco_gemm_ex(mm, 0, 0, rows, hs, r1, scale, dsr, ds16, T, k, NULL, 3 * C, 0.0f,
+                     dq + (long)r0 * 3 * C, 3 * C);
+        loco_gemm_ex(mm, 1, 0, r1, hs, rows, scale, dsr, ds16, T, q + (long)r0 * 3 * C, NULL,
+                     3 * C, beta, dk, 3 * C);
     }
 }
 
-void loco_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+void loco_attention_backward(loco_mm *mm, float *dqkv, float *scratch, const float *dout, const float *qkv,
                              const float *att, int B, int T, int C, int NH) {
     int hs = C / NH;
     for (int b = 0; b < B; b++) {
@@ -235,7 +238,7 @@ void loco_attention_backward(float *dqkv, float *scratch, const float *dout, con
             long off = (long)b * T * 3 * C + h * hs;
             const float *q = qkv + off;
             float *dq = dqkv + off;
-            attention_head_backward(dq, dq + C, dq + 2 * C, scratch, dout + (long)b * T * C + h * hs,
+            attention_head_backward(mm, dq, dq + C, dq + 2 * C, scratch, dout + (long)b * T * C + h * hs,
                                     q, q + C, q + 2 * C, att + ((long)b * NH + h) * T * T, T, C,
                                     hs);
         }

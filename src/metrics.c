@@ -419,6 +419,7 @@ void loco_summary_json(const loco_summary *s, int byte_level, loco_json *j) {
     loco_json_int(j, "checkpoints", s->checkpoints);
     loco_json_num(j, "checkpoint_s", s->checkpoint_s);
     loco_json_num(j, "checkpoint_write_s", s->checkpoint_write_s);
+    if (s->precision) loco_json_str(j, "precision", s->precision);
     if (s->method) summary_async(s, j);
     loco_json_end(j);
 }

@@ -5,6 +5,7 @@
 
 #include <cblas.h>
 #include <cpuid.h>
+#include <immintrin.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
@@ -94,13 +95,22 @@ int loco_precision_resolve(loco_precision p, loco_precision *out, char *why, siz
  * into the exponent or lose its payload, so it is kept quiet explicitly. Branch-free so
  * that the loop vectorises. */
 void loco_to_bf16(uint16_t *out, const float *in, size_t n) {
+    size_t i = 0;
+#ifdef __AVX512BF16__
+    /* the CPU's own conversion, 16 at a time: round to nearest even, NaN stays NaN, and
+     * a denormal input counts as zero (the products treat them so too) */
+    for (; i + 16 <= n; i += 16) {
+        __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(in + i));
+        _mm256_storeu_si256((__m256i *)(out + i), (__m256i)h);
+    }
+#endif
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) {
+    for (size_t j = i; j < n; j++) {
         uint32_t u;
-        memcpy(&u, &in[i], sizeof u);
+        memcpy(&u, &in[j], sizeof u);
         uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
         uint32_t quiet = (u >> 16) | 0x40u;
-        out[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
+        out[j] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
     }
 }
 
@@ -132,6 +142,8 @@ struct loco_mm {
     const float *mbase;    /* the mirror: bf16 copy of mbase[0..mn) */
     uint16_t *mirror;
     size_t mn, mcap;
+    uint16_t **slot;       /* kept bf16 copies (loco_mm_keep), by slot number */
+    size_t *slot_cap, nslots;
     pthread_t thread;      /* the last thread that executed, to set its OpenMP ICV once */
     int has_thread;
 };
@@ -192,6 +204,9 @@ void loco_mm_free(loco_mm *mm) {
     free(mm->sb);
     free(mm->pad);
     free(mm->mirror);
+    for (size_t i = 0; i < mm->nslots; i++) free(mm->slot[i]);
+    free(mm->slot);
+    free(mm->slot_cap);
     free(mm);
 }
 
@@ -353,16 +368,54 @@ static const uint16_t *loco_operand(loco_mm *mm, const float *X, int rows, int c
 
 void loco_gemm(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    loco_gemm_ex(mm, ta, tb, M, N, K, alpha, A, NULL, lda, B, NULL, ldb, beta, C, ldc);
+}
+
+const uint16_t *loco_mm_keep(loco_mm *mm, int slot, const float *X, int rows, int cols,
+                             int ld) {
+    if (!mm || mm->prec != LOCO_PREC_BF16) return NULL;
+    LOCO_CHECK(slot >= 0 && slot < 1 << 20, "mm: slot %d", slot);
+    if ((size_t)slot >= mm->nslots) {
+        size_t n = (size_t)slot + 1;
+        uint16_t **s = realloc(mm->slot, n * sizeof *s);
+        LOCO_CHECK(s != NULL, "mm: cannot allocate %zu slots", n);
+        mm->slot = s;
+        size_t *c = realloc(mm->slot_cap, n * sizeof *c);
+        LOCO_CHECK(c != NULL, "mm: cannot allocate %zu slots", n);
+        mm->slot_cap = c;
+        for (size_t i = mm->nslots; i < n; i++) mm->slot[i] = NULL, mm->slot_cap[i] = 0;
+        mm->nslots = n;
+    }
+    size_t ext = loco_extent(rows, cols, ld);
+    mm->slot[slot] = loco_grow(mm->slot[slot], &mm->slot_cap[slot], ext, sizeof(uint16_t),
+                               "a kept bf16 activation");
+    for (int r = 0; r < rows; r++)
+        loco_to_bf16(mm->slot[slot] + (size_t)r * ld, X + (size_t)r * ld, (size_t)cols);
+    return mm->slot[slot];
+}
+
+const uint16_t *loco_mm_kept(const loco_mm *mm, int slot) {
+    if (!mm || mm->prec != LOCO_PREC_BF16) return NULL;
+    LOCO_CHECK(slot >= 0 && (size_t)slot < mm->nslots && mm->slot[slot],
+               "mm: slot %d was never kept", slot);
+    return mm->slot[slot];
+}
+
+void loco_gemm_ex(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                  const uint16_t *A16, int lda, const float *B, const uint16_t *B16, int ldb,
+                  float beta, float *C, int ldc) {
     if (!mm || mm->prec == LOCO_PREC_FP32) {
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                     M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     /* stored shapes: A is M x K, or K x M when transposed; B is K x N, or N x K */
-    const uint16_t *a = loco_operand(mm, A, ta ? K : M, ta ? M : K, lda, &mm->sa, &mm->sa_n,
-                                     "the bf16 copy of A");
-    const uint16_t *b = loco_operand(mm, B, tb ? N : K, tb ? K : N, ldb, &mm->sb, &mm->sb_n,
-                                     "the bf16 copy of B");
+    const uint16_t *a = A16 ? A16
+                            : loco_operand(mm, A, ta ? K : M, ta ? M : K, lda, &mm->sa,
+                                           &mm->sa_n, "the bf16 copy of A");
+    const uint16_t *b = B16 ? B16
+                            : loco_operand(mm, B, tb ? N : K, tb ? K : N, ldb, &mm->sb,
+                                           &mm->sb_n, "the bf16 copy of B");
     loco_gemm_bf16(mm, ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc);
 }
 

@@ -208,6 +208,16 @@ static layer_acts acts_of(const loco_model *m, const loco_acts *a, int l) {
     return la;
 }
 
+/* The mm slots (kernels.h) that keep the bf16 form of a product's input from forward to
+ * backward: block l's four (ln1, atty, ln2, fch_gelu), then lnf's. */
+static int slot_of(int l) {
+    return LOCO_SLOT_ACTS + 4 * l;
+}
+
+static int slot_lnf(const loco_model *m) {
+    return slot_of(m->s.L);
+}
+
 /* The layer norm that reads the stream a block writes: the next block's ln1, or lnf.
  * The block computes it in the same pass as its last residual add. */
 typedef struct {
@@ -227,16 +237,16 @@ static next_ln next_ln_of(const loco_model *m, const float *params, const loco_a
 
 /* x->ln1 holds the block's first layer norm on entry (written by the block before) */
 static void block_forward(const loco_model *m, const layer_params *p, const layer_acts *x,
-                          const next_ln *nx, float *tmp, int B, int T) {
-    int C = m->s.C, N = B * T;
-    loco_matmul_forward(x->qkv, x->ln1, p->qkvw, p->qkvb, N, C, 3 * C);
-    loco_attention_forward(x->atty, x->att, x->qkv, B, T, C, m->s.NH);
-    loco_matmul_forward(tmp, x->atty, p->projw, NULL, N, C, C);
+                          const next_ln *nx, float *tmp, loco_mm *mm, int l, int B, int T) {
+    int C = m->s.C, N = B * T, s0 = slot_of(l);
+    loco_matmul_forward(mm, s0, x->qkv, x->ln1, p->qkvw, p->qkvb, N, C, 3 * C);
+    loco_attention_forward(mm, x->atty, x->att, x->qkv, B, T, C, m->s.NH);
+    loco_matmul_forward(mm, s0 + 1, tmp, x->atty, p->projw, NULL, N, C, C);
     loco_residual_layernorm_forward(x->r2, x->ln2, x->ln2_mean, x->ln2_rstd, x->x, tmp,
                                     p->projb, p->ln2w, p->ln2b, N, C);
-    loco_matmul_forward(x->fch, x->ln2, p->fcw, NULL, N, C, 4 * C);
+    loco_matmul_forward(mm, s0 + 2, x->fch, x->ln2, p->fcw, NULL, N, C, 4 * C);
     loco_bias_gelu_forward(x->fch, x->fch_gelu, p->fcb, N, 4 * C);
-    loco_matmul_forward(tmp, x->fch_gelu, p->fcprojw, NULL, N, 4 * C, C);
+    loco_matmul_forward(mm, s0 + 3, tmp, x->fch_gelu, p->fcprojw, NULL, N, 4 * C, C);
     loco_residual_layernorm_forward(x->out, nx->out, nx->mean, nx->rstd, x->r2, tmp,
                                     p->fcprojb, nx->w, nx->b, N, C);
 }
@@ -245,20 +255,23 @@ static void block_forward(const loco_model *m, const layer_params *p, const laye
  * column sums of dres, taken by the layer norms' backward passes: projb's here, and the
  * block below's fcprojb (prev_fcprojb, NULL for the first block) as d(x) is completed. */
 static void block_backward(const loco_model *m, const layer_params *p, const layer_params *g,
-                           const layer_acts *x, loco_acts *a, float *prev_fcprojb, int B,
+                           const layer_acts *x, loco_acts *a, float *prev_fcprojb, int l, int B,
                            int T) {
-    int C = m->s.C, N = B * T;
+    int C = m->s.C, N = B * T, s0 = slot_of(l);
     /* MLP: dres flows to r2 unchanged and through the MLP into dln */
-    loco_matmul_backward(a->d4c, g->fcprojw, NULL, a->dres, x->fch_gelu, p->fcprojw, N, 4 * C,
-                         C);
+    loco_matmul_backward(a->mm, s0 + 3, a->d4c, g->fcprojw, NULL, a->dres, x->fch_gelu,
+                         p->fcprojw, N, 4 * C, C);
     loco_gelu_bias_backward(a->d4c, g->fcb, x->fch, a->d4c, N, 4 * C);
-    loco_matmul_backward(a->dln, g->fcw, NULL, a->d4c, x->ln2, p->fcw, N, C, 4 * C);
+    loco_matmul_backward(a->mm, s0 + 2, a->dln, g->fcw, NULL, a->d4c, x->ln2, p->fcw, N, C,
+                         4 * C);
     loco_layernorm_backward(a->dres, g->ln2w, g->ln2b, a->dln, x->r2, p->ln2w, x->ln2_mean,
                             x->ln2_rstd, N, C, g->projb);
     /* attention: dres (now d r2) flows to x unchanged and through attention */
-    loco_matmul_backward(a->dln, g->projw, NULL, a->dres, x->atty, p->projw, N, C, C);
-    loco_attention_backward(a->dqkv, a->datt, a->dln, x->qkv, x->att, B, T, C, m->s.NH);
-    loco_matmul_backward(a->dln, g->qkvw, g->qkvb, a->dqkv, x->ln1, p->qkvw, N, C, 3 * C);
+    loco_matmul_backward(a->mm, s0 + 1, a->dln, g->projw, NULL, a->dres, x->atty, p->projw, N,
+                         C, C);
+    loco_attention_backward(a->mm, a->dqkv, a->datt, a->dln, x->qkv, x->att, B, T, C, m->s.NH);
+    loco_matmul_backward(a->mm, s0, a->dln, g->qkvw, g->qkvb, a->dqkv, x->ln1, p->qkvw, N, C,
+                         3 * C);
     loco_layernorm_backward(a->dres, g->ln1w, g->ln1b, a->dln, x->x, p->ln1w, x->ln1_mean,
                             x->ln1_rstd, N, C, prev_fcprojb);
 }
@@ -277,9 +290,9 @@ float loco_model_forward(const loco_model *m, const float *params, loco_acts *a,
         layer_params p = layer_of(m, params, l);
         layer_acts x = acts_of(m, a, l);
         next_ln nx = next_ln_of(m, params, a, l);
-        block_forward(m, &p, &x, &nx, a->tmp, B, T);
+        block_forward(m, &p, &x, &nx, a->tmp, a->mm, l, B, T);
     }
-    loco_matmul_forward(a->probs, a->lnf, wte, NULL, N, C, m->s.Vp);
+    loco_matmul_forward(a->mm, slot_lnf(m), a->probs, a->lnf, wte, NULL, N, C, m->s.Vp);
     return loco_softmax_xent_forward(a->probs, a->losses, targets, N, m->s.V, m->s.Vp);
 }
 
@@ -291,7 +304,8 @@ void loco_model_backward(const loco_model *m, const float *params, float *grads,
     const float *wte = params + m->t[LOCO_WTE].offset;
     float *dwte = grads + m->t[LOCO_WTE].offset;
     loco_softmax_xent_backward(a->probs, targets, 1.0f / (float)N, N, m->s.Vp);
-    loco_matmul_backward(a->dln, dwte, NULL, a->probs, a->lnf, wte, N, C, m->s.Vp);
+    loco_matmul_backward(a->mm, slot_lnf(m), a->dln, dwte, NULL, a->probs, a->lnf, wte, N, C,
+                         m->s.Vp);
     memset(a->dres, 0, (size_t)N * C * sizeof(float));
     const float *last = acts_of(m, a, L - 1).out;
     loco_layernorm_backward(a->dres, grads + m->t[LOCO_LNFW].offset,
@@ -302,7 +316,7 @@ void loco_model_backward(const loco_model *m, const float *params, float *grads,
         layer_params p = layer_of(m, params, l);
         layer_params g = layer_of(m, grads, l);
         layer_acts x = acts_of(m, a, l);
-        block_backward(m, &p, &g, &x, a, l > 0 ? layer_of(m, grads, l - 1).fcprojb : NULL, B,
+        block_backward(m, &p, &g, &x, a, l > 0 ? layer_of(m, grads, l - 1).fcprojb : NULL, l, B,
                        T);
     }
     loco_encoder_backward(dwte, grads + m->t[LOCO_WPE].offset, a->dres, inputs, B, T, C);

@@ -26,6 +26,8 @@ int loco_worker_init(loco_worker *w, int id, const loco_model *m, const loco_dat
         !(w->inputs = loco_alloc_for(batch, who, "its batch's inputs", e)) ||
         !(w->targets = loco_alloc_for(batch, who, "its batch's targets", e)) ||
         (loco_acts_alloc(&w->acts, m, w->B, w->T, &ae) != 0 &&
+         loco_errf(e, "%s: %s", who, ae.msg)) ||
+        (loco_mm_init(&w->acts.mm, o->precision, &ae) != 0 &&
          loco_errf(e, "%s: %s", who, ae.msg))) {
         loco_worker_free(w);
         return -1;
@@ -41,6 +43,7 @@ void loco_worker_free(loco_worker *w) {
     free(w->adam_v);
     free(w->inputs);
     free(w->targets);
+    loco_mm_free(w->acts.mm);
     loco_acts_free(&w->acts);
     memset(w, 0, sizeof *w);
 }
@@ -59,6 +62,9 @@ float loco_worker_grad(loco_worker *w, int accumulate) {
     const loco_model *m = w->m;
     loco_stream_next(&w->stream, w->B, w->T, w->inputs, w->targets);
     if (!accumulate) memset(w->grads, 0, m->nparams * sizeof(float));
+    /* bf16: the weights' copy is refreshed before every forward, so nothing that changes
+     * the parameters (AdamW, a pull, a resume) can leave it stale; fp32: nothing */
+    loco_mm_mirror(w->acts.mm, w->params, m->nparams);
     w->loss = loco_model_forward(m, w->params, &w->acts, w->inputs, w->targets, w->B, w->T);
     loco_model_backward(m, w->params, w->grads, &w->acts, w->inputs, w->targets, w->B, w->T);
     return w->loss;

@@ -147,7 +147,7 @@ typedef struct {
 
 static void mm_fwd(void *c) {
     mm_ctx *k = c;
-    loco_matmul_forward(k->out, k->x, k->w, k->b, k->N, k->C, k->OC);
+    loco_matmul_forward(NULL, -1, k->out, k->x, k->w, k->b, k->N, k->C, k->OC);
 }
 
 Test(kernels, matmul_forward_matches_scalar_reference) {
@@ -176,7 +176,7 @@ Test(kernels, matmul_backward_matches_finite_differences) {
     probe p = {mm_fwd, &k, k.out, w, N * OC};
     float *dx = rand_array(&r, N * C, 5.0f); /* written, so old contents must not matter */
     float *dw = rand_array(&r, OC * C, 0), *db = rand_array(&r, OC, 0);
-    loco_matmul_backward(dx, dw, db, w, k.x, k.w, N, C, OC);
+    loco_matmul_backward(NULL, -1, dx, dw, db, w, k.x, k.w, N, C, OC);
     check_grad("matmul dinp", &p, k.x, dx, N * C, 1e-2f);
     check_grad("matmul dweight", &p, k.w, dw, OC * C, 1e-2f);
     check_grad("matmul dbias", &p, k.b, db, OC, 1e-2f);
@@ -192,7 +192,7 @@ typedef struct {
 
 static void att_fwd(void *c) {
     att_ctx *k = c;
-    loco_attention_forward(k->out, k->att, k->qkv, k->B, k->T, k->C, k->NH);
+    loco_attention_forward(NULL, k->out, k->att, k->qkv, k->B, k->T, k->C, k->NH);
 }
 
 /* plain causal attention, one output element at a time */
@@ -244,7 +244,7 @@ Test(kernels, attention_backward_matches_finite_differences) {
     probe_loss(&p);
     float *dqkv = rand_array(&r, k.B * k.T * 3 * k.C, 3.0f);
     float *scratch = rand_array(&r, k.T * k.T, 0);
-    loco_attention_backward(dqkv, scratch, w, k.qkv, k.att, k.B, k.T, k.C, k.NH);
+    loco_attention_backward(NULL, dqkv, scratch, w, k.qkv, k.att, k.B, k.T, k.C, k.NH);
     check_grad("attention dqkv", &p, k.qkv, dqkv, k.B * k.T * 3 * k.C, 1e-2f);
     free_arrays();
 }

@@ -2,7 +2,7 @@
  * name, type, default, allowed range, help) from which the INI parser (libinih), --set,
  * validation, `loco help config` and the resolved config.ini all come, and the one list
  * of checks between keys; a key is added in one place. Choices take their names from the
- * modules that own them (outer, clock, topo, hetero, globalbuf, data). Nothing below the
+ * modules that own them (outer, clock, topo, hetero, globalbuf, data, mm). Nothing below the
  * run layer includes this header. */
 #ifndef LOCO_CONFIG_H
 #define LOCO_CONFIG_H
@@ -30,6 +30,7 @@ typedef struct {
     } run;
     struct {
         long layers, heads, dim, seq_len, vocab;
+        int precision;        /* LOCO_PREC_* (mm.h) */
     } model;
     struct {
         char path[LOCO_PATH_LEN];

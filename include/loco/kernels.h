@@ -1,7 +1,8 @@
 /* kernels: the transformer's layers as forward/backward pairs over flat float arrays:
- * encoder, layernorm, matmul (cblas_sgemm), causal attention, GELU, bias add and the
- * fused softmax + cross-entropy. Pure functions: no allocation, no state; scratch is
- * passed in. Backward kernels ADD into parameter gradients. Input gradients are written
+ * encoder, layernorm, matmul, causal attention, GELU, bias add and the fused softmax +
+ * cross-entropy. Pure functions: no allocation, no state; scratch is passed in. Their
+ * products go through mm (fp32 OpenBLAS, or bf16 oneDNN when mm is a bf16 context; NULL
+ * is fp32). Backward kernels ADD into parameter gradients. Input gradients are written
  * (not added), except layernorm's, which adds into dinp: there dinp is the residual
  * stream's running gradient. Shapes in the comments: B batch, T time,
  * C channels, OC output channels, NH heads, V vocabulary, Vp padded vocabulary. */
@@ -9,6 +10,8 @@
 #define LOCO_KERNELS_H
 
 #include <stdint.h>
+
+#include "loco/mm.h"
 
 /* out (B,T,C) = wte[inp] + wpe[t]; inp (B,T), wte (V,C), wpe (maxT,C) */
 void loco_encoder_forward(float *out, const int *inp, const float *wte, const float *wpe,
@@ -31,13 +34,22 @@ void loco_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
                              const float *inp, const float *weight, const float *mean,
                              const float *rstd, int N, int C, float *dinp_sum);
 
-/* out (N,OC) = inp (N,C) . weight(OC,C)^T + bias (OC); bias may be NULL */
-void loco_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
-                         int N, int C, int OC);
+/* The mm buffers the kernels keep bf16 operands in (nothing in fp32): a backward's dout,
+ * attention's blocks, then from LOCO_SLOT_ACTS on one per activation that the caller
+ * numbers (a product's input, converted in forward and used again for its weight
+ * gradient; -1: not kept). */
+enum { LOCO_SLOT_DOUT, LOCO_SLOT_ATT_DY, LOCO_SLOT_ATT_DS, LOCO_SLOT_ACTS };
+
+/* out (N,OC) = inp (N,C) . weight(OC,C)^T + bias (OC); bias may be NULL; slot: where mm
+ * keeps inp's bf16 form for the backward (-1: none) */
+void loco_matmul_forward(loco_mm *mm, int slot, float *out, const float *inp,
+                         const float *weight, const float *bias, int N, int C, int OC);
 /* dinp (N,C) = dout . weight (written; skipped when dinp is NULL);
- * dweight (OC,C) += dout^T . inp; dbias (OC) += column sums of dout (skipped when NULL) */
-void loco_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                          const float *inp, const float *weight, int N, int C, int OC);
+ * dweight (OC,C) += dout^T . inp; dbias (OC) += column sums of dout (skipped when NULL);
+ * slot: the one the forward kept inp in (-1: none) */
+void loco_matmul_backward(loco_mm *mm, int slot, float *dinp, float *dweight, float *dbias,
+                          const float *dout, const float *inp, const float *weight, int N, int C,
+                          int OC);
 
 /* Causal attention works on row blocks of LOCO_ATT_ROWS queries: block [r0, r1) only
  * needs keys [0, r1), so each product is one sgemm of a useful size and about half of
@@ -46,10 +58,10 @@ enum { LOCO_ATT_ROWS = 64 };
 
 /* Causal multi-head attention. qkv (B,T,3C) holds q|k|v per token; out (B,T,C);
  * att (B,NH,T,T) keeps the softmax probabilities (lower triangle) for backward. */
-void loco_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+void loco_attention_forward(loco_mm *mm, float *out, float *att, const float *qkv, int B, int T, int C,
                             int NH);
 /* dqkv (B,T,3C) written from dout (B,T,C); scratch holds T*T floats */
-void loco_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+void loco_attention_backward(loco_mm *mm, float *dqkv, float *scratch, const float *dout, const float *qkv,
                              const float *att, int B, int T, int C, int NH);
 
 /* out = gelu(inp) (tanh approximation, computed as x sigmoid(2u)), n elements */

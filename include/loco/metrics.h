@@ -158,6 +158,7 @@ typedef struct {
     double checkpoint_s;             /* wall seconds the run was held for them (waiting for
                                         the rounds under way to end, then writing) */
     double checkpoint_write_s;       /* of which writing */
+    const char *precision;           /* of the matrix products: "fp32" or "bf16" */
     /* asynchronous runs only (method != NULL) */
     const char *method, *clock;
     int workers, virtual_clock;

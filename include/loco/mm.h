@@ -42,6 +42,19 @@ long loco_mm_primitives(const loco_mm *mm);            /* oneDNN primitives crea
  * stride ldc. */
 void loco_gemm(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* loco_gemm where the caller may hold an operand's bf16 form already (A16, B16: the same
+ * layout and leading dimension as A, B; NULL: convert as loco_gemm does). fp32 ignores
+ * them. */
+void loco_gemm_ex(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                  const uint16_t *A16, int lda, const float *B, const uint16_t *B16, int ldb,
+                  float beta, float *C, int ldc);
+/* An operand that feeds more than one product is converted once: loco_mm_keep converts X
+ * (rows x cols, leading dimension ld) into the context's buffer number slot (grown the
+ * first time, kept until the slot is kept again) and returns it; loco_mm_kept returns it
+ * later (an activation of the forward pass, for its weight gradient). NULL in fp32. */
+const uint16_t *loco_mm_keep(loco_mm *mm, int slot, const float *X, int rows, int cols,
+                             int ld);
+const uint16_t *loco_mm_kept(const loco_mm *mm, int slot);
 /* the same product on operands already in bf16 (used by loco_gemm and by the benchmark's
  * ceiling) */
 void loco_gemm_bf16(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha,

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "loco/base.h"
+#include "loco/mm.h"
 
 typedef struct {
     int V;     /* vocabulary */
@@ -71,6 +72,8 @@ typedef struct {
     float *d4c;        /* (B,T,4C) */
     float *dqkv;       /* (B,T,3C) */
     float *datt;       /* (T,T) */
+    loco_mm *mm;       /* the products' precision and oneDNN state: set by the owner (a
+                          worker); NULL (as allocated) is fp32 */
 } loco_acts;
 
 /* Errors say the size of all the activations and of the buffer that failed. */

@@ -1,7 +1,8 @@
 /* worker: one model replica and its inner optimizer. Owns the replica's parameters,
  * gradients, AdamW moments (kept across rounds), activations and its seeded data
- * stream; a step samples a batch, runs forward and backward, clips and applies AdamW.
- * All buffers are made once at init: a step allocates nothing. */
+ * stream, and its products' context (mm: fp32, or bf16 with the weights' bf16 mirror);
+ * a step samples a batch, runs forward and backward, clips and applies AdamW. All
+ * buffers are made once at init: a step allocates nothing (bf16: after the first). */
 #ifndef LOCO_WORKER_H
 #define LOCO_WORKER_H
 
@@ -23,6 +24,7 @@ typedef struct {
     int B, T;
     uint64_t seed;
     loco_adamw_hp hp;
+    loco_precision precision;  /* of the products: fp32 or bf16 (resolved) */
 } loco_worker_opts;
 
 typedef struct {
@@ -31,7 +33,7 @@ typedef struct {
     loco_adamw_hp hp;
     loco_stream stream;
     float *params, *grads, *adam_m, *adam_v;   /* m->nparams floats each */
-    loco_acts acts;
+    loco_acts acts;                            /* acts.mm: its products' context */
     int *inputs, *targets;                     /* (B,T) */
     int B, T;
     long steps;          /* inner steps taken: AdamW's t and the schedule's position */
