@@ -64,17 +64,26 @@ static void step_shapes(shape_list *l, const loco_model *m, int B, int T) {
     }
 }
 
-/* seconds per call of one shape, best of a few timed batches */
-static double time_sgemm(const shape *s, float *a, float *b, float *c) {
+/* one call of a shape: sgemm (mm NULL; a, b floats) or oneDNN's bf16 matmul (a, b bf16) */
+static void product(const shape *s, loco_mm *mm, const void *a, const void *b, float *c) {
     int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
+    if (mm)
+        loco_gemm_bf16(mm, s->ta, s->tb, s->M, s->N, s->K, 1.0f, a, lda, b, ldb, 0.0f, c, s->N);
+    else
+        cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
+                    s->tb ? CblasTrans : CblasNoTrans, s->M, s->N, s->K, 1.0f, a, lda, b, ldb,
+                    0.0f, c, s->N);
+}
+
+/* seconds per call of one shape, best of a few timed batches */
+static double time_product(const shape *s, loco_mm *mm, const void *a, const void *b, float *c) {
     double best = 1e30;
+    product(s, mm, a, b, c); /* a bf16 primitive is made on its first call */
     for (int rep = 0; rep < 5; rep++) {
         int calls = 0;
         double t0 = loco_now(), t;
         do {
-            cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
-                        s->tb ? CblasTrans : CblasNoTrans, s->M, s->N, s->K, 1.0f, a, lda, b,
-                        ldb, 0.0f, c, s->N);
+            product(s, mm, a, b, c);
             calls++;
             t = loco_now() - t0;
         } while (t < 0.02);
@@ -83,8 +92,9 @@ static double time_sgemm(const shape *s, float *a, float *b, float *c) {
     return best;
 }
 
-/* GFLOP/s of sgemm over the step's shapes, each weighted by the work it does in a step */
-static double sgemm_ceiling(const shape_list *l) {
+/* GFLOP/s of the product (sgemm, or bf16 with mm) over the step's shapes, each weighted
+ * by the work it does in a step: the step's ceiling */
+static double ceiling(const shape_list *l, loco_mm *mm) {
     size_t most = 0;
     for (int i = 0; i < l->n; i++) {
         size_t ab = (size_t)l->s[i].M * l->s[i].K + (size_t)l->s[i].K * l->s[i].N;
@@ -94,12 +104,15 @@ static double sgemm_ceiling(const shape_list *l) {
     }
     float *a = loco_alloc(most * 4), *b = loco_alloc(most * 4), *c = loco_alloc(most * 4);
     for (size_t i = 0; i < most; i++) a[i] = b[i] = 0.01f * (float)(i % 97);
+    if (mm) { /* the same values in bf16, in the first half of each buffer */
+        loco_to_bf16((uint16_t *)a, a, most);
+        loco_to_bf16((uint16_t *)b, b, most);
+    }
     double flops = 0, secs = 0;
     for (int i = 0; i < l->n; i++) {
         const shape *s = &l->s[i];
-        double f = 2.0 * s->M * s->N * s->K * (double)s->count;
-        flops += f;
-        secs += time_sgemm(s, a, b, c) * (double)s->count;
+        flops += 2.0 * s->M * s->N * s->K * (double)s->count;
+        secs += time_product(s, mm, a, b, c) * (double)s->count;
     }
     free(a);
     free(b);
@@ -146,39 +159,89 @@ static void phase_times(loco_worker *w, double *fwd, double *grad, double *updat
     *update = t3 - t2;
 }
 
+/* the process's threads now, from /proc (0 where there is none) */
+static int thread_count(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1) break;
+    if (f) fclose(f);
+    return n;
+}
+
+/* One precision's step: its median time and where it goes. */
+typedef struct {
+    double step, fwd, grad, update;
+    int n;
+} step_time;
+
+static int time_precision(const loco_config *c, const loco_model *m, const loco_data *d,
+                          const float *init, loco_precision p, step_time *st, loco_err *e) {
+    loco_worker_opts wo;
+    loco_worker_opts_from_config(c, &wo);
+    wo.precision = p;
+    loco_worker w;
+    if (loco_worker_init(&w, 0, m, d, &wo, init, e) != 0) return -1;
+    st->step = time_steps(&w, &st->n);
+    phase_times(&w, &st->fwd, &st->grad, &st->update);
+    loco_worker_free(&w);
+    return 0;
+}
+
+static void say_step(const char *name, const step_time *st, double gflops, double ceil,
+                     const char *ceil_name) {
+    fprintf(stderr, "  %s: step %.1f ms (median of %d): forward %.1f, backward %.1f, AdamW %.1f ms\n",
+            name, st->step * 1e3, st->n, st->fwd * 1e3, (st->grad - st->fwd) * 1e3,
+            st->update * 1e3);
+    fprintf(stderr, "  %s: %.1f GFLOP/s, %s at the step's shapes %.1f GFLOP/s: %.0f%%\n", name,
+            gflops, ceil_name, ceil, 100 * gflops / ceil);
+}
+
 int loco_bench_step(const loco_config *c, const char *config_name, loco_err *e) {
     loco_shape s = loco_shape_from_config(c);
     loco_model m;
     loco_data d;
-    loco_worker w;
     if (loco_model_init(&m, &s, e) != 0) return -1;
     if (loco_data_open(&d, c->data.path, c->data.format, s.V, (size_t)c->data.block,
                        c->data.val_every, e) != 0)
         return -1;
+    int B = (int)c->train.batch, T = (int)c->model.seq_len;
+    loco_cpu cpu;
+    loco_cpu_detect(&cpu);
+    char feat[64];
+    loco_cpu_features(&cpu, feat, sizeof feat);
+    loco_precision bf;
+    int has_bf16 = loco_precision_resolve(LOCO_PREC_BF16, &bf, NULL, 0, NULL) == 0;
+    fprintf(stderr, "bench step: %s, %zu parameters, B=%d T=%d, one thread; CPU bf16: %s (oneDNN ISA %s)\n",
+            config_name, m.ntrue, B, T, feat, cpu.isa);
     float *init = loco_alloc(m.nparams * sizeof(float));
     loco_model_init_params(&m, init, (uint64_t)c->run.seed);
-    loco_worker_opts wo;
-    loco_worker_opts_from_config(c, &wo);
-    int rc = loco_worker_init(&w, 0, &m, &d, &wo, init, e);
+    step_time f32 = {0}, b16 = {0};
+    int rc = time_precision(c, &m, &d, init, LOCO_PREC_FP32, &f32, e);
+    if (rc == 0 && has_bf16) rc = time_precision(c, &m, &d, init, LOCO_PREC_BF16, &b16, e);
     free(init);
-    if (rc != 0) {
-        loco_data_close(&d);
-        return -1;
-    }
-    int B = w.B, T = w.T, n;
-    fprintf(stderr, "bench step: %s, %zu parameters, B=%d T=%d, one thread\n", config_name,
-            m.ntrue, B, T);
-    double step = time_steps(&w, &n), fwd, grad, update;
-    phase_times(&w, &fwd, &grad, &update);
+    loco_data_close(&d);
+    if (rc != 0) return -1;
+    int threads = thread_count();
     shape_list shapes;
     step_shapes(&shapes, &m, B, T);
-    double sgemm = sgemm_ceiling(&shapes);
     double flops = loco_model_flops_per_token(&m, T) * B * T;
-    double gflops = flops / step / 1e9;
-    fprintf(stderr, "  step %.1f ms (median of %d): forward %.1f, backward %.1f, AdamW %.1f ms\n",
-            step * 1e3, n, fwd * 1e3, (grad - fwd) * 1e3, update * 1e3);
-    fprintf(stderr, "  %.1f GFLOP/s, sgemm at the step's shapes %.1f GFLOP/s: %.0f%%\n", gflops,
-            sgemm, 100 * gflops / sgemm);
+    double sgemm = ceiling(&shapes, NULL), gf32 = flops / f32.step / 1e9;
+    say_step("fp32", &f32, gf32, sgemm, "sgemm");
+    double bfmm = NAN, gb16 = NAN;
+    if (has_bf16) {
+        loco_mm *mm;
+        if (loco_mm_init(&mm, LOCO_PREC_BF16, e) != 0) return -1;
+        bfmm = ceiling(&shapes, mm);
+        loco_mm_free(mm);
+        gb16 = flops / b16.step / 1e9;
+        say_step("bf16", &b16, gb16, bfmm, "oneDNN bf16 matmul");
+        fprintf(stderr, "  bf16/fp32 step: %.2fx; threads in the process: %d\n",
+                f32.step / b16.step, threads);
+    } else {
+        fprintf(stderr, "  bf16: not measured, this CPU has neither AVX512-BF16 nor AMX\n");
+    }
     loco_json j;
     loco_json_begin(&j);
     loco_json_str(&j, "bench", "step");
@@ -186,14 +249,21 @@ int loco_bench_step(const loco_config *c, const char *config_name, loco_err *e) 
     loco_json_int(&j, "params", (long)m.ntrue);
     loco_json_int(&j, "batch", B);
     loco_json_int(&j, "seq_len", T);
-    loco_json_num(&j, "step_ms", step * 1e3);
-    loco_json_num(&j, "tokens_per_s", B * T / step);
-    loco_json_num(&j, "step_gflops", gflops);
+    loco_json_num(&j, "step_ms", f32.step * 1e3);
+    loco_json_num(&j, "tokens_per_s", B * T / f32.step);
+    loco_json_num(&j, "step_gflops", gf32);
     loco_json_num(&j, "sgemm_gflops", sgemm);
-    loco_json_num(&j, "mfu_vs_sgemm", gflops / sgemm);
+    loco_json_num(&j, "mfu_vs_sgemm", gf32 / sgemm);
+    loco_json_str(&j, "cpu_bf16", feat);
+    loco_json_str(&j, "onednn_isa", cpu.isa);
+    loco_json_num(&j, "bf16_step_ms", has_bf16 ? b16.step * 1e3 : NAN);
+    loco_json_num(&j, "bf16_tokens_per_s", has_bf16 ? B * T / b16.step : NAN);
+    loco_json_num(&j, "bf16_step_gflops", gb16);
+    loco_json_num(&j, "bf16_matmul_gflops", bfmm);
+    loco_json_num(&j, "mfu_vs_bf16", gb16 / bfmm);
+    loco_json_num(&j, "bf16_vs_fp32", has_bf16 ? f32.step / b16.step : NAN);
+    loco_json_int(&j, "threads", threads);
     puts(loco_json_end(&j));
     loco_json_free(&j);
-    loco_worker_free(&w);
-    loco_data_close(&d);
     return 0;
 }

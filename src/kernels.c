@@ -162,31 +162,28 @@ static void causal_softmax_row(float *p, int t, int end) {
     for (int j = t + 1; j < end; j++) p[j] = 0.0f;
 }
 
-/* one (batch, head): q, k, v (T,hs) with row stride 3C; y (T,hs) with row stride C */
-static void attention_head_forward(loco_mm *mm, float *y, float *att, const float *q, const float *k,
-                                   const float *v, int T, int C, int hs) {
-    float scale = 1.0f / sqrtf((float)hs);
-    for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
-        int r1 = r0 + ATT_ROWS < T ? r0 + ATT_ROWS : T;
-        float *s = att + (long)r0 * T;
-        loco_gemm(mm, 0, 1, r1 - r0, r1, hs, scale,
-                    q + (long)r0 * 3 * C, 3 * C, k, 3 * C, 0.0f, s, T);
-        for (int t = r0; t < r1; t++) causal_softmax_row(att + (long)t * T, t, r1);
-        loco_gemm(mm, 0, 0, r1 - r0, hs, r1, 1.0f, s, T, v,
-                    3 * C, 0.0f, y + (long)r0 * C, C);
-    }
+long loco_attention_scratch(int B, int T, int NH) {
+    return (long)B * NH * (T < ATT_ROWS ? T : ATT_ROWS) * T;
 }
 
-void loco_attention_forward(loco_mm *mm, float *out, float *att, const float *qkv, int B, int T, int C,
-                            int NH) {
+/* Every (batch, head) of a row block in one batched product: q, k, v of (b, h) start at
+ * qkv + b*T*3C + h*hs (+C, +2C), rows 3C apart; y at out + b*T*C + h*hs, rows C apart;
+ * its probabilities at att + (b*NH + h)*T*T, rows T apart. */
+void loco_attention_forward(loco_mm *mm, float *out, float *att, const float *qkv, int B, int T,
+                            int C, int NH) {
     int hs = C / NH;
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const float *q = qkv + (long)b * T * 3 * C + h * hs;
-            attention_head_forward(mm, out + (long)b * T * C + h * hs,
-                                   att + ((long)b * NH + h) * T * T, q, q + C, q + 2 * C, T, C,
-                                   hs);
-        }
+    float scale = 1.0f / sqrtf((float)hs);
+    long qb = (long)T * 3 * C, ab = (long)NH * T * T, ah = (long)T * T, ob = (long)T * C;
+    for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+        int r1 = r0 + ATT_ROWS < T ? r0 + ATT_ROWS : T, rows = r1 - r0;
+        /* s = scale q k^T over keys [0, r1) */
+        loco_gemm_batch(mm, B, NH, 0, 1, rows, r1, hs, scale, qkv + (long)r0 * 3 * C, qb, hs,
+                        3 * C, qkv + C, qb, hs, 3 * C, 0.0f, att + (long)r0 * T, ab, ah, T);
+        for (long bh = 0; bh < (long)B * NH; bh++)
+            for (int t = r0; t < r1; t++) causal_softmax_row(att + bh * ah + (long)t * T, t, r1);
+        /* y = p v */
+        loco_gemm_batch(mm, B, NH, 0, 0, rows, hs, r1, 1.0f, att + (long)r0 * T, ab, ah, T,
+                        qkv + 2 * C, qb, hs, 3 * C, 0.0f, out + (long)r0 * C, ob, hs, C);
     }
 }
 
@@ -199,49 +196,36 @@ static void causal_softmax_backward_row(float *ds, const float *p, int t, int en
     for (int j = t + 1; j < end; j++) ds[j] = 0.0f;
 }
 
-/* one (batch, head); dq, dk, dv (T,hs) with row stride 3C are written. Row blocks run
- * last to first: the last one touches every key row, so it writes dk and dv (beta 0)
- * and the earlier, shorter ones add. */
-static void attention_head_backward(loco_mm *mm, float *dq, float *dk, float *dv, float *ds, const float *dy,
-                                    const float *q, const float *k, const float *v,
-                                    const float *att, int T, int C, int hs) {
+/* dq, dk, dv are written. Row blocks run last to first: the last one touches every key
+ * row, so it writes dk and dv (beta 0) and the earlier, shorter ones add. The block's
+ * score gradients ds for (b, h) sit at scratch + (b*NH + h)*min(T, LOCO_ATT_ROWS)*T,
+ * rows T apart. */
+void loco_attention_backward(loco_mm *mm, float *dqkv, float *scratch, const float *dout,
+                             const float *qkv, const float *att, int B, int T, int C, int NH) {
+    int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
+    long qb = (long)T * 3 * C, ab = (long)NH * T * T, ah = (long)T * T, ob = (long)T * C;
+    long dh = (long)(T < ATT_ROWS ? T : ATT_ROWS) * T, db = NH * dh;
     int last = (T - 1) / ATT_ROWS * ATT_ROWS;
     for (int r0 = last; r0 >= 0; r0 -= ATT_ROWS) {
         int r1 = r0 + ATT_ROWS < T ? r0 + ATT_ROWS : T, rows = r1 - r0;
         float beta = r0 == last ? 0.0f : 1.0f;
-        const float *p = att + (long)r0 * T;
-        const float *dyr = dy + (long)r0 * C;
-        float *dsr = ds + (long)r0 * T;
-        /* bf16: the dy and ds blocks each feed two products, so each is converted once */
-        const uint16_t *dy16 = loco_mm_keep(mm, LOCO_SLOT_ATT_DY, dyr, rows, hs, C);
+        const float *p = att + (long)r0 * T, *dy = dout + (long)r0 * C;
         /* dv[0:r1] += p^T dy */
-        loco_gemm_ex(mm, 1, 0, r1, hs, rows, 1.0f, p, NULL, T, dyr, dy16, C, beta, dv, 3 * C);
+        loco_gemm_batch(mm, B, NH, 1, 0, r1, hs, rows, 1.0f, p, ab, ah, T, dy, ob, hs, C, beta,
+                        dqkv + 2 * C, qb, hs, 3 * C);
         /* dp = dy v^T, then through the softmax */
-        loco_gemm_ex(mm, 0, 1, rows, r1, hs, 1.0f, dyr, dy16, C, v, NULL, 3 * C, 0.0f, dsr, T);
-        for (int t = r0; t < r1; t++)
-            causal_softmax_backward_row(ds + (long)t * T, att + (long)t * T, t, r1);
-        const uint16_t *ds16 = loco_mm_keep(mm, LOCO_SLOT_ATT_DS, dsr, rows, r1, T);
+        loco_gemm_batch(mm, B, NH, 0, 1, rows, r1, hs, 1.0f, dy, ob, hs, C, qkv + 2 * C, qb, hs,
+                        3 * C, 0.0f, scratch, db, dh, T);
+        for (long bh = 0; bh < (long)B * NH; bh++)
+            for (int t = r0; t < r1; t++)
+                causal_softmax_backward_row(scratch + bh * dh + (long)(t - r0) * T,
+                                            att + bh * ah + (long)t * T, t, r1);
         /* dq = scale ds k; dk[0:r1] += scale ds^T q */
-        loco_gemm_ex(mm, 0, 0, rows, hs, r1, scale, dsr, ds16, T, k, NULL, 3 * C, 0.0f,
-                     dq + (long)r0 * 3 * C, 3 * C);
-        loco_gemm_ex(mm, 1, 0, r1, hs, rows, scale, dsr, ds16, T, q + (long)r0 * 3 * C, NULL,
-                     3 * C, beta, dk, 3 * C);
-    }
-}
-
-void loco_attention_backward(loco_mm *mm, float *dqkv, float *scratch, const float *dout, const float *qkv,
-                             const float *att, int B, int T, int C, int NH) {
-    int hs = C / NH;
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            long off = (long)b * T * 3 * C + h * hs;
-            const float *q = qkv + off;
-            float *dq = dqkv + off;
-            attention_head_backward(mm, dq, dq + C, dq + 2 * C, scratch, dout + (long)b * T * C + h * hs,
-                                    q, q + C, q + 2 * C, att + ((long)b * NH + h) * T * T, T, C,
-                                    hs);
-        }
+        loco_gemm_batch(mm, B, NH, 0, 0, rows, hs, r1, scale, scratch, db, dh, T, qkv + C, qb,
+                        hs, 3 * C, 0.0f, dqkv + (long)r0 * 3 * C, qb, hs, 3 * C);
+        loco_gemm_batch(mm, B, NH, 1, 0, r1, hs, rows, scale, scratch, db, dh, T,
+                        qkv + (long)r0 * 3 * C, qb, hs, 3 * C, beta, dqkv + C, qb, hs, 3 * C);
     }
 }
 

@@ -126,6 +126,8 @@ float loco_bf16_to_float(uint16_t h) {
 typedef struct {
     int M, N, K, ta, tb, lda, ldb, ldc;
     float alpha, beta;
+    int nb, nh;           /* a batch of nb x nh products (1 x 1: one) */
+    long cs0, cs1;        /* a batch's C strides; its A and B are dense */
     dnnl_primitive_t prim;
     dnnl_memory_t a, b, c, pad;   /* created once without data; handles set per call */
 } loco_mm_prim;
@@ -137,6 +139,8 @@ struct loco_mm {
     int nprims;
     uint16_t *sa, *sb;     /* conversion scratch for A and B */
     size_t sa_n, sb_n;     /* their capacities in elements */
+    float *sc;             /* a batch's dense output, before it goes into place */
+    size_t sc_n;
     void *pad;             /* oneDNN's scratchpad, shared by the primitives (one thread) */
     size_t pad_n;
     const float *mbase;    /* the mirror: bf16 copy of mbase[0..mn) */
@@ -202,6 +206,7 @@ void loco_mm_free(loco_mm *mm) {
     free(mm->prims);
     free(mm->sa);
     free(mm->sb);
+    free(mm->sc);
     free(mm->pad);
     free(mm->mirror);
     for (size_t i = 0; i < mm->nslots; i++) free(mm->slot[i]);
@@ -240,15 +245,28 @@ static void *loco_grow(void *p, size_t *cap, size_t need, size_t elem, const cha
     } while (0)
 
 /* A as {M,K}, B as {K,N}, C as {M,N}, each with the strides of its storage, so that a
- * transposed or padded operand is a view and nothing is copied. */
+ * transposed or padded operand is a view and nothing is copied. A batch is 4-d: {nb, nh}
+ * before those, A and B dense one product after another, C with the caller's strides. */
 static void loco_mm_descs(const loco_mm_prim *k, dnnl_memory_desc_t *a, dnnl_memory_desc_t *b,
                           dnnl_memory_desc_t *c) {
-    dnnl_dims_t da = {k->M, k->K}, sa = {k->ta ? 1 : k->lda, k->ta ? k->lda : 1};
-    dnnl_dims_t db = {k->K, k->N}, sb = {k->tb ? 1 : k->ldb, k->tb ? k->ldb : 1};
-    dnnl_dims_t dc = {k->M, k->N}, sc = {k->ldc, 1};
-    LOCO_DNNL(dnnl_memory_desc_init_by_strides(a, 2, da, dnnl_bf16, sa));
-    LOCO_DNNL(dnnl_memory_desc_init_by_strides(b, 2, db, dnnl_bf16, sb));
-    LOCO_DNNL(dnnl_memory_desc_init_by_strides(c, 2, dc, dnnl_f32, sc));
+    if (k->nb * k->nh == 1) {
+        dnnl_dims_t da = {k->M, k->K}, sa = {k->ta ? 1 : k->lda, k->ta ? k->lda : 1};
+        dnnl_dims_t db = {k->K, k->N}, sb = {k->tb ? 1 : k->ldb, k->tb ? k->ldb : 1};
+        dnnl_dims_t dc = {k->M, k->N}, sc = {k->ldc, 1};
+        LOCO_DNNL(dnnl_memory_desc_init_by_strides(a, 2, da, dnnl_bf16, sa));
+        LOCO_DNNL(dnnl_memory_desc_init_by_strides(b, 2, db, dnnl_bf16, sb));
+        LOCO_DNNL(dnnl_memory_desc_init_by_strides(c, 2, dc, dnnl_f32, sc));
+        return;
+    }
+    long MK = (long)k->M * k->K, KN = (long)k->K * k->N;
+    dnnl_dims_t da = {k->nb, k->nh, k->M, k->K},
+                sa = {k->nh * MK, MK, k->ta ? 1 : k->K, k->ta ? k->M : 1};
+    dnnl_dims_t db = {k->nb, k->nh, k->K, k->N},
+                sb = {k->nh * KN, KN, k->tb ? 1 : k->N, k->tb ? k->K : 1};
+    dnnl_dims_t dc = {k->nb, k->nh, k->M, k->N}, sc = {k->cs0, k->cs1, k->ldc, 1};
+    LOCO_DNNL(dnnl_memory_desc_init_by_strides(a, 4, da, dnnl_bf16, sa));
+    LOCO_DNNL(dnnl_memory_desc_init_by_strides(b, 4, db, dnnl_bf16, sb));
+    LOCO_DNNL(dnnl_memory_desc_init_by_strides(c, 4, dc, dnnl_f32, sc));
 }
 
 /* alpha as a fixed output scale and beta = 1 as a sum post-op, both part of the key;
@@ -292,7 +310,8 @@ static void loco_mm_create(loco_mm *mm, loco_mm_prim *k) {
 static int loco_mm_same(const loco_mm_prim *p, const loco_mm_prim *k) {
     return p->M == k->M && p->N == k->N && p->K == k->K && p->ta == k->ta && p->tb == k->tb &&
            p->lda == k->lda && p->ldb == k->ldb && p->ldc == k->ldc && p->alpha == k->alpha &&
-           p->beta == k->beta;
+           p->beta == k->beta && p->nb == k->nb && p->nh == k->nh && p->cs0 == k->cs0 &&
+           p->cs1 == k->cs1;
 }
 
 /* The cached primitive of key k, created the first time: a linear search, since a step
@@ -321,16 +340,16 @@ static void loco_mm_claim_thread(loco_mm *mm) {
     mm->has_thread = 1;
 }
 
-void loco_gemm_bf16(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha,
-                    const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta, float *C,
-                    int ldc) {
+/* Runs the product of key k (its primitive made the first time) on A, B, C. */
+static void loco_mm_run(loco_mm *mm, const loco_mm_prim *key, const uint16_t *A,
+                        const uint16_t *B, float *C) {
     LOCO_CHECK(mm && mm->prec == LOCO_PREC_BF16, "mm: bf16 product on a %s context",
                mm ? loco_enum_name(loco_precision_names, mm->prec) : "NULL");
-    LOCO_CHECK(beta == 0.0f || beta == 1.0f, "mm: beta %g (0 or 1)", (double)beta);
-    LOCO_CHECK(M > 0 && N > 0 && K > 0, "mm: shape M %d N %d K %d", M, N, K);
+    LOCO_CHECK(key->beta == 0.0f || key->beta == 1.0f, "mm: beta %g (0 or 1)", (double)key->beta);
+    LOCO_CHECK(key->M > 0 && key->N > 0 && key->K > 0, "mm: shape M %d N %d K %d", key->M,
+               key->N, key->K);
     loco_mm_claim_thread(mm);
-    loco_mm_prim key = {M, N, K, !!ta, !!tb, lda, ldb, ldc, alpha, beta, NULL, NULL, NULL, NULL, NULL};
-    loco_mm_prim *p = loco_mm_find(mm, &key);
+    loco_mm_prim *p = loco_mm_find(mm, key);
     const loco_mm_prim *k = p;   /* for LOCO_DNNL's message */
     LOCO_DNNL(dnnl_memory_set_data_handle(p->a, (void *)A));
     LOCO_DNNL(dnnl_memory_set_data_handle(p->b, (void *)B));
@@ -346,23 +365,40 @@ void loco_gemm_bf16(loco_mm *mm, int ta, int tb, int M, int N, int K, float alph
     LOCO_DNNL(dnnl_stream_wait(mm->stream));
 }
 
+void loco_gemm_bf16(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha,
+                    const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta, float *C,
+                    int ldc) {
+    loco_mm_prim key = {.M = M, .N = N, .K = K, .ta = !!ta, .tb = !!tb, .lda = lda, .ldb = ldb,
+                        .ldc = ldc, .alpha = alpha, .beta = beta, .nb = 1, .nh = 1};
+    loco_mm_run(mm, &key, A, B, C);
+}
+
 /* Elements spanned by a row-major rows x cols operand with leading dimension ld. */
 static size_t loco_extent(int rows, int cols, int ld) {
     return (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
 }
 
-/* The bf16 form of a rows x cols operand X (leading dimension ld): from the mirror when
- * X lies wholly inside it, else converted row by row into the scratch *s (the same
- * layout, so that ld still applies; the gaps between rows are never read). */
+/* X (rows x cols, leading dimension ld) into dense bf16 at out (leading dimension cols):
+ * dense operands are what oneDNN's fastest (brgemm, AMX) matmul takes; a strided view
+ * such as one head of q|k|v would fall back to a slower gemm that packs on every call */
+static void loco_dense_bf16(uint16_t *out, const float *X, int rows, int cols, int ld) {
+    for (int r = 0; r < rows; r++)
+        loco_to_bf16(out + (size_t)r * cols, X + (size_t)r * ld, (size_t)cols);
+}
+
+/* The bf16 form of a rows x cols operand X (leading dimension ld) and its leading
+ * dimension (*ld16): from the mirror when X lies wholly inside it, else converted into
+ * the scratch *s, dense. */
 static const uint16_t *loco_operand(loco_mm *mm, const float *X, int rows, int cols, int ld,
-                                    uint16_t **s, size_t *cap, const char *what) {
+                                    int *ld16, uint16_t **s, size_t *cap, const char *what) {
     size_t ext = loco_extent(rows, cols, ld);
+    *ld16 = ld;
     if (mm->mn > 0 && X >= mm->mbase && X < mm->mbase + mm->mn &&
         (size_t)(X - mm->mbase) + ext <= mm->mn)
         return mm->mirror + (X - mm->mbase);
-    *s = loco_grow(*s, cap, ext, sizeof(uint16_t), what);
-    for (int r = 0; r < rows; r++)
-        loco_to_bf16(*s + (size_t)r * ld, X + (size_t)r * ld, (size_t)cols);
+    *s = loco_grow(*s, cap, (size_t)rows * cols, sizeof(uint16_t), what);
+    loco_dense_bf16(*s, X, rows, cols, ld);
+    *ld16 = cols;
     return *s;
 }
 
@@ -386,11 +422,9 @@ const uint16_t *loco_mm_keep(loco_mm *mm, int slot, const float *X, int rows, in
         for (size_t i = mm->nslots; i < n; i++) mm->slot[i] = NULL, mm->slot_cap[i] = 0;
         mm->nslots = n;
     }
-    size_t ext = loco_extent(rows, cols, ld);
-    mm->slot[slot] = loco_grow(mm->slot[slot], &mm->slot_cap[slot], ext, sizeof(uint16_t),
-                               "a kept bf16 activation");
-    for (int r = 0; r < rows; r++)
-        loco_to_bf16(mm->slot[slot] + (size_t)r * ld, X + (size_t)r * ld, (size_t)cols);
+    mm->slot[slot] = loco_grow(mm->slot[slot], &mm->slot_cap[slot], (size_t)rows * cols,
+                               sizeof(uint16_t), "a kept bf16 activation");
+    loco_dense_bf16(mm->slot[slot], X, rows, cols, ld);
     return mm->slot[slot];
 }
 
@@ -410,13 +444,14 @@ void loco_gemm_ex(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha,
         return;
     }
     /* stored shapes: A is M x K, or K x M when transposed; B is K x N, or N x K */
+    int la = ta ? M : K, lb = tb ? K : N; /* a kept operand is dense */
     const uint16_t *a = A16 ? A16
-                            : loco_operand(mm, A, ta ? K : M, ta ? M : K, lda, &mm->sa,
+                            : loco_operand(mm, A, ta ? K : M, ta ? M : K, lda, &la, &mm->sa,
                                            &mm->sa_n, "the bf16 copy of A");
     const uint16_t *b = B16 ? B16
-                            : loco_operand(mm, B, tb ? N : K, tb ? K : N, ldb, &mm->sb,
+                            : loco_operand(mm, B, tb ? N : K, tb ? K : N, ldb, &lb, &mm->sb,
                                            &mm->sb_n, "the bf16 copy of B");
-    loco_gemm_bf16(mm, ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc);
+    loco_gemm_bf16(mm, ta, tb, M, N, K, alpha, a, la, b, lb, beta, C, ldc);
 }
 
 void loco_mm_mirror(loco_mm *mm, const float *base, size_t n) {
@@ -430,4 +465,74 @@ void loco_mm_mirror(loco_mm *mm, const float *base, size_t n) {
     loco_to_bf16(mm->mirror, base, n);
     mm->mbase = base;
     mm->mn = n;
+}
+
+/* The operand of every product of a batch, dense one after another: rows x cols each,
+ * product (i, j) at X + i*s0 + j*s1 with leading dimension ld. */
+static const uint16_t *loco_batch_operand(uint16_t **s, size_t *cap, int nb, int nh,
+                                          const float *X, long s0, long s1, int rows, int cols,
+                                          int ld, const char *what) {
+    size_t one = (size_t)rows * cols;
+    *s = loco_grow(*s, cap, one * nb * nh, sizeof(uint16_t), what);
+    for (int i = 0; i < nb; i++)
+        for (int j = 0; j < nh; j++)
+            loco_dense_bf16(*s + ((size_t)i * nh + j) * one, X + i * s0 + j * s1, rows, cols, ld);
+    return *s;
+}
+
+void loco_gemm_batch(loco_mm *mm, int nb, int nh, int ta, int tb, int M, int N, int K,
+                     float alpha, const float *A, long as0, long as1, int lda, const float *B,
+                     long bs0, long bs1, int ldb, float beta, float *C, long cs0, long cs1,
+                     int ldc) {
+    if (!mm || mm->prec == LOCO_PREC_FP32) {
+        for (int i = 0; i < nb; i++)
+            for (int j = 0; j < nh; j++)
+                cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                            tb ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+                            A + i * as0 + j * as1, lda, B + i * bs0 + j * bs1, ldb, beta,
+                            C + i * cs0 + j * cs1, ldc);
+        return;
+    }
+    const uint16_t *a = loco_batch_operand(&mm->sa, &mm->sa_n, nb, nh, A, as0, as1,
+                                           ta ? K : M, ta ? M : K, lda, "the bf16 copy of A");
+    const uint16_t *b = loco_batch_operand(&mm->sb, &mm->sb_n, nb, nh, B, bs0, bs1,
+                                           tb ? N : K, tb ? K : N, ldb, "the bf16 copy of B");
+    loco_gemm_bf16_batch(mm, nb, nh, ta, tb, M, N, K, alpha, a, b, beta, C, cs0, cs1, ldc);
+}
+
+/* Adds (beta 1) or copies (beta 0) the dense batch D into C's strided products. */
+static void loco_scatter(float *C, long cs0, long cs1, int ldc, const float *D, int nb, int nh,
+                         int M, int N, float beta) {
+    for (int i = 0; i < nb; i++)
+        for (int j = 0; j < nh; j++)
+            for (int r = 0; r < M; r++) {
+                float *c = C + i * cs0 + j * cs1 + (long)r * ldc;
+                const float *d = D + (((long)i * nh + j) * M + r) * N;
+                if (beta != 0.0f)
+                    for (int k = 0; k < N; k++) c[k] += d[k];
+                else
+                    memcpy(c, d, sizeof(float) * (size_t)N);
+            }
+}
+
+/* oneDNN 2.6 runs a batch on its AMX/brgemm kernels only when the output is dense; a
+ * strided one (one head's columns of y, a block of the probabilities) falls back to a
+ * gemm several times slower. So a strided batch is computed into dense scratch, then
+ * added or copied into place: M x N floats per product, small beside the product. */
+void loco_gemm_bf16_batch(loco_mm *mm, int nb, int nh, int ta, int tb, int M, int N, int K,
+                          float alpha, const uint16_t *A, const uint16_t *B, float beta, float *C,
+                          long cs0, long cs1, int ldc) {
+    long MN = (long)M * N;
+    int dense = ldc == N && (nh == 1 || cs1 == MN) && (nb == 1 || cs0 == nh * MN);
+    loco_mm_prim key = {.M = M, .N = N, .K = K, .ta = !!ta, .tb = !!tb, .ldc = N,
+                        .alpha = alpha, .beta = dense ? beta : 0.0f, .nb = nb, .nh = nh,
+                        .cs0 = nh * MN, .cs1 = MN};
+    if (dense) {
+        loco_mm_run(mm, &key, A, B, C);
+        return;
+    }
+    mm->sc = loco_grow(mm->sc, &mm->sc_n, (size_t)nb * nh * MN, sizeof(float),
+                       "the dense output of a batch");
+    loco_mm_run(mm, &key, A, B, mm->sc);
+    loco_scatter(C, cs0, cs1, ldc, mm->sc, nb, nh, M, N, beta);
 }

@@ -105,6 +105,9 @@ static void acts_table(loco_acts *a, const loco_model *m, int B, int T, acts_buf
     uint64_t N = (uint64_t)B * (uint64_t)T, NC = loco_mul_sat(N, C), LNC = loco_mul_sat(L, NC);
     uint64_t LN = L * N, LN4C = loco_mul_sat(LNC, 4), Tu = (uint64_t)T;
     uint64_t LNHN = loco_mul_sat(L * NH, N);
+    /* loco_attention_scratch's floats, saturated */
+    uint64_t rows = Tu < LOCO_ATT_ROWS ? Tu : LOCO_ATT_ROWS;
+    uint64_t datt = loco_mul_sat(loco_mul_sat((uint64_t)B * NH, rows), Tu);
     acts_buf t[ACTS_NBUFS] = {
         {&a->x, "x", loco_mul_sat(L + 1, NC)},     {&a->ln1, "ln1", LNC},
         {&a->ln1_mean, "ln1_mean", LN},              {&a->ln1_rstd, "ln1_rstd", LN},
@@ -117,7 +120,7 @@ static void acts_table(loco_acts *a, const loco_model *m, int B, int T, acts_buf
         {&a->probs, "probs", loco_mul_sat(N, (uint64_t)m->s.Vp)}, {&a->losses, "losses", N},
         {&a->dres, "dres", NC},                      {&a->dln, "dln", NC},
         {&a->tmp, "tmp", NC},                        {&a->d4c, "d4c", loco_mul_sat(NC, 4)},
-        {&a->dqkv, "dqkv", loco_mul_sat(NC, 3)},     {&a->datt, "datt", Tu * Tu},
+        {&a->dqkv, "dqkv", loco_mul_sat(NC, 3)},     {&a->datt, "datt", datt},
     };
     memcpy(b, t, sizeof t);
 }

@@ -243,7 +243,7 @@ Test(kernels, attention_backward_matches_finite_differences) {
     probe p = {att_fwd, &k, k.out, w, k.B * k.T * k.C};
     probe_loss(&p);
     float *dqkv = rand_array(&r, k.B * k.T * 3 * k.C, 3.0f);
-    float *scratch = rand_array(&r, k.T * k.T, 0);
+    float *scratch = rand_array(&r, loco_attention_scratch(k.B, k.T, k.NH), 0);
     loco_attention_backward(NULL, dqkv, scratch, w, k.qkv, k.att, k.B, k.T, k.C, k.NH);
     check_grad("attention dqkv", &p, k.qkv, dqkv, k.B * k.T * 3 * k.C, 1e-2f);
     free_arrays();

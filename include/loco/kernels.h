@@ -35,10 +35,9 @@ void loco_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
                              const float *rstd, int N, int C, float *dinp_sum);
 
 /* The mm buffers the kernels keep bf16 operands in (nothing in fp32): a backward's dout,
- * attention's blocks, then from LOCO_SLOT_ACTS on one per activation that the caller
- * numbers (a product's input, converted in forward and used again for its weight
+ * then from LOCO_SLOT_ACTS on one per activation that the caller numbers (a product's input, converted in forward and used again for its weight
  * gradient; -1: not kept). */
-enum { LOCO_SLOT_DOUT, LOCO_SLOT_ATT_DY, LOCO_SLOT_ATT_DS, LOCO_SLOT_ACTS };
+enum { LOCO_SLOT_DOUT, LOCO_SLOT_ACTS };
 
 /* out (N,OC) = inp (N,C) . weight(OC,C)^T + bias (OC); bias may be NULL; slot: where mm
  * keeps inp's bf16 form for the backward (-1: none) */
@@ -56,11 +55,15 @@ void loco_matmul_backward(loco_mm *mm, int slot, float *dinp, float *dweight, fl
  * the masked triangle is never computed. */
 enum { LOCO_ATT_ROWS = 64 };
 
+/* The floats of loco_attention_backward's scratch: one row block of score gradients for
+ * every (batch, head). */
+long loco_attention_scratch(int B, int T, int NH);
+
 /* Causal multi-head attention. qkv (B,T,3C) holds q|k|v per token; out (B,T,C);
  * att (B,NH,T,T) keeps the softmax probabilities (lower triangle) for backward. */
 void loco_attention_forward(loco_mm *mm, float *out, float *att, const float *qkv, int B, int T, int C,
                             int NH);
-/* dqkv (B,T,3C) written from dout (B,T,C); scratch holds T*T floats */
+/* dqkv (B,T,3C) written from dout (B,T,C); scratch holds loco_attention_scratch floats */
 void loco_attention_backward(loco_mm *mm, float *dqkv, float *scratch, const float *dout, const float *qkv,
                              const float *att, int B, int T, int C, int NH);
 

@@ -71,7 +71,7 @@ typedef struct {
     float *dres, *dln, *tmp;             /* (B,T,C) */
     float *d4c;        /* (B,T,4C) */
     float *dqkv;       /* (B,T,3C) */
-    float *datt;       /* (T,T) */
+    float *datt;       /* loco_attention_scratch(B, T, NH): a row block's score gradients */
     loco_mm *mm;       /* the products' precision and oneDNN state: set by the owner (a
                           worker); NULL (as allocated) is fp32 */
 } loco_acts;
