@@ -340,14 +340,22 @@ static void loco_mm_claim_thread(loco_mm *mm) {
     mm->has_thread = 1;
 }
 
+/* oneDNN refuses empty shapes; cblas_sgemm leaves C alone when M or N is 0 and scales
+ * it by beta when K is 0, and so does the bf16 path. 1 when the product was empty. */
+static int loco_gemm_empty(int M, int N, int K, float beta, float *C, int ldc) {
+    LOCO_CHECK(M >= 0 && N >= 0 && K >= 0, "mm: shape M %d N %d K %d", M, N, K);
+    if (M > 0 && N > 0 && K > 0) return 0;
+    if (M > 0 && N > 0 && beta == 0.0f)
+        for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(float));
+    return 1;
+}
+
 /* Runs the product of key k (its primitive made the first time) on A, B, C. */
 static void loco_mm_run(loco_mm *mm, const loco_mm_prim *key, const uint16_t *A,
                         const uint16_t *B, float *C) {
     LOCO_CHECK(mm && mm->prec == LOCO_PREC_BF16, "mm: bf16 product on a %s context",
                mm ? loco_enum_name(loco_precision_names, mm->prec) : "NULL");
     LOCO_CHECK(key->beta == 0.0f || key->beta == 1.0f, "mm: beta %g (0 or 1)", (double)key->beta);
-    LOCO_CHECK(key->M > 0 && key->N > 0 && key->K > 0, "mm: shape M %d N %d K %d", key->M,
-               key->N, key->K);
     loco_mm_claim_thread(mm);
     loco_mm_prim *p = loco_mm_find(mm, key);
     const loco_mm_prim *k = p;   /* for LOCO_DNNL's message */
@@ -368,6 +376,7 @@ static void loco_mm_run(loco_mm *mm, const loco_mm_prim *key, const uint16_t *A,
 void loco_gemm_bf16(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha,
                     const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta, float *C,
                     int ldc) {
+    if (loco_gemm_empty(M, N, K, beta, C, ldc)) return;
     loco_mm_prim key = {.M = M, .N = N, .K = K, .ta = !!ta, .tb = !!tb, .lda = lda, .ldb = ldb,
                         .ldc = ldc, .alpha = alpha, .beta = beta, .nb = 1, .nh = 1};
     loco_mm_run(mm, &key, A, B, C);
@@ -444,6 +453,7 @@ void loco_gemm_ex(loco_mm *mm, int ta, int tb, int M, int N, int K, float alpha,
         return;
     }
     /* stored shapes: A is M x K, or K x M when transposed; B is K x N, or N x K */
+    if (loco_gemm_empty(M, N, K, beta, C, ldc)) return;
     int la = ta ? M : K, lb = tb ? K : N; /* a kept operand is dense */
     const uint16_t *a = A16 ? A16
                             : loco_operand(mm, A, ta ? K : M, ta ? M : K, lda, &la, &mm->sa,
@@ -522,6 +532,8 @@ static void loco_scatter(float *C, long cs0, long cs1, int ldc, const float *D, 
 void loco_gemm_bf16_batch(loco_mm *mm, int nb, int nh, int ta, int tb, int M, int N, int K,
                           float alpha, const uint16_t *A, const uint16_t *B, float beta, float *C,
                           long cs0, long cs1, int ldc) {
+    LOCO_CHECK(nb > 0 && nh > 0 && M > 0 && N > 0 && K > 0, "mm: batch %d x %d of M %d N %d K %d",
+               nb, nh, M, N, K);
     long MN = (long)M * N;
     int dense = ldc == N && (nh == 1 || cs1 == MN) && (nb == 1 || cs0 == nh * MN);
     loco_mm_prim key = {.M = M, .N = N, .K = K, .ta = !!ta, .tb = !!tb, .ldc = N,

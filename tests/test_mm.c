@@ -3,6 +3,8 @@
  * choice of precision. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,7 +65,8 @@ static void ref_gemm(int ta, int tb, int M, int N, int K, float alpha, const flo
 /* Runs one product through loco_gemm and checks it against the reference within
  * rel * (sum |a||b| |alpha| + |beta c|) per element; the cells outside the M x N block
  * of C (padding up to ldc) must be untouched. */
-static void check_case(loco_mm *mm, int ta, int tb, float alpha, float beta, int round, double rel) {
+static void check_case(loco_mm *mm, int ta, int tb, float alpha, float beta, int round, double rel,
+                       int mirror) {
     const int M = 37, N = 29, K = 53, pad = 7;
     int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
     size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
@@ -77,7 +80,10 @@ static void check_case(loco_mm *mm, int ta, int tb, float alpha, float beta, int
     float *C0 = malloc(nc * sizeof(float));
     cr_assert(C0 != NULL, "test array");
     memcpy(C0, C, nc * sizeof(float));
+    /* converted operands are packed densely; the mirror passes A as a strided view */
+    if (mirror) loco_mm_mirror(mm, A, na);
     loco_gemm(mm, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (mirror) loco_mm_mirror(mm, NULL, 0);
     ref_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc, round);
     /* the scale of each element: the same sums on absolute values */
     for (int i = 0; i < M; i++)
@@ -104,7 +110,8 @@ static void check_case(loco_mm *mm, int ta, int tb, float alpha, float beta, int
 static void check_all(loco_mm *mm, int round, double rel) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
-            for (int b = 0; b < 2; b++) check_case(mm, ta, tb, 0.75f, (float)b, round, rel);
+            for (int b = 0; b < 2; b++)
+                for (int m = 0; m < 2; m++) check_case(mm, ta, tb, 0.75f, (float)b, round, rel, m);
 }
 
 /* fp32 with fp32 accumulation over K = 53 terms: well within 1e-5 of the sum of
@@ -252,6 +259,69 @@ Test(mm, repeated_shapes_reuse_their_primitives) {
     cr_assert_eq(after_first, 3, "three distinct keys, %ld primitives", after_first);
     cr_assert_eq(loco_mm_primitives(mm), after_first, "no new primitive after the first step");
     free(A), free(B), free(C);
+    loco_mm_free(mm);
+}
+
+/* Two workers, each with its own context on its own thread, sharing the engine: each
+ * gets the single-threaded result bit for bit, and oneDNN runs on one thread in each
+ * (the OpenMP ICV of the calling thread is set to 1). */
+typedef struct {
+    const float *A, *B;
+    float *C;
+    int max_threads;
+} mm_job;
+
+enum { TM = 96, TN = 80, TK = 64 };
+
+static void *mm_worker(void *arg) {
+    mm_job *j = arg;
+    loco_mm *mm;
+    loco_err e;
+    if (loco_mm_init(&mm, LOCO_PREC_BF16, &e) != 0) return NULL;
+    for (int r = 0; r < 20; r++) {
+        loco_gemm(mm, 0, 1, TM, TN, TK, 0.5f, j->A, TK, j->B, TK, 0.0f, j->C, TN);
+        loco_gemm(mm, 0, 0, TM, TN, TK, 1.0f, j->A, TK, j->B, TN, 1.0f, j->C, TN);
+    }
+    j->max_threads = omp_get_max_threads();
+    loco_mm_free(mm);
+    return NULL;
+}
+
+Test(mm, worker_threads_each_run_their_own_context) {
+    SKIP_WITHOUT_BF16();
+    loco_rng r;
+    loco_rng_seed(&r, 9, 0);
+    float *A = rand_floats(&r, TM * TK), *B = rand_floats(&r, TK * TN);
+    mm_job ref = {A, B, loco_alloc(TM * TN * sizeof(float)), 0};
+    mm_job jobs[2] = {{A, B, loco_alloc(TM * TN * sizeof(float)), 0},
+                      {A, B, loco_alloc(TM * TN * sizeof(float)), 0}};
+    cr_assert(ref.C && jobs[0].C && jobs[1].C, "test arrays");
+    mm_worker(&ref);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) cr_assert_eq(pthread_create(&t[i], NULL, mm_worker, &jobs[i]), 0);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(jobs[i].max_threads, 1, "worker %d: oneDNN may use %d threads", i,
+                     jobs[i].max_threads);
+        cr_assert_eq(memcmp(jobs[i].C, ref.C, TM * TN * sizeof(float)), 0, "worker %d's product", i);
+    }
+    free(A), free(B), free(ref.C), free(jobs[0].C), free(jobs[1].C);
+}
+
+/* Empty shapes do what cblas_sgemm does: M or N 0 leaves C alone, K 0 gives beta C. */
+Test(mm, empty_products_behave_as_cblas) {
+    SKIP_WITHOUT_BF16();
+    loco_mm *mm;
+    loco_err e;
+    cr_assert_eq(loco_mm_init(&mm, LOCO_PREC_BF16, &e), 0, "init: %s", e.msg);
+    float A[4] = {1, 2, 3, 4}, B[4] = {1, 2, 3, 4}, C[4] = {5, 5, 5, 5};
+    loco_gemm(mm, 0, 0, 0, 2, 2, 1.0f, A, 2, B, 2, 0.0f, C, 2);
+    loco_gemm(mm, 0, 0, 2, 0, 2, 1.0f, A, 2, B, 2, 0.0f, C, 2);
+    loco_gemm(mm, 0, 0, 2, 2, 0, 1.0f, A, 2, B, 2, 1.0f, C, 2);
+    for (int i = 0; i < 4; i++) cr_assert_eq(C[i], 5.0f, "C[%d] untouched", i);
+    loco_gemm(mm, 0, 0, 2, 2, 0, 1.0f, A, 2, B, 2, 0.0f, C, 2);
+    for (int i = 0; i < 4; i++) cr_assert_eq(C[i], 0.0f, "C[%d] = 0 C", i);
+    cr_assert_eq(loco_mm_primitives(mm), 0, "no primitive for an empty product");
     loco_mm_free(mm);
 }
 
