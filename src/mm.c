@@ -63,14 +63,18 @@ int loco_precision_resolve(loco_precision p, loco_precision *out, char *why, siz
     loco_cpu_detect(&c);
     char feat[64];
     loco_cpu_features(&c, feat, sizeof feat);
-    int has = c.avx512_bf16 || c.amx_bf16;
+    /* the CPU has the instructions, and oneDNN will use them (ONEDNN_MAX_CPU_ISA can hold
+     * it below: then its bf16 products are emulated, slower than fp32) */
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), bf = dnnl_cpu_isa_avx512_core_bf16;
+    int has = (c.avx512_bf16 || c.amx_bf16) && (isa & bf) == bf;
     char line[256];
     if (p == LOCO_PREC_FP32) {
         snprintf(line, sizeof line, "precision fp32 (as configured)");
     } else if (p == LOCO_PREC_BF16 && !has) {
         return loco_errf(e,
                          "precision bf16: this CPU has neither AVX512-BF16 nor AMX-BF16 "
-                         "(bf16 features: %s; oneDNN ISA %s); precision fp32 works here",
+                         "that oneDNN will use (bf16 features: %s; oneDNN ISA %s); precision "
+                         "fp32 works here",
                          feat, c.isa);
     } else if (p == LOCO_PREC_BF16) {
         snprintf(line, sizeof line, "precision bf16 (as configured; CPU has %s, oneDNN ISA %s)",
@@ -79,7 +83,7 @@ int loco_precision_resolve(loco_precision p, loco_precision *out, char *why, siz
         LOCO_CHECK(p == LOCO_PREC_AUTO, "precision %d", (int)p);
         snprintf(line, sizeof line,
                  has ? "precision auto -> bf16: the CPU has %s (oneDNN ISA %s)"
-                     : "precision auto -> fp32: the CPU has no bf16 products (%s; oneDNN ISA %s)",
+                     : "precision auto -> fp32: no native bf16 products here (CPU bf16: %s; oneDNN ISA %s)",
                  feat, c.isa);
     }
     *out = p == LOCO_PREC_AUTO ? (has ? LOCO_PREC_BF16 : LOCO_PREC_FP32) : p;
