@@ -19,6 +19,7 @@
 
 #include "loco/checkpoint.h"
 #include "loco/model.h"
+#include "bf16.h"
 
 #ifndef LOCO_BIN
 #define LOCO_BIN "./loco"
@@ -884,4 +885,108 @@ Test(main, a_stopped_virtual_run_resumes_to_its_end, .timeout = 120) {
 /* the real clock resumes from the checkpoint's state too (what follows depends on timing) */
 Test(main, a_stopped_real_clock_run_resumes_to_its_end, .timeout = 120) {
     stop_then_resume("run.clock=real", "1@1000+1", 0);
+}
+
+/* ------------------------------------------------------------ precision */
+
+/* 1 when the two files hold the same bytes (both must exist) */
+static int same_bytes(const char *p, const char *q) {
+    FILE *a = fopen(p, "rb"), *b = fopen(q, "rb");
+    cr_assert(a && b, "%s or %s missing", p, q);
+    int same = 1, x, y;
+    do {
+        x = getc(a), y = getc(b);
+        if (x != y) same = 0;
+    } while (same && x != EOF);
+    fclose(a), fclose(b);
+    return same;
+}
+
+Test(main, train_in_bf16_says_so_in_the_summary, .timeout = 120) {
+    SKIP_WITHOUT_BF16();
+    cli c;
+    cli_open(&c);
+    const char *out = in_dir(&c, "run");
+    int rc = run(&c, "train", "-c", "configs/tiny.ini", "--precision", "bf16", "--set",
+                 "train.steps=20", "--set", "eval.batches=2", "--out", out, NULL);
+    cr_assert_eq(rc, 0, "train failed (%d):\n%s", rc, c.err);
+    expect_file_has(in_dir(&c, "run/summary.json"), "\"precision\":\"bf16\"");
+    expect_file_has(in_dir(&c, "run/summary.json"), "\"status\":\"finished\"");
+    char *s = slurp(in_dir(&c, "run/summary.json"));
+    double loss = json_number(s, "final_val_loss");
+    free(s);
+    cr_assert(isfinite(loss) && loss > 0 && loss < 6.0, "val loss %g after 20 bf16 steps", loss);
+    cli_close(&c);
+}
+
+/* auto says on stderr what it picked (bf16 where the CPU has it, else fp32), and the
+ * summary agrees */
+Test(main, train_with_precision_auto_says_what_it_picked, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *out = in_dir(&c, "run");
+    int rc = run(&c, "train", "-c", "configs/tiny.ini", "--precision", "auto", "--set",
+                 "train.steps=10", "--set", "eval.batches=2", "--out", out, NULL);
+    cr_assert_eq(rc, 0, "train failed (%d):\n%s", rc, c.err);
+    const char *picked = loco_test_has_bf16() ? "bf16" : "fp32";
+    char line[64], key[64];
+    snprintf(line, sizeof line, "precision auto -> %s", picked);
+    snprintf(key, sizeof key, "\"precision\":\"%s\"", picked);
+    expect_err(&c, line);
+    expect_file_has(in_dir(&c, "run/summary.json"), key);
+    cli_close(&c);
+}
+
+/* ONEDNN_MAX_CPU_ISA=AVX512_CORE keeps oneDNN off the bf16 instructions: loco counts the
+ * CPU as without bf16 and refuses bf16 at once (exit 2, naming the key, saying fp32
+ * works), writing nothing; fp32 still runs under the same cap. */
+Test(main, bf16_where_onednn_cannot_use_it_is_refused_and_writes_nothing, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *out = in_dir(&c, "run");
+    cr_assert_eq(setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE", 1), 0);
+    int rc = run(&c, "train", "-c", "configs/tiny.ini", "--precision", "bf16", "--out", out, NULL);
+    cr_assert_eq(rc, 2, "exit %d:\n%s", rc, c.err);
+    expect_err(&c, "model.precision");
+    expect_err(&c, "fp32 works");
+    cr_assert(!exists(out), "%s was created", out);
+    rc = run(&c, "train", "-c", "configs/tiny.ini", "--precision", "fp32", "--set",
+             "train.steps=5", "--set", "eval.batches=1", "--out", out, NULL);
+    unsetenv("ONEDNN_MAX_CPU_ISA");
+    cr_assert_eq(rc, 0, "fp32 under the cap (%d):\n%s", rc, c.err);
+    expect_file_has(in_dir(&c, "run/summary.json"), "\"precision\":\"fp32\"");
+    cli_close(&c);
+}
+
+Test(main, an_unknown_precision_is_refused_with_the_choices, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    const char *out = in_dir(&c, "run");
+    int rc = run(&c, "train", "-c", "configs/tiny.ini", "--precision", "fp16", "--out", out, NULL);
+    cr_assert_eq(rc, 2, "exit %d:\n%s", rc, c.err);
+    expect_err(&c, "model.precision");
+    expect_err(&c, "fp16");
+    expect_err(&c, "fp32|bf16|auto");
+    cr_assert(!exists(out), "%s was created", out);
+    cli_close(&c);
+}
+
+/* The virtual clock is reproducible bit for bit in bf16 too: two asynchronous runs of
+ * two workers (one twice as slow) write byte-identical models. */
+Test(main, a_virtual_clock_bf16_run_is_reproducible, .timeout = 120) {
+    SKIP_WITHOUT_BF16();
+    cli c;
+    cli_open(&c);
+    const char *dirs[2] = {in_dir(&c, "a"), in_dir(&c, "b")};
+    for (int i = 0; i < 2; i++) {
+        int rc = run(&c, "train", "-c", "configs/tiny.ini", "--precision", "bf16", "--set",
+                     "train.steps=20", "--set", "eval.batches=2", "--set", "run.workers=2",
+                     "--set", "outer.method=async-dn", "--set", "run.clock=virtual", "--set",
+                     "outer.local_steps=5", "--slowdown", "1,2", "--out", dirs[i], NULL);
+        cr_assert_eq(rc, 0, "run %d failed (%d):\n%s", i, rc, c.err);
+    }
+    expect_file_has(in_dir(&c, "a/summary.json"), "\"precision\":\"bf16\"");
+    cr_assert(same_bytes(in_dir(&c, "a/model.bin"), in_dir(&c, "b/model.bin")),
+              "two virtual-clock bf16 runs wrote different models");
+    cli_close(&c);
 }

@@ -1,6 +1,7 @@
 /* mm: the fp32 and bf16 products against scalar triple loops for every transpose and
  * stride combination, the bf16 rounding, the weight mirror, the primitive cache and the
  * choice of precision. */
+#include <cblas.h>
 #include <criterion/criterion.h>
 #include <math.h>
 #include <omp.h>
@@ -11,25 +12,7 @@
 #include "loco/base.h"
 #include "loco/mm.h"
 
-/* the TSan build's stand-in runner (tests/shim) forks one process per test and has no
- * skip: the test ends there as passed, saying why */
-#ifndef cr_skip_test
-#define cr_skip_test(...)        \
-    do {                         \
-        printf(__VA_ARGS__);     \
-        printf(" (skipped)\n");  \
-        exit(0);                 \
-    } while (0)
-#endif
-
-/* The bf16 tests run only where the CPU has bf16 products. */
-#define SKIP_WITHOUT_BF16()                                                                \
-    do {                                                                                   \
-        loco_cpu c_;                                                                       \
-        loco_cpu_detect(&c_);                                                              \
-        if (!c_.avx512_bf16 && !c_.amx_bf16)                                               \
-            cr_skip_test("this CPU has neither AVX512-BF16 nor AMX-BF16: no bf16 products"); \
-    } while (0)
+#include "bf16.h"
 
 static float *rand_floats(loco_rng *r, size_t n) {
     float *x = loco_alloc(n * sizeof(float));
@@ -351,4 +334,210 @@ Test(mm, precision_resolves) {
     cr_assert_eq(loco_enum_value(loco_precision_names, "bf16", &v), 0);
     cr_assert_eq(v, LOCO_PREC_BF16);
     cr_assert_neq(loco_mm_init(&(loco_mm *){NULL}, LOCO_PREC_AUTO, &e), 0, "auto is not resolved");
+}
+
+/* ------------------------------------------------------ batches of products */
+
+/* Where a batch's C products lie: 0 strided (padded rows, gaps between products), 1 dense
+ * (ldc = N, products one after another, as the probabilities of a row block), 2 one
+ * product's columns of a wider row (ldc = nh N: attention writing one head of y). */
+enum { C_STRIDED, C_DENSE, C_COLUMNS };
+enum { BNB = 2, BNH = 3, BM = 13, BN = 11, BK = 17 };
+
+typedef struct {
+    int ta, tb, lda, ldb, ldc;
+    long as0, as1, bs0, bs1, cs0, cs1;
+    size_t na, nb, nc;
+    float *A, *B, *C0;
+    char *in;   /* 1 for the cells of C inside a product */
+} batch;
+
+static void batch_make(batch *b, int ta, int tb, int layout) {
+    memset(b, 0, sizeof *b);
+    b->ta = ta, b->tb = tb;
+    int ar = ta ? BK : BM, ac = ta ? BM : BK, br = tb ? BN : BK, bc = tb ? BK : BN;
+    b->lda = ac + 3, b->as1 = (long)ar * b->lda + 5, b->as0 = BNH * b->as1 + 7;
+    b->ldb = bc + 2, b->bs1 = (long)br * b->ldb + 4, b->bs0 = BNH * b->bs1 + 6;
+    if (layout == C_STRIDED)
+        b->ldc = BN + 3, b->cs1 = (long)BM * b->ldc + 2, b->cs0 = BNH * b->cs1 + 1;
+    else if (layout == C_DENSE)
+        b->ldc = BN, b->cs1 = (long)BM * BN, b->cs0 = (long)BNH * BM * BN;
+    else
+        b->ldc = BNH * BN, b->cs1 = BN, b->cs0 = (long)BM * b->ldc;
+    b->na = (size_t)BNB * b->as0, b->nb = (size_t)BNB * b->bs0, b->nc = (size_t)BNB * b->cs0;
+    loco_rng r;
+    loco_rng_seed(&r, 13, (uint64_t)(ta * 6 + tb * 3 + layout));
+    b->A = rand_floats(&r, b->na), b->B = rand_floats(&r, b->nb), b->C0 = rand_floats(&r, b->nc);
+    b->in = calloc(b->nc, 1);
+    cr_assert(b->in != NULL, "test array");
+    for (int i = 0; i < BNB; i++)
+        for (int j = 0; j < BNH; j++)
+            for (int m = 0; m < BM; m++)
+                for (int n = 0; n < BN; n++) {
+                    size_t x = (size_t)(i * b->cs0 + j * b->cs1) + (size_t)m * b->ldc + n;
+                    cr_assert(!b->in[x], "products overlap at %zu", x);
+                    b->in[x] = 1;
+                }
+}
+
+static void batch_free(batch *b) { free(b->A), free(b->B), free(b->C0), free(b->in); }
+
+/* the batch run through loco_gemm_batch into a fresh copy of C0 */
+static float *batch_run(loco_mm *mm, const batch *b, float alpha, float beta) {
+    float *C = malloc(b->nc * sizeof(float));
+    cr_assert(C != NULL, "test array");
+    memcpy(C, b->C0, b->nc * sizeof(float));
+    loco_gemm_batch(mm, BNB, BNH, b->ta, b->tb, BM, BN, BK, alpha, b->A, b->as0, b->as1, b->lda,
+                    b->B, b->bs0, b->bs1, b->ldb, beta, C, b->cs0, b->cs1, b->ldc);
+    return C;
+}
+
+/* the reference: each product on its own through cblas_sgemm */
+static float *batch_cblas(const batch *b, float alpha, float beta) {
+    float *C = malloc(b->nc * sizeof(float));
+    cr_assert(C != NULL, "test array");
+    memcpy(C, b->C0, b->nc * sizeof(float));
+    for (int i = 0; i < BNB; i++)
+        for (int j = 0; j < BNH; j++)
+            cblas_sgemm(CblasRowMajor, b->ta ? CblasTrans : CblasNoTrans,
+                        b->tb ? CblasTrans : CblasNoTrans, BM, BN, BK, alpha,
+                        b->A + i * b->as0 + j * b->as1, b->lda, b->B + i * b->bs0 + j * b->bs1,
+                        b->ldb, beta, C + i * b->cs0 + j * b->cs1, b->ldc);
+    return C;
+}
+
+/* fp32 (a context, and NULL): the batch equals the products one by one bit for bit, and
+ * nothing between the products is written. */
+Test(mm, fp32_batch_equals_its_products_through_cblas) {
+    loco_mm *mm;
+    loco_err e;
+    cr_assert_eq(loco_mm_init(&mm, LOCO_PREC_FP32, &e), 0, "init: %s", e.msg);
+    for (int layout = 0; layout < 3; layout++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int beta = 0; beta < 2; beta++) {
+                    batch b;
+                    batch_make(&b, ta, tb, layout);
+                    float *R = batch_cblas(&b, -0.625f, (float)beta);
+                    loco_mm *ctx[2] = {mm, NULL};
+                    for (int k = 0; k < 2; k++) {
+                        float *C = batch_run(ctx[k], &b, -0.625f, (float)beta);
+                        for (size_t x = 0; x < b.nc; x++)
+                            cr_assert_eq(C[x], R[x],
+                                         "layout %d ta %d tb %d beta %d ctx %d: C[%zu] = %.9g, "
+                                         "cblas %.9g", layout, ta, tb, beta, k, x, (double)C[x],
+                                         (double)R[x]);
+                        free(C);
+                    }
+                    /* and the reference itself is right: beta 1 kept C0 where no product is */
+                    for (size_t x = 0; x < b.nc; x++)
+                        if (!b.in[x]) cr_assert_eq(R[x], b.C0[x]);
+                    free(R);
+                    batch_free(&b);
+                }
+    cr_assert_eq(loco_mm_primitives(mm), 0, "fp32 creates no oneDNN primitive");
+    loco_mm_free(mm);
+}
+
+/* bf16: within bf16 rounding of the fp32 batch (4e-3 of the sum of magnitudes, as for
+ * one product above: each input rounded by up to 2^-9 relative) and within fp32
+ * accumulation (1e-5) of the double reference on bf16-rounded inputs; the cells between
+ * products untouched; with beta 1 the products add into C (C0 is O(1), so an output
+ * that overwrote C would miss by ~1). Some element must differ from fp32: the bf16 path
+ * ran. Dense outputs go straight to oneDNN, strided and column ones through the dense
+ * scratch and the copy/add into place. */
+Test(mm, bf16_batch_matches_fp32_within_bf16_rounding_for_every_layout) {
+    SKIP_WITHOUT_BF16();
+    loco_mm *mm;
+    loco_err e;
+    cr_assert_eq(loco_mm_init(&mm, LOCO_PREC_BF16, &e), 0, "init: %s", e.msg);
+    const float alpha = 0.375f;
+    for (int layout = 0; layout < 3; layout++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int beta = 0; beta < 2; beta++) {
+                    batch b;
+                    batch_make(&b, ta, tb, layout);
+                    float *R = batch_cblas(&b, alpha, (float)beta);
+                    float *C = batch_run(mm, &b, alpha, (float)beta);
+                    int differs = 0;
+                    for (int i = 0; i < BNB; i++)
+                        for (int j = 0; j < BNH; j++) {
+                            const float *A = b.A + i * b.as0 + j * b.as1;
+                            const float *B = b.B + i * b.bs0 + j * b.bs1;
+                            size_t c = (size_t)(i * b.cs0 + j * b.cs1);
+                            for (int m = 0; m < BM; m++)
+                                for (int n = 0; n < BN; n++) {
+                                    size_t x = c + (size_t)m * b.ldc + n;
+                                    double s = 0, mag = 0;
+                                    for (int k = 0; k < BK; k++) {
+                                        s += at(A, ta, b.lda, m, k, 1) * at(B, tb, b.ldb, k, n, 1);
+                                        mag += fabs(at(A, ta, b.lda, m, k, 0) *
+                                                    at(B, tb, b.ldb, k, n, 0));
+                                    }
+                                    double c0 = beta ? b.C0[x] : 0.0;
+                                    double ref16 = alpha * s + c0;
+                                    double scale = fabs(alpha) * mag + fabs(c0);
+                                    cr_assert_leq(fabs(C[x] - R[x]), 4e-3 * scale,
+                                                  "layout %d ta %d tb %d beta %d: product (%d,%d) "
+                                                  "C[%d][%d] = %.9g, fp32 %.9g", layout, ta, tb,
+                                                  beta, i, j, m, n, (double)C[x], (double)R[x]);
+                                    cr_assert_leq(fabs(C[x] - ref16), 1e-5 * scale,
+                                                  "layout %d ta %d tb %d beta %d: product (%d,%d) "
+                                                  "C[%d][%d] = %.9g, on rounded inputs %.9g",
+                                                  layout, ta, tb, beta, i, j, m, n, (double)C[x],
+                                                  ref16);
+                                    differs |= C[x] != R[x];
+                                }
+                        }
+                    for (size_t x = 0; x < b.nc; x++)
+                        if (!b.in[x])
+                            cr_assert_eq(C[x], b.C0[x], "layout %d: C[%zu] between products written",
+                                         layout, x);
+                    cr_assert(differs, "layout %d ta %d tb %d beta %d: bit-identical to fp32",
+                              layout, ta, tb, beta);
+                    free(C), free(R);
+                    batch_free(&b);
+                }
+    cr_assert_gt(loco_mm_primitives(mm), 0, "the bf16 batches ran on oneDNN");
+    loco_mm_free(mm);
+}
+
+/* A kept operand is the rows' loco_to_bf16, dense; keeping another slot leaves it alone,
+ * and keeping the slot again replaces it. fp32 (and no context) keeps nothing. */
+Test(mm, kept_operands_are_the_rows_in_bf16) {
+    enum { R = 9, Cc = 21, LD = 32 };
+    loco_rng r;
+    loco_rng_seed(&r, 17, 0);
+    float *X = rand_floats(&r, R * LD), *Y = rand_floats(&r, R * LD);
+    uint16_t want[R * Cc], want2[R * Cc];
+    for (int i = 0; i < R; i++) loco_to_bf16(want + i * Cc, X + i * LD, Cc);
+    for (int i = 0; i < R; i++) loco_to_bf16(want2 + i * Cc, Y + i * LD, Cc);
+    loco_mm *mm;
+    loco_err e;
+    cr_assert_eq(loco_mm_init(&mm, LOCO_PREC_FP32, &e), 0, "init: %s", e.msg);
+    cr_assert_null(loco_mm_keep(mm, 0, X, R, Cc, LD), "fp32 keeps nothing");
+    cr_assert_null(loco_mm_kept(mm, 0), "fp32 has nothing kept");
+    cr_assert_null(loco_mm_keep(NULL, 0, X, R, Cc, LD), "no context keeps nothing");
+    cr_assert_null(loco_mm_kept(NULL, 0), "no context has nothing kept");
+    loco_mm_free(mm);
+    if (!loco_test_has_bf16()) cr_skip_test("fp32 checked; no bf16 products on this CPU");
+    cr_assert_eq(loco_mm_init(&mm, LOCO_PREC_BF16, &e), 0, "init: %s", e.msg);
+    const uint16_t *k = loco_mm_keep(mm, 3, X, R, Cc, LD);
+    cr_assert_not_null(k, "bf16 keeps");
+    cr_assert_eq(memcmp(k, want, sizeof want), 0, "kept == loco_to_bf16 of the rows");
+    cr_assert_eq(loco_mm_kept(mm, 3), k, "kept returns what keep made");
+    const uint16_t *k0 = loco_mm_keep(mm, 0, Y, R, Cc, LD);
+    cr_assert_eq(memcmp(k0, want2, sizeof want2), 0, "slot 0");
+    cr_assert_eq(memcmp(loco_mm_kept(mm, 3), want, sizeof want), 0, "slot 3 unchanged by slot 0");
+    k = loco_mm_keep(mm, 3, Y, R, Cc, LD);
+    cr_assert_eq(memcmp(loco_mm_kept(mm, 3), want2, sizeof want2), 0, "slot 3 kept again");
+    /* the kept operand feeds a product as its converted form would */
+    float W[Cc * 5], C1[R * 5], C2[R * 5];
+    for (int i = 0; i < Cc * 5; i++) W[i] = (float)loco_rng_uniform(&r) - 0.5f;
+    loco_gemm_ex(mm, 0, 0, R, 5, Cc, 1.0f, Y, loco_mm_kept(mm, 3), LD, W, NULL, 5, 0.0f, C1, 5);
+    loco_gemm(mm, 0, 0, R, 5, Cc, 1.0f, Y, LD, W, 5, 0.0f, C2, 5);
+    cr_assert_eq(memcmp(C1, C2, sizeof C1), 0, "kept operand == converted operand");
+    loco_mm_free(mm);
+    free(X), free(Y);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "loco/model.h"
+#include "bf16.h"
 
 typedef struct {
     loco_model m;
@@ -214,4 +215,69 @@ Test(model, init_has_gpt2_statistics_and_is_seeded) {
     for (size_t i = (size_t)s.V * s.C; i < (size_t)s.Vp * s.C; i++) cr_assert_eq(a[i], 0.0f);
     free(a);
     free(b);
+}
+
+/* ------------------------------------------------------------ bf16 products */
+
+/* One forward and backward in bf16 against fp32, from the same parameters and batch. bf16
+ * has an 8-bit significand: each input of a product is rounded by up to 2^-9 (~2e-3)
+ * relative, while accumulation stays fp32, so a product's output carries errors of a few
+ * 1e-3 relative (less where the rounding errors average out over K terms). They compound
+ * through the L layers forward and again backward, so the loss moves by ~1e-3 and each
+ * tensor's gradient by a few 1e-3 in relative L2; the bounds (1e-2 on the loss, 2e-2 on
+ * the gradients) leave margin for that, while a broken bf16 path (a wrong transpose, an
+ * operand from a stale mirror or the wrong kept slot) is off by O(1). The gradients must
+ * not be identical to fp32: the bf16 path ran. */
+Test(model, a_bf16_step_matches_fp32_within_bf16_rounding) {
+    SKIP_WITHOUT_BF16();
+    enum { B = 4, T = 32 };
+    loco_shape s = {.V = 256, .Vp = 256, .maxT = T, .L = 2, .NH = 2, .C = 64};
+    loco_model m;
+    loco_err e;
+    cr_assert_eq(loco_model_init(&m, &s, &e), 0, "%s", e.msg);
+    loco_acts a32, a16;
+    cr_assert_eq(loco_acts_alloc(&a32, &m, B, T, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_acts_alloc(&a16, &m, B, T, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_mm_init(&a16.mm, LOCO_PREC_BF16, &e), 0, "%s", e.msg);
+    float *params = loco_alloc(m.nparams * sizeof(float));
+    float *g32 = loco_alloc(m.nparams * sizeof(float)), *g16 = loco_alloc(m.nparams * sizeof(float));
+    cr_assert(params && g32 && g16, "test arrays");
+    loco_model_init_params(&m, params, 3);
+    loco_rng r;
+    loco_rng_seed(&r, 21, 0);
+    int inp[B * T], tgt[B * T];
+    for (int i = 0; i < B * T; i++) {
+        inp[i] = (int)loco_rng_below(&r, 256);
+        tgt[i] = (int)loco_rng_below(&r, 256);
+    }
+    memset(g32, 0, m.nparams * sizeof(float));
+    memset(g16, 0, m.nparams * sizeof(float));
+    float l32 = loco_model_forward(&m, params, &a32, inp, tgt, B, T);
+    loco_model_backward(&m, params, g32, &a32, inp, tgt, B, T);
+    /* as the worker does: the weights' bf16 mirror refreshed before the forward */
+    loco_mm_mirror(a16.mm, params, m.nparams);
+    float l16 = loco_model_forward(&m, params, &a16, inp, tgt, B, T);
+    loco_model_backward(&m, params, g16, &a16, inp, tgt, B, T);
+    cr_assert(isfinite(l16), "bf16 loss %g", (double)l16);
+    cr_assert_leq(fabs(l16 - l32), 1e-2 * fabs(l32), "loss bf16 %.7g, fp32 %.7g", (double)l16,
+                  (double)l32);
+    for (int id = 0; id < LOCO_NTENSORS; id++) {
+        const loco_tensor *t = &m.t[id];
+        double d = 0, n = 0;
+        for (size_t i = t->offset; i < t->offset + t->count; i++) {
+            d += ((double)g16[i] - g32[i]) * ((double)g16[i] - g32[i]);
+            n += (double)g32[i] * g32[i];
+        }
+        cr_assert_gt(n, 0.0, "%s has a gradient", t->name);
+        cr_assert_leq(sqrt(d / n), 2e-2, "%s: relative L2 error %.3g of the bf16 gradient",
+                      t->name, sqrt(d / n));
+    }
+    cr_assert_neq(memcmp(g16, g32, m.nparams * sizeof(float)), 0,
+                  "bf16 gradients bit-identical to fp32: the bf16 path did not run");
+    cr_assert_gt(loco_mm_primitives(a16.mm), 0, "the products ran on oneDNN");
+    loco_mm_free(a16.mm);
+    a16.mm = NULL;
+    loco_acts_free(&a16);
+    loco_acts_free(&a32);
+    free(params), free(g32), free(g16);
 }

@@ -11,6 +11,7 @@
 #include "loco/config.h"
 #include "loco/train.h"
 #include "loco/worker.h"
+#include "bf16.h"
 
 typedef struct {
     loco_config c;
@@ -210,4 +211,66 @@ Test(worker, the_real_clock_slowdown_is_f_minus_1_times_the_compute_time, .timeo
         }
         rmdir(dir);
     }
+}
+
+/* ------------------------------------------------------------ bf16 products */
+
+/* A bf16 worker builds its oneDNN primitives in its first step (one per product shape);
+ * the steps after it reuse them all, and its loss stays finite. */
+Test(worker, a_bf16_worker_creates_its_primitives_in_the_first_step_only) {
+    SKIP_WITHOUT_BF16();
+    fixture f;
+    setup(&f);
+    f.o.precision = LOCO_PREC_BF16;
+    loco_worker w;
+    loco_err e;
+    cr_assert_eq(loco_worker_init(&w, 0, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    cr_assert_not_null(w.acts.mm, "the worker has a products' context");
+    cr_assert_eq(loco_mm_precision(w.acts.mm), LOCO_PREC_BF16);
+    float loss = loco_worker_step(&w);
+    cr_assert(isfinite(loss), "step 0: loss %g", (double)loss);
+    long first = loco_mm_primitives(w.acts.mm);
+    cr_assert_gt(first, 0, "the first bf16 step ran on oneDNN");
+    for (int i = 1; i < 6; i++) {
+        loss = loco_worker_step(&w);
+        cr_assert(isfinite(loss), "step %d: loss %g", i, (double)loss);
+        cr_assert_eq(loco_mm_primitives(w.acts.mm), first,
+                     "step %d: %ld primitives, %ld after the first step", i,
+                     loco_mm_primitives(w.acts.mm), first);
+    }
+    loco_worker_free(&w);
+    teardown(&f);
+}
+
+/* Two bf16 workers from the same seed and start are bit-identical after 3 steps (oneDNN's
+ * products are deterministic on one thread); an fp32 worker from the same start is not
+ * (the precision option reaches the products). */
+Test(worker, bf16_workers_from_the_same_seed_are_bit_identical) {
+    SKIP_WITHOUT_BF16();
+    fixture f;
+    setup(&f);
+    loco_worker w32;
+    loco_err e;
+    f.o.precision = LOCO_PREC_FP32;
+    cr_assert_eq(loco_worker_init(&w32, 1, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    f.o.precision = LOCO_PREC_BF16;
+    loco_worker a, b;
+    cr_assert_eq(loco_worker_init(&a, 1, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_worker_init(&b, 1, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    for (int i = 0; i < 3; i++) {
+        float la = loco_worker_step(&a), lb = loco_worker_step(&b);
+        loco_worker_step(&w32);
+        cr_assert(isfinite(la), "step %d: loss %g", i, (double)la);
+        cr_assert_eq(memcmp(&la, &lb, sizeof la), 0, "step %d: losses %.9g and %.9g", i,
+                     (double)la, (double)lb);
+    }
+    size_t n = f.m.nparams * sizeof(float);
+    cr_assert_eq(memcmp(a.params, b.params, n), 0, "parameters after 3 steps");
+    cr_assert_eq(memcmp(a.adam_m, b.adam_m, n), 0, "AdamW m after 3 steps");
+    cr_assert_eq(memcmp(a.adam_v, b.adam_v, n), 0, "AdamW v after 3 steps");
+    cr_assert_neq(memcmp(a.params, w32.params, n), 0, "bf16 and fp32 workers identical");
+    loco_worker_free(&a);
+    loco_worker_free(&b);
+    loco_worker_free(&w32);
+    teardown(&f);
 }
