@@ -15,9 +15,10 @@
 
 /* ------------------------------------------------------- the sgemm ceiling */
 
-/* One cblas_sgemm shape of the step and how many times a step calls it. */
+/* One product shape of the step, in batches of nb x nh (attention's heads; 1 x 1 for a
+ * linear layer), and how many times a step makes it. */
 typedef struct {
-    int M, N, K, ta, tb;
+    int M, N, K, ta, tb, nb, nh;
     long count;
 } shape;
 
@@ -28,15 +29,21 @@ typedef struct {
     int n;
 } shape_list;
 
-static void add(shape_list *l, int M, int N, int K, int ta, int tb, long count) {
+static void add_batch(shape_list *l, int M, int N, int K, int ta, int tb, int nb, int nh,
+                      long count) {
     for (int i = 0; i < l->n; i++) {
         shape *s = &l->s[i];
-        if (s->M == M && s->N == N && s->K == K && s->ta == ta && s->tb == tb) {
+        if (s->M == M && s->N == N && s->K == K && s->ta == ta && s->tb == tb && s->nb == nb &&
+            s->nh == nh) {
             s->count += count;
             return;
         }
     }
-    if (l->n < MAX_SHAPES) l->s[l->n++] = (shape){M, N, K, ta, tb, count};
+    if (l->n < MAX_SHAPES) l->s[l->n++] = (shape){M, N, K, ta, tb, nb, nh, count};
+}
+
+static void add(shape_list *l, int M, int N, int K, int ta, int tb, long count) {
+    add_batch(l, M, N, K, ta, tb, 1, 1, count);
 }
 
 /* a linear layer (N,in) -> (N,out): forward, input gradient, weight gradient */
@@ -55,24 +62,31 @@ static void step_shapes(shape_list *l, const loco_model *m, int B, int T) {
     add_linear(l, N, C, 4 * C, L);
     add_linear(l, N, 4 * C, C, L);
     add_linear(l, N, C, m->s.Vp, 1);
-    long heads = (long)L * B * m->s.NH;
+    /* attention: per row block, one batch over every (batch, head) */
+    int NH = m->s.NH;
     for (int r0 = 0; r0 < T; r0 += LOCO_ATT_ROWS) {
         int r1 = r0 + LOCO_ATT_ROWS < T ? r0 + LOCO_ATT_ROWS : T, rows = r1 - r0;
-        add(l, rows, r1, hs, 0, 1, 2 * heads);  /* scores; dp */
-        add(l, rows, hs, r1, 0, 0, 2 * heads);  /* p v; dq */
-        add(l, r1, hs, rows, 1, 0, 2 * heads);  /* dv; dk */
+        add_batch(l, rows, r1, hs, 0, 1, B, NH, 2 * L);  /* scores; dp */
+        add_batch(l, rows, hs, r1, 0, 0, B, NH, 2 * L);  /* p v; dq */
+        add_batch(l, r1, hs, rows, 1, 0, B, NH, 2 * L);  /* dv; dk */
     }
 }
 
-/* one call of a shape: sgemm (mm NULL; a, b floats) or oneDNN's bf16 matmul (a, b bf16) */
+/* one call of a shape, dense operands: sgemm, once per product of the batch (mm NULL;
+ * a, b floats), or oneDNN's bf16 matmul, the whole batch at once (a, b bf16) */
 static void product(const shape *s, loco_mm *mm, const void *a, const void *b, float *c) {
+    long MN = (long)s->M * s->N, MK = (long)s->M * s->K, KN = (long)s->K * s->N;
+    if (mm) {
+        loco_gemm_bf16_batch(mm, s->nb, s->nh, s->ta, s->tb, s->M, s->N, s->K, 1.0f, a, b, 0.0f,
+                             c, s->nh * MN, MN, s->N);
+        return;
+    }
     int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
-    if (mm)
-        loco_gemm_bf16(mm, s->ta, s->tb, s->M, s->N, s->K, 1.0f, a, lda, b, ldb, 0.0f, c, s->N);
-    else
+    for (long i = 0; i < (long)s->nb * s->nh; i++)
         cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
-                    s->tb ? CblasTrans : CblasNoTrans, s->M, s->N, s->K, 1.0f, a, lda, b, ldb,
-                    0.0f, c, s->N);
+                    s->tb ? CblasTrans : CblasNoTrans, s->M, s->N, s->K, 1.0f,
+                    (const float *)a + i * MK, lda, (const float *)b + i * KN, ldb, 0.0f,
+                    c + i * MN, s->N);
 }
 
 /* seconds per call of one shape, best of a few timed batches */
@@ -97,8 +111,9 @@ static double time_product(const shape *s, loco_mm *mm, const void *a, const voi
 static double ceiling(const shape_list *l, loco_mm *mm) {
     size_t most = 0;
     for (int i = 0; i < l->n; i++) {
-        size_t ab = (size_t)l->s[i].M * l->s[i].K + (size_t)l->s[i].K * l->s[i].N;
-        size_t cc = (size_t)l->s[i].M * l->s[i].N;
+        size_t batch = (size_t)l->s[i].nb * l->s[i].nh;
+        size_t ab = batch * ((size_t)l->s[i].M * l->s[i].K + (size_t)l->s[i].K * l->s[i].N);
+        size_t cc = batch * (size_t)l->s[i].M * l->s[i].N;
         most = ab > most ? ab : most;
         most = cc > most ? cc : most;
     }
@@ -111,7 +126,7 @@ static double ceiling(const shape_list *l, loco_mm *mm) {
     double flops = 0, secs = 0;
     for (int i = 0; i < l->n; i++) {
         const shape *s = &l->s[i];
-        flops += 2.0 * s->M * s->N * s->K * (double)s->count;
+        flops += 2.0 * s->M * s->N * s->K * s->nb * s->nh * (double)s->count;
         secs += time_product(s, mm, a, b, c) * (double)s->count;
     }
     free(a);

@@ -51,6 +51,9 @@ static void plan_worker(loco_memplan *p, const loco_memplan_in *in, uint64_t P, 
     if (in->async) add_part(g, "theta_start and delta", loco_mul_sat(P, 2), 0);
     add_part(g, "activations", acts, 1);
     add_part(g, "batch tokens", tokens, 1);
+    if (in->bf16)
+        add_part(g, "bf16 copies (weights, products' inputs)",
+                 loco_acts_bf16_bytes(in->m, in->B, in->T), 1);
 }
 
 /* evaluator.c: its activations and batch (loco_evaluator_init) and, on the evaluator
@@ -97,6 +100,9 @@ void loco_memplan_in_from_config(loco_memplan_in *in, const loco_config *c, cons
     *in = (loco_memplan_in){.m = m, .async = async, .workers = async ? (int)c->run.workers : 1,
                             .B = (int)c->train.batch, .T = (int)c->model.seq_len,
                             .stripe_kib = c->buffer.stripe_kib, .data_bytes = data_bytes};
+    loco_precision p = LOCO_PREC_FP32;
+    loco_precision_resolve((loco_precision)c->model.precision, &p, NULL, 0, NULL);
+    in->bf16 = p == LOCO_PREC_BF16;
 }
 
 /* ------------------------------------------------------- what is available */

@@ -170,6 +170,7 @@ int loco_mm_init(loco_mm **mm, loco_precision p, loco_err *e) {
     *mm = NULL;
     if (p != LOCO_PREC_FP32 && p != LOCO_PREC_BF16)
         return loco_errf(e, "mm: precision %s is not resolved", loco_enum_name(loco_precision_names, p));
+    if (p == LOCO_PREC_FP32) return 0; /* NULL is fp32: cblas_sgemm needs no state */
     loco_mm *m = loco_alloc_for(sizeof *m, "mm", "the matrix product context", e);
     if (!m) return -1;
     m->prec = p;

@@ -141,6 +141,20 @@ uint64_t loco_acts_bytes(const loco_model *m, int B, int T) {
     return sum;
 }
 
+uint64_t loco_acts_bf16_bytes(const loco_model *m, int B, int T) {
+    uint64_t C = (uint64_t)m->s.C, L = (uint64_t)m->s.L, NH = (uint64_t)m->s.NH;
+    uint64_t N = (uint64_t)B * (uint64_t)T, Tu = (uint64_t)T, Vp = (uint64_t)m->s.Vp;
+    uint64_t rows = Tu < LOCO_ATT_ROWS ? Tu : LOCO_ATT_ROWS, hs = C / NH;
+    uint64_t widest = Vp > 4 * C ? Vp : 4 * C;
+    uint64_t kept = loco_mul_sat(loco_mul_sat(N, C), 7 * L + 1);   /* ln1, atty, ln2, fch_gelu */
+    uint64_t dout = loco_mul_sat(N, widest);
+    uint64_t batch = loco_mul_sat((uint64_t)B * NH, rows * (Tu > hs ? Tu : hs));
+    uint64_t halves = loco_add_sat(loco_add_sat(m->nparams, kept),
+                                   loco_add_sat(dout, loco_mul_sat(batch, 2)));
+    /* bf16 halves, and the batches' dense fp32 output */
+    return loco_add_sat(loco_mul_sat(halves, 2), loco_mul_sat(batch, 4));
+}
+
 int loco_acts_alloc(loco_acts *a, const loco_model *m, int B, int T, loco_err *e) {
     memset(a, 0, sizeof *a);
     a->B = B;

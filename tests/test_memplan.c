@@ -79,7 +79,7 @@ Test(memplan, acts_bytes_follows_the_documented_layout) {
     uint64_t floats[] = {(L + 1) * N * C, L * N * C, L * N, L * N, L * N * 3 * C,
                          L * NH * N * T, L * N * C, L * N * C, L * N * C, L * N, L * N,
                          L * N * 4 * C, L * N * 4 * C, N * C, N, N, N * Vp, N, N * C, N * C,
-                         N * C, N * 4 * C, N * 3 * C, T * T};
+                         N * C, N * 4 * C, N * 3 * C, B * NH * 40 * T};   /* datt: min(T, 64) rows */
     uint64_t want = 0;
     for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
         want += (floats[i] * 4 + 63) / 64 * 64;   /* loco_alloc's whole 64-byte lines */

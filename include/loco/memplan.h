@@ -51,6 +51,7 @@ typedef struct {
     uint64_t data_bytes;      /* the mapped file */
     int init_held;            /* the starting parameters are in memory already (read from a
                                  model file): not counted again */
+    int bf16;                 /* products in bf16: each worker's bf16 copies */
 } loco_memplan_in;
 
 void loco_memplan_make(loco_memplan *p, const loco_memplan_in *in);

@@ -29,7 +29,8 @@ int loco_precision_resolve(loco_precision p, loco_precision *out, char *why, siz
                            loco_err *e);
 
 typedef struct loco_mm loco_mm;   /* one per worker thread; opaque */
-/* p must be resolved (fp32 or bf16). */
+/* p must be resolved (fp32 or bf16). fp32 makes no context: *mm is NULL, which every
+ * function here takes as fp32. */
 int loco_mm_init(loco_mm **mm, loco_precision p, loco_err *e);
 void loco_mm_free(loco_mm *mm);
 loco_precision loco_mm_precision(const loco_mm *mm);   /* NULL -> fp32 */

@@ -83,6 +83,10 @@ void loco_acts_free(loco_acts *a);
 /* The bytes loco_acts_alloc(m, B, T) asks for (whole 64-byte lines per buffer), without
  * allocating; saturates at UINT64_MAX for shapes no machine holds. */
 uint64_t loco_acts_bytes(const loco_model *m, int B, int T);
+/* What a bf16 worker's mm context holds besides (its buffers grow in the first step): the
+ * weights' mirror, the kept bf16 inputs of the products, the largest dout, and attention's
+ * batched operands and dense output. An estimate to within oneDNN's own scratchpad. */
+uint64_t loco_acts_bf16_bytes(const loco_model *m, int B, int T);
 
 /* Forward of inputs (B,T) with B, T within the capacity. With targets (B,T), returns
  * the mean cross-entropy and leaves probabilities for backward; with NULL targets,
