@@ -541,9 +541,10 @@ void loco_gemm_bf16_batch(loco_mm *mm, int nb, int nh, int ta, int tb, int M, in
                nb, nh, M, N, K);
     long MN = (long)M * N;
     int dense = ldc == N && (nh == 1 || cs1 == MN) && (nb == 1 || cs0 == nh * MN);
-    loco_mm_prim key = {.M = M, .N = N, .K = K, .ta = !!ta, .tb = !!tb, .ldc = N,
-                        .alpha = alpha, .beta = dense ? beta : 0.0f, .nb = nb, .nh = nh,
-                        .cs0 = nh * MN, .cs1 = MN};
+    loco_mm_prim key = {.M = M, .N = N, .K = K, .ta = !!ta, .tb = !!tb, .lda = ta ? M : K,
+                        .ldb = tb ? K : N, .ldc = N, .alpha = alpha,
+                        .beta = dense ? beta : 0.0f, .nb = nb, .nh = nh, .cs0 = nh * MN,
+                        .cs1 = MN};
     if (dense) {
         loco_mm_run(mm, &key, A, B, C);
         return;
