@@ -71,6 +71,7 @@ void loco_residual_layernorm_forward(float *res, float *out, float *mean, float 
     for (int n = 0; n < N; n++) {
         const float *ar = a + (long)n * C, *br = b + (long)n * C;
         float *x = res + (long)n * C;
+#pragma omp simd
         for (int i = 0; i < C; i++) x[i] = ar[i] + br[i] + rbias[i];
         /* the row is still in L1: normalising it now saves a pass over the stream */
         layernorm_row(out + (long)n * C, mean + n, rstd + n, x, weight, bias, C);
@@ -257,6 +258,8 @@ void loco_gelu_backward(float *dinp, const float *inp, const float *dout, long n
 void loco_bias_gelu_forward(float *pre, float *out, const float *bias, int N, int C) {
     for (int n = 0; n < N; n++) {
         float *p = pre + (long)n * C, *o = out + (long)n * C;
+        /* the rows of pre and out never overlap: say so, or gcc will not vectorise */
+#pragma omp simd
         for (int i = 0; i < C; i++) {
             float x = p[i] + bias[i];
             p[i] = x;
@@ -270,6 +273,8 @@ void loco_gelu_bias_backward(float *dinp, float *dbias, const float *pre, const 
     for (int n = 0; n < N; n++) {
         const float *p = pre + (long)n * C, *d = dout + (long)n * C;
         float *di = dinp + (long)n * C;
+        /* di may be d itself, element for element; dbias is apart */
+#pragma omp simd
         for (int i = 0; i < C; i++) {
             float g = gelu_grad(p[i]) * d[i];
             di[i] = g;
