@@ -1,16 +1,7 @@
 #include "loco/kernels.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
-
-/* One OpenBLAS thread per calling thread, for every program that links the kernels:
- * parallelism comes from workers pinned to their own cores, and a threaded sgemm inside
- * each would oversubscribe those cores (and allocate its job buffers on every call).
- * Shared libraries are initialised before us, so OpenBLAS is ready when this runs. */
-__attribute__((constructor)) static void one_blas_thread_per_caller(void) {
-    openblas_set_num_threads(1);
-}
 
 /* ---------------------------------------------------------------- encoder */
 
