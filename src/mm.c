@@ -320,6 +320,8 @@ static void loco_mm_create(loco_mm *mm, loco_mm_prim *k) {
     dnnl_primitive_desc_destroy(pd);
 }
 
+static pthread_mutex_t loco_create_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static int loco_mm_same(const loco_mm_prim *p, const loco_mm_prim *k) {
     return p->M == k->M && p->N == k->N && p->K == k->K && p->ta == k->ta && p->tb == k->tb &&
            p->lda == k->lda && p->ldb == k->ldb && p->ldc == k->ldc && p->alpha == k->alpha &&
@@ -337,7 +339,14 @@ static loco_mm_prim *loco_mm_find(loco_mm *mm, const loco_mm_prim *k) {
                k->M, k->N, k->K);
     loco_mm_prim *p = &mm->prims[mm->nprims];
     *p = *k;
+    /* Workers make their primitives at the same time in their first step, and oneDNN
+     * shares state between them (its primitive cache, its JIT code). It is thread-safe,
+     * but ThreadSanitizer cannot see its internal ordering (the library is not
+     * instrumented) and reports a race; making primitives one at a time, which costs
+     * nothing after the first step, gives it an order it can see. */
+    pthread_mutex_lock(&loco_create_lock);
     loco_mm_create(mm, p);
+    pthread_mutex_unlock(&loco_create_lock);
     mm->nprims++;
     return p;
 }
