@@ -238,14 +238,6 @@ static inline float gelu_grad(float x) {
     return s + x * s * (1.0f - s) * du2;
 }
 
-void loco_gelu_forward(float *out, const float *inp, long n) {
-    for (long i = 0; i < n; i++) out[i] = inp[i] * gelu_sigmoid(inp[i]);
-}
-
-void loco_gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
-    for (long i = 0; i < n; i++) dinp[i] = gelu_grad(inp[i]) * dout[i];
-}
-
 void loco_bias_gelu_forward(float *pre, float *out, const float *bias, int N, int C) {
     for (int n = 0; n < N; n++) {
         float *p = pre + (long)n * C, *o = out + (long)n * C;

@@ -67,11 +67,8 @@ void loco_attention_forward(loco_mm *mm, float *out, float *att, const float *qk
 void loco_attention_backward(loco_mm *mm, float *dqkv, float *scratch, const float *dout, const float *qkv,
                              const float *att, int B, int T, int C, int NH);
 
-/* out = gelu(inp) (tanh approximation, computed as x sigmoid(2u)), n elements */
-void loco_gelu_forward(float *out, const float *inp, long n);
-/* dinp = gelu'(inp) * dout (written), n elements; dinp may alias dout */
-void loco_gelu_backward(float *dinp, const float *inp, const float *dout, long n);
-/* pre (N,C) += bias (C) in place (kept for backward), out = gelu(pre): one pass */
+/* pre (N,C) += bias (C) in place (kept for backward), out = gelu(pre) (the tanh
+ * approximation, computed as x sigmoid(2u)): one pass */
 void loco_bias_gelu_forward(float *pre, float *out, const float *bias, int N, int C);
 /* dinp = gelu'(pre) * dout (written; may alias dout), dbias (C) += column sums of dinp */
 void loco_gelu_bias_backward(float *dinp, float *dbias, const float *pre, const float *dout,
