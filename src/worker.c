@@ -6,6 +6,21 @@
 
 #include "loco/outer.h"
 
+/* bf16: one forward and backward on a batch of zeros, so that every oneDNN primitive and
+ * every bf16 buffer of the step is made now, at start-up, and never in a step. Nothing
+ * it computes is kept (the first step zeroes the gradients) and the data stream has not
+ * moved. */
+static void warm_up(loco_worker *w) {
+    if (loco_mm_precision(w->acts.mm) != LOCO_PREC_BF16) return;
+    size_t tokens = (size_t)w->B * w->T;
+    memset(w->inputs, 0, tokens * sizeof(int));
+    memset(w->targets, 0, tokens * sizeof(int));
+    loco_mm_mirror(w->acts.mm, w->params, w->m->nparams);
+    loco_model_forward(w->m, w->params, &w->acts, w->inputs, w->targets, w->B, w->T);
+    loco_model_backward(w->m, w->params, w->grads, &w->acts, w->inputs, w->targets, w->B, w->T);
+    memset(w->grads, 0, w->m->nparams * sizeof(float));
+}
+
 int loco_worker_init(loco_worker *w, int id, const loco_model *m, const loco_data *d,
                      const loco_worker_opts *o, const float *init, loco_err *e) {
     memset(w, 0, sizeof *w);
@@ -33,6 +48,7 @@ int loco_worker_init(loco_worker *w, int id, const loco_model *m, const loco_dat
         return -1;
     }
     memcpy(w->params, init, bytes);
+    warm_up(w);
     return 0;
 }
 

@@ -2,7 +2,8 @@
  * gradients, AdamW moments (kept across rounds), activations and its seeded data
  * stream, and its products' context (mm: fp32, or bf16 with the weights' bf16 mirror);
  * a step samples a batch, runs forward and backward, clips and applies AdamW. All
- * buffers are made once at init: a step allocates nothing (bf16: after the first). */
+ * buffers (and in bf16 every oneDNN primitive) are made at init: a step allocates
+ * nothing. */
 #ifndef LOCO_WORKER_H
 #define LOCO_WORKER_H
 
