@@ -32,22 +32,28 @@ static void pace(int spin, double f, int steps, double *computed, double *spent,
  * at the end is the last wait's overrun, one wake-up delay. 20 ms covers a loaded 2-core
  * machine; unpaid overruns (each wait on its own, as before) add up past it as soon as
  * wake-ups are late. And spent is wall time: the loop is nothing but steps and waits. */
+/* 1 when one paced run of factor f is within the bounds above; why says how it missed */
+static int paced_within(int spin, double f, char *why, size_t n) {
+    double computed, spent, wall;
+    pace(spin, f, 50, &computed, &spent, &wall);
+    snprintf(why, n, "%s, f = %g: %.4f s in all for %.4f s of compute (want %.4f), %.4f s of "
+             "slowdown", spin ? "spin" : "sleep", f, wall, computed, f * computed, spent);
+    return fabs(wall - f * computed) <= 0.02 && fabs(spent - (f - 1) * computed) <= 0.02 &&
+           fabs(wall - computed - spent) <= 0.005;
+}
+
+/* A machine busy with other work can preempt the last wait past any bound: each case
+ * gets three tries, and a systematic error (an overrun not paid back, a wrong factor)
+ * misses all three. */
 Test(clock, a_slowed_worker_takes_f_times_its_compute_time, .timeout = 60) {
     const double factors[] = {1.5, 3};
+    char why[256];
     for (int spin = 0; spin <= 1; spin++) {
         for (int k = 0; k < 2; k++) {
-            double f = factors[k], computed, spent, wall;
-            pace(spin, f, 50, &computed, &spent, &wall);
-            const char *mode = spin ? "spin" : "sleep";
-            cr_assert_leq(fabs(wall - f * computed), 0.02,
-                          "%s, f = %g: %.4f s in all for %.4f s of compute, want %.4f", mode, f,
-                          wall, computed, f * computed);
-            cr_assert_leq(fabs(spent - (f - 1) * computed), 0.02,
-                          "%s, f = %g: %.4f s of slowdown for %.4f s of compute", mode, f, spent,
-                          computed);
-            cr_assert_leq(fabs(wall - computed - spent), 0.005,
-                          "%s, f = %g: the waits took %.4f s, the loop had %.4f s besides the "
-                          "compute", mode, f, spent, wall - computed);
+            int ok = 0;
+            for (int attempt = 0; attempt < 3 && !ok; attempt++)
+                ok = paced_within(spin, factors[k], why, sizeof why);
+            cr_assert(ok, "three tries missed; the last: %s", why);
         }
     }
 }
