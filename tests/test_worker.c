@@ -168,62 +168,82 @@ static double rest_tolerance(double wall) {
 #endif
 }
 
-Test(worker, the_real_clock_slowdown_is_f_minus_1_times_the_compute_time, .timeout = 120) {
+/* One sync run of two workers (x 1 and x 2.5) in the given slowdown mode on the real
+ * clock: 1 when each worker's slowdown is (f - 1) x its compute and both workers' rounds
+ * have the same time besides; why says how it missed. */
+static int slowdown_within(const char *mode, char *why, size_t n) {
+    const char *sets[] = {"model.layers=2", "model.heads=2", "model.dim=32", "model.seq_len=32",
+                          "train.batch=4", "train.steps=300", "run.workers=2", "run.clock=real",
+                          "outer.method=sync", "outer.local_steps=50", "hetero.slowdown=1,2.5",
+                          "eval.every_updates=0", "eval.batches=2", mode, NULL};
+    loco_config c;
+    loco_err e;
+    loco_config_default(&c);
+    cr_assert_eq(loco_config_load_file(&c, "configs/tiny.ini", &e), 0, "%s", e.msg);
+    for (int i = 0; sets[i]; i++) cr_assert_eq(loco_config_set(&c, sets[i], &e), 0, "%s", e.msg);
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/loco-slow-%d", (int)getpid());
+    loco_train_opts o;
+    loco_train_opts_default(&o);
+    o.out_dir = dir;
+    o.quiet = 1;
+    cr_assert_eq(loco_train(&c, &o, &e), 0, "%s", e.msg);
+    char *s = slurp(dir, "summary.json"), *metrics = slurp(dir, "metrics.jsonl");
+    double wall = number_after(s, "train_s"), rest[2];
+    const char *row = strstr(s, "\"per_worker\":");
+    cr_assert_not_null(row, "%.300s", s);
+    int ok = 1;
+    why[0] = '\0';
+    for (int w = 0; w < 2; w++) {
+        row = strstr(row + 1, "{\"worker\":");
+        cr_assert_not_null(row, "row %d: %.600s", w, s);
+        double f = number_after(row, "slowdown"), compute = number_after(row, "compute_s");
+        double slow = number_after(row, "slowdown_s"), want = (f - 1) * compute;
+        double waits = number_after(row, "lockwait_s") + number_after(row, "idle_s");
+        /* an accounting error, not a timing one: no tries for it */
+        cr_assert_leq(compute + slow + waits, wall + 0.001, "%s, worker %d: more time "
+                      "accounted than the run's %.4f s", mode, w, wall);
+        if (fabs(slow - want) > 0.02 + 0.02 * want) {
+            ok = 0;
+            snprintf(why, n, "%s, worker %d (x %g): %.4f s of slowdown for %.4f s of compute, "
+                     "want %.4f", mode, w, f, slow, compute, want);
+        }
+        rest[w] = rounds_s(metrics, w) - compute - slow;
+    }
+    if (ok && fabs(rest[1] - rest[0]) > rest_tolerance(wall)) {
+        ok = 0;
+        snprintf(why, n, "%s: the slowed worker's rounds have %.4f s besides compute and "
+                 "slowdown, the other's %.4f s", mode, rest[1], rest[0]);
+    }
+    free(s);
+    free(metrics);
+    const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin"};
+    for (int i = 0; i < 4; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+    return ok;
+}
+
+/* Three tries per mode, as in test_clock.c: other work on a busy machine can preempt a
+ * spin or a wake-up past the bounds once; a wrong factor misses every time. */
+Test(worker, the_real_clock_slowdown_is_f_minus_1_times_the_compute_time, .timeout = 240) {
     const char *modes[] = {"hetero.mode=sleep", "hetero.mode=spin"};
+    char why[256];
     for (int k = 0; k < 2; k++) {
-        const char *sets[] = {"model.layers=2", "model.heads=2", "model.dim=32", "model.seq_len=32",
-                              "train.batch=4", "train.steps=300", "run.workers=2", "run.clock=real",
-                              "outer.method=sync", "outer.local_steps=50", "hetero.slowdown=1,2.5",
-                              "eval.every_updates=0", "eval.batches=2", modes[k], NULL};
-        loco_config c;
-        loco_err e;
-        loco_config_default(&c);
-        cr_assert_eq(loco_config_load_file(&c, "configs/tiny.ini", &e), 0, "%s", e.msg);
-        for (int i = 0; sets[i]; i++)
-            cr_assert_eq(loco_config_set(&c, sets[i], &e), 0, "%s", e.msg);
-        char dir[64];
-        snprintf(dir, sizeof dir, "/tmp/loco-slow-%d", (int)getpid());
-        loco_train_opts o;
-        loco_train_opts_default(&o);
-        o.out_dir = dir;
-        o.quiet = 1;
-        cr_assert_eq(loco_train(&c, &o, &e), 0, "%s", e.msg);
-        char *s = slurp(dir, "summary.json"), *metrics = slurp(dir, "metrics.jsonl");
-        double wall = number_after(s, "train_s"), rest[2];
-        const char *row = strstr(s, "\"per_worker\":");
-        cr_assert_not_null(row, "%.300s", s);
-        for (int w = 0; w < 2; w++) {
-            row = strstr(row + 1, "{\"worker\":");
-            cr_assert_not_null(row, "row %d: %.600s", w, s);
-            double f = number_after(row, "slowdown"), compute = number_after(row, "compute_s");
-            double slow = number_after(row, "slowdown_s"), want = (f - 1) * compute;
-            double waits = number_after(row, "lockwait_s") + number_after(row, "idle_s");
-            cr_assert_leq(fabs(slow - want), 0.02 + 0.02 * want, "%s, worker %d (x %g): %.4f s of "
-                          "slowdown for %.4f s of compute, want %.4f", modes[k], w, f, slow,
-                          compute, want);
-            cr_assert_leq(compute + slow + waits, wall + 0.001, "%s, worker %d: more time "
-                          "accounted than the run's %.4f s", modes[k], w, wall);
-            rest[w] = rounds_s(metrics, w) - compute - slow;
-        }
-        cr_assert_leq(fabs(rest[1] - rest[0]), rest_tolerance(wall), "%s: the slowed worker's rounds have %.4f s "
-                      "besides compute and slowdown, the other's %.4f s", modes[k], rest[1],
-                      rest[0]);
-        free(s);
-        free(metrics);
-        const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin"};
-        for (int i = 0; i < 4; i++) {
-            char path[128];
-            snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-            unlink(path);
-        }
-        rmdir(dir);
+        int ok = 0;
+        for (int attempt = 0; attempt < 3 && !ok; attempt++)
+            ok = slowdown_within(modes[k], why, sizeof why);
+        cr_assert(ok, "three tries missed; the last: %s", why);
     }
 }
 
 /* ------------------------------------------------------------ bf16 products */
 
-/* A bf16 worker builds its oneDNN primitives in its first step (one per product shape);
- * the steps after it reuse them all, and its loss stays finite. */
+/* A bf16 worker makes its oneDNN primitives at init (one per product shape); its steps
+ * reuse them all, keep no memory, and its loss stays finite. */
 Test(worker, a_bf16_worker_makes_its_primitives_at_init_and_a_step_allocates_nothing) {
     SKIP_WITHOUT_BF16();
     fixture f;
