@@ -832,6 +832,12 @@ static int (*const checks[])(const loco_config *, loco_err *) = {
     check_checkpoint_every,
 };
 
+int loco_config_precision(const loco_config *c, char *why, size_t n) {
+    loco_precision p = LOCO_PREC_FP32;
+    loco_precision_resolve((loco_precision)c->model.precision, &p, why, n, NULL);
+    return p;
+}
+
 int loco_config_validate(const loco_config *c, loco_err *e) {
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
         if (checks[i](c, e) != 0) return -1;

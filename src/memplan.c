@@ -100,9 +100,7 @@ void loco_memplan_in_from_config(loco_memplan_in *in, const loco_config *c, cons
     *in = (loco_memplan_in){.m = m, .async = async, .workers = async ? (int)c->run.workers : 1,
                             .B = (int)c->train.batch, .T = (int)c->model.seq_len,
                             .stripe_kib = c->buffer.stripe_kib, .data_bytes = data_bytes};
-    loco_precision p = LOCO_PREC_FP32;
-    loco_precision_resolve((loco_precision)c->model.precision, &p, NULL, 0, NULL);
-    in->bf16 = p == LOCO_PREC_BF16;
+    in->bf16 = loco_config_precision(c, NULL, 0) == LOCO_PREC_BF16;
 }
 
 /* ------------------------------------------------------- what is available */

@@ -25,17 +25,9 @@ loco_shape loco_shape_from_config(const loco_config *c) {
     return s;
 }
 
-/* model.precision as it runs on this CPU: auto resolved (the config's checks refused a
- * precision the CPU lacks, so this resolves); why, when given, says what auto chose */
-static loco_precision run_precision(const loco_config *c, char *why, size_t n) {
-    loco_precision p = LOCO_PREC_FP32;
-    loco_precision_resolve((loco_precision)c->model.precision, &p, why, n, NULL);
-    return p;
-}
-
 void loco_worker_opts_from_config(const loco_config *c, loco_worker_opts *o) {
     *o = (loco_worker_opts){
-        .precision = run_precision(c, NULL, 0),
+        .precision = (loco_precision)loco_config_precision(c, NULL, 0),
         .B = (int)c->train.batch,
         .T = (int)c->model.seq_len,
         .seed = (uint64_t)c->run.seed,
@@ -155,7 +147,7 @@ static int check_input(run *r, loco_err *e) {
     if (r->o->init_path ? shape_from_file(r, e) : shape_from_config(r, e)) return -1;
     if (loco_config_validate(c, e) != 0) return -1;
     char why[160] = "";
-    run_precision(c, why, sizeof why);
+    loco_config_precision(c, why, sizeof why);
     if (c->model.precision == LOCO_PREC_AUTO && !r->o->quiet) fprintf(stderr, "loco: %s\n", why);
     if (loco_data_open(&r->data, c->data.path, c->data.format, (int)c->model.vocab,
                        (size_t)c->data.block, c->data.val_every, e) != 0)
@@ -395,7 +387,7 @@ static int write_outputs(run *r, const char *status, loco_err *e) {
     s.params = (long)r->m.ntrue;
     s.wall_s = loco_now() - r->t0;
     s.train_s = r->train_s;
-    s.precision = loco_enum_row(loco_precision_names, run_precision(r->c, NULL, 0))->name;
+    s.precision = loco_enum_row(loco_precision_names, loco_config_precision(r->c, NULL, 0))->name;
     if (!s.rows) s.method = NULL; /* the engine did not get as far as its summary */
     if (r->c->outer.method == LOCO_METHOD_SINGLE) {
         s.local_steps = r->steps * r->c->run.workers;

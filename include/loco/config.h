@@ -136,6 +136,10 @@ long loco_config_total_local_steps(const loco_config *c);
  * *seconds; both 0: never (the run still checkpoints when it is stopped). */
 void loco_config_checkpoint_every(const loco_config *c, long *updates, double *seconds);
 
+/* model.precision as it runs on this CPU: auto resolved (validation refused a precision
+ * the CPU lacks, so this always resolves); why, when given, says what auto chose */
+int loco_config_precision(const loco_config *c, char *why, size_t n);
+
 /* Writes every key with its value as an INI file that loads back to the same c. */
 int loco_config_write(const loco_config *c, FILE *f);
 

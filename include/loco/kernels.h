@@ -51,8 +51,8 @@ void loco_matmul_backward(loco_mm *mm, int slot, float *dinp, float *dweight, fl
                           int OC);
 
 /* Causal attention works on row blocks of LOCO_ATT_ROWS queries: block [r0, r1) only
- * needs keys [0, r1), so each product is one sgemm of a useful size and about half of
- * the masked triangle is never computed. */
+ * needs keys [0, r1), so about half of the masked triangle is never computed; each of a
+ * block's products is made for every (batch, head) in one loco_gemm_batch. */
 enum { LOCO_ATT_ROWS = 64 };
 
 /* The floats of loco_attention_backward's scratch: one row block of score gradients for
