@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "loco/bench.h"
+#include "loco/cpu.h"
 #include "loco/data.h"
 #include "loco/engine.h"
 #include "loco/model.h"
@@ -68,10 +69,12 @@ int loco_bench_scale(const loco_config *c, const char *config_name, loco_err *e)
     loco_model_init_params(&m, init, (uint64_t)c->run.seed);
     fprintf(stderr, "bench scale: %s, %zu parameters, %d local steps per worker, 1..%d workers\n",
             config_name, m.ntrue, STEPS_PER_WORKER, cores);
+    loco_blas_say(stderr, "  ");
     loco_json j;
     loco_json_begin(&j);
     loco_json_str(&j, "bench", "scale");
     loco_json_str(&j, "config", config_name);
+    loco_json_str(&j, "blas_core", loco_blas()->core);
     loco_json_open(&j, "by_workers", '[');
     result one = {0}, r = {0}, virt = {0};
     int rc = 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "loco/bench.h"
+#include "loco/cpu.h"
 #include "loco/train.h"
 #include "loco/data.h"
 #include "loco/kernels.h"
@@ -228,8 +229,10 @@ int loco_bench_step(const loco_config *c, const char *config_name, loco_err *e) 
     loco_cpu_features(&cpu, feat, sizeof feat);
     loco_precision bf;
     int has_bf16 = loco_precision_resolve(LOCO_PREC_BF16, &bf, NULL, 0, NULL) == 0;
-    fprintf(stderr, "bench step: %s, %zu parameters, B=%d T=%d, one thread; CPU bf16: %s (oneDNN ISA %s)\n",
-            config_name, m.ntrue, B, T, feat, cpu.isa);
+    char name[160];
+    fprintf(stderr, "bench step: %s, %zu parameters, B=%d T=%d, one thread; CPU %s, bf16: %s\n",
+            config_name, m.ntrue, B, T, loco_cpu_name(&cpu, name, sizeof name), feat);
+    loco_blas_say(stderr, "  ");
     float *init = loco_alloc(m.nparams * sizeof(float));
     loco_model_init_params(&m, init, (uint64_t)c->run.seed);
     step_time f32 = {0}, b16 = {0};
@@ -271,6 +274,10 @@ int loco_bench_step(const loco_config *c, const char *config_name, loco_err *e) 
     loco_json_num(&j, "mfu_vs_sgemm", gf32 / sgemm);
     loco_json_str(&j, "cpu_bf16", feat);
     loco_json_str(&j, "onednn_isa", cpu.isa);
+    loco_json_str(&j, "cpu", name);
+    loco_json_str(&j, "blas_core", loco_blas()->core);
+    loco_json_str(&j, "blas_core_detected", loco_blas()->choice.detected);
+    loco_json_str(&j, "blas_core_by", loco_enum_name(loco_blas_by_names, loco_blas()->choice.by));
     loco_json_num(&j, "bf16_step_ms", has_bf16 ? b16.step * 1e3 : NAN);
     loco_json_num(&j, "bf16_tokens_per_s", has_bf16 ? B * T / b16.step : NAN);
     loco_json_num(&j, "bf16_step_gflops", gb16);

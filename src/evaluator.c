@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loco/cpu.h"
+
 int loco_evaluator_init(loco_evaluator *ev, const loco_model *m, const loco_data *d, int B,
                         int T, int nbatches, loco_err *e) {
     memset(ev, 0, sizeof *ev);
@@ -65,6 +67,7 @@ typedef struct {
 
 static void *eval_part(void *arg) {
     file_part *p = arg;
+    loco_fp_flush_denormals();
     loco_evaluator *ev = &p->ev;
     size_t B = (size_t)ev->B;
     for (size_t k = p->first; k * B < p->nwin; k += p->stride) {
@@ -138,6 +141,7 @@ static int pending(const loco_eval_thread *et) {
 static void *eval_main(void *arg) {
     loco_eval_thread *et = arg;
     loco_err e;
+    loco_fp_flush_denormals();
     int rc = loco_topo_bind(et->topo, et->place, &e);
     if (rc == 0) rc = loco_evaluator_init(&et->ev, et->m, et->d, et->B, et->T, et->nbatches, &e);
     for (int i = 0; rc == 0 && i < LOCO_SNAPSHOTS; i++) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "loco/clock.h"
+#include "loco/cpu.h"
 #include "loco/evaluator.h"
 #include "loco/globalbuf.h"
 #include "loco/outer.h"
@@ -394,6 +395,11 @@ int loco_memplan_report(FILE *f, const loco_config *c, const loco_model *m, uint
     }
     print_run(f, c, m, data_bytes);
     loco_topo_print(&t, async ? &plan : NULL, f);
+    loco_cpu cpu;
+    loco_cpu_detect(&cpu);
+    char name[160];
+    fprintf(f, "CPU: %s\n", loco_cpu_name(&cpu, name, sizeof name));
+    loco_blas_say(f, "");
     if (async) loco_plan_free(&plan);
     loco_topo_close(&t);
     loco_memplan p;

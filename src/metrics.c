@@ -63,7 +63,8 @@ void loco_json_begin(loco_json *j) {
 
 void loco_json_str(loco_json *j, const char *key, const char *v) {
     put_key(j, key);
-    put_string(j, v);
+    if (v) put_string(j, v);
+    else puts_json(j, "null");
 }
 
 void loco_json_num(loco_json *j, const char *key, double v) {
@@ -399,6 +400,7 @@ static void summary_async(const loco_summary *s, loco_json *j) {
         loco_json_num(j, "idle_s", r->idle_s);
         loco_json_int(j, "rejected", r->rejected);
         loco_json_int(j, "faults", r->faults);
+        loco_json_int(j, "ftz_daz", r->ftz_daz);
         loco_json_close(j, '}');
     }
     loco_json_close(j, ']');
@@ -420,6 +422,8 @@ void loco_summary_json(const loco_summary *s, int byte_level, loco_json *j) {
     loco_json_num(j, "checkpoint_s", s->checkpoint_s);
     loco_json_num(j, "checkpoint_write_s", s->checkpoint_write_s);
     if (s->precision) loco_json_str(j, "precision", s->precision);
+    if (s->blas_core) loco_json_str(j, "blas_core", s->blas_core);
+    if (s->blas_core) loco_json_str(j, "blas_core_detected", s->blas_core_detected);
     if (s->method) summary_async(s, j);
     loco_json_end(j);
 }

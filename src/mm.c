@@ -3,8 +3,9 @@
  * training step nothing is created or allocated: a step only sets data handles. */
 #include "loco/mm.h"
 
+#include "loco/cpu.h"
+
 #include <cblas.h>
-#include <cpuid.h>
 #include <immintrin.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -31,38 +32,6 @@ const loco_enum loco_precision_names[] = {
  * Shared libraries are initialised before us, so OpenBLAS is ready when this runs. */
 __attribute__((constructor)) static void one_blas_thread_per_caller(void) {
     openblas_set_num_threads(1);
-}
-
-/* ---- CPU features ---- */
-
-/* XCR0: which register states the OS saves on context switch; without them the
- * instructions fault even where cpuid lists them. Only valid when OSXSAVE is set. */
-static uint64_t loco_xcr0(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0;
-    uint32_t lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return ((uint64_t)hi << 32) | lo;
-}
-
-void loco_cpu_detect(loco_cpu *c) {
-    memset(c, 0, sizeof *c);
-    uint64_t xcr0 = loco_xcr0();
-    /* SSE, AVX, opmask, ZMM upper halves, ZMM16-31 (bits 1,2,5,6,7); AMX TILECFG and
-     * TILEDATA (bits 17,18) */
-    int avx512_os = (xcr0 & 0xe6) == 0xe6;
-    int amx_os = (xcr0 & 0x60000) == 0x60000;
-    unsigned a, b, cx, d;
-    if (__get_cpuid_count(7, 1, &a, &b, &cx, &d)) c->avx512_bf16 = avx512_os && (a >> 5 & 1);
-    if (__get_cpuid_count(7, 0, &a, &b, &cx, &d)) c->amx_bf16 = amx_os && (d >> 22 & 1);
-    snprintf(c->isa, sizeof c->isa, "%s", dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()));
-}
-
-const char *loco_cpu_features(const loco_cpu *c, char *buf, size_t n) {
-    snprintf(buf, n, "%s%s%s", c->avx512_bf16 ? "avx512_bf16" : "",
-             c->avx512_bf16 && c->amx_bf16 ? " " : "", c->amx_bf16 ? "amx_bf16" : "");
-    if (n > 0 && !buf[0]) snprintf(buf, n, "none");
-    return buf;
 }
 
 int loco_precision_resolve(loco_precision p, loco_precision *out, char *why, size_t n,

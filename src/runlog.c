@@ -56,6 +56,7 @@ static int read_summary(const char *dir, loco_runlog *r, loco_err *e) {
     str(j, "status", r->status, sizeof r->status);
     str(j, "method", r->method, sizeof r->method);
     str(j, "clock", r->clock, sizeof r->clock);
+    str(j, "blas_core", r->blas_core, sizeof r->blas_core);
     if (!r->method[0]) snprintf(r->method, sizeof r->method, "single");
     r->workers = (int)num(j, "workers", 1);
     r->final_val_loss = num(j, "final_val_loss", NAN);

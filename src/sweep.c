@@ -795,6 +795,23 @@ static void row_of(const sweep *sw, const run *r, char *buf, size_t n) {
             k += (size_t)snprintf(buf + k, n - k, " %s=%s", sp->ax[a].key, sp->ax[a].values[r->vals[a]]);
 }
 
+/* The kernel sets the runs' products ran on, as their summaries say (a sweep resumed on
+ * another machine can have several); returns the length written. */
+static size_t kernels_of(const sweep *sw, const loco_config *c, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "Products in %s on OpenBLAS kernels",
+                                loco_enum_name(loco_precision_names, loco_config_precision(c, NULL, 0)));
+    int listed = 0;
+    for (int i = 0; i < sw->nruns && k < n; i++) {
+        const char *core = sw->runs[i].log.blas_core;
+        int seen = !sw->runs[i].done || !core[0];
+        for (int j = 0; j < i && !seen; j++)
+            seen = sw->runs[j].done && !strcmp(sw->runs[j].log.blas_core, core);
+        if (!seen) k += (size_t)snprintf(buf + k, n - k, "%s %s", listed++ ? "," : "", core);
+    }
+    if (k < n) k += (size_t)snprintf(buf + k, n - k, "%s. ", listed ? "" : " not recorded");
+    return k < n ? k : n;
+}
+
 /* What was run, for the results' first paragraph: from the first main run's config. */
 static void settings_of(const sweep *sw, char *buf, size_t n) {
     const run *r = NULL;
@@ -816,6 +833,7 @@ static void settings_of(const sweep *sw, char *buf, size_t n) {
             loco_config_total_local_steps(c), c->outer.local_steps, c->outer.momentum,
             loco_enum_name(loco_clock_kinds, c->run.clock), c->eval.every_local_steps,
             c->eval.batches);
+    if (k < n) k += kernels_of(sw, c, buf + k, n - k);
     if (k < n && sw->sp.nlrs > 0) {
         k += (size_t)snprintf(buf + k, n - k, "Outer learning rate chosen per variant and "
                               "column from {");

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loco/cpu.h"
+
 int loco_sweeper_init(loco_sweeper *sw, loco_globalbuf *gb, int cap, loco_err *e) {
     memset(sw, 0, sizeof *sw);
     sw->gb = gb;
@@ -26,6 +28,7 @@ void loco_sweeper_free(loco_sweeper *sw) {
 
 static void *sweep_main(void *arg) {
     loco_sweeper *sw = arg;
+    loco_fp_flush_denormals();
     loco_topo_bind(sw->topo, sw->place, NULL);
     pthread_mutex_lock(&sw->mu);
     for (;;) {

@@ -6,6 +6,7 @@
 
 #include "loco/checkpoint.h"
 #include "loco/clock.h"
+#include "loco/cpu.h"
 #include "loco/data.h"
 #include "loco/engine.h"
 #include "loco/evaluator.h"
@@ -149,6 +150,8 @@ static int check_input(run *r, loco_err *e) {
     char why[160] = "";
     loco_config_precision(c, why, sizeof why);
     if (c->model.precision == LOCO_PREC_AUTO && !r->o->quiet) fprintf(stderr, "loco: %s\n", why);
+    /* a dry run's report says it with the machine */
+    if (!r->o->quiet && !r->o->dry_run) loco_blas_say(stderr, "loco: ");
     if (loco_data_open(&r->data, c->data.path, c->data.format, (int)c->model.vocab,
                        (size_t)c->data.block, c->data.val_every, e) != 0)
         return -1;
@@ -388,6 +391,8 @@ static int write_outputs(run *r, const char *status, loco_err *e) {
     s.wall_s = loco_now() - r->t0;
     s.train_s = r->train_s;
     s.precision = loco_enum_row(loco_precision_names, loco_config_precision(r->c, NULL, 0))->name;
+    s.blas_core = loco_blas()->core;
+    s.blas_core_detected = loco_blas()->choice.detected;
     if (!s.rows) s.method = NULL; /* the engine did not get as far as its summary */
     if (r->c->outer.method == LOCO_METHOD_SINGLE) {
         s.local_steps = r->steps * r->c->run.workers;

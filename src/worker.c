@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loco/cpu.h"
 #include "loco/outer.h"
 
 /* bf16: one forward and backward on a batch of zeros, so that every oneDNN primitive and
@@ -193,6 +194,8 @@ static void make_delta(loco_worker_thread *t, loco_round_report *rep) {
 
 static int setup_thread(loco_worker_thread *t) {
     loco_round *r = t->r;
+    loco_fp_flush_denormals();
+    t->stats.ftz_daz = loco_fp_flushing();
     if (loco_topo_bind(t->topo, t->place, &t->err) != 0) return -1;
     if (loco_worker_init(&t->w, r->id, t->m, t->d, &t->opts, t->init, &t->err) != 0) return -1;
     size_t bytes = t->m->nparams * sizeof(float);

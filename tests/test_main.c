@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "loco/checkpoint.h"
+#include "loco/cpu.h"
 #include "loco/model.h"
 #include "bf16.h"
 
@@ -378,9 +379,27 @@ Test(main, topo_prints_the_memory_the_config_needs, .timeout = 60) {
     cli_close(&c);
 }
 
+/* What loco selects here when OpenBLAS picks Prescott by itself (as 0.3.21 does on Emerald
+ * Rapids): the kernel set, or Prescott where the CPU has nothing better. */
+static const char *choice_over_prescott(void) {
+    loco_cpu cpu;
+    loco_cpu_detect(&cpu);
+    loco_blas_facts f = {.vendor = cpu.vendor, .vec = cpu.vec, .running = "Prescott",
+                         .automatic = 1};
+    loco_blas_choice ch;
+    loco_blas_choose(&f, &ch);
+    return ch.reexec ? ch.reexec : "Prescott";
+}
+
+/* OpenBLAS's own pick taken as Prescott (LOCO_BLAS_PRETEND, as on a CPU newer than its
+ * table): loco sets OPENBLAS_CORETYPE, re-executes itself once, and the benchmark's JSON
+ * says which kernels ran, what OpenBLAS picked and who chose. */
 Test(main, bench_step_ends_with_a_json_line, .timeout = 120) {
     cli c;
     cli_open(&c);
+    unsetenv("OPENBLAS_CORETYPE");
+    unsetenv("LOCO_BLAS_DETECTED");
+    cr_assert_eq(setenv("LOCO_BLAS_PRETEND", "Prescott", 1), 0);
     cr_assert_eq(run(&c, "bench", "step", "-c", "configs/tiny.ini", "--set", "model.dim=32",
                      "--set", "model.seq_len=16", "--set", "train.batch=2", NULL),
                  0, "bench step: %s", c.err);
@@ -390,6 +409,42 @@ Test(main, bench_step_ends_with_a_json_line, .timeout = 120) {
     const char *last = strrchr(c.out, '\n') ? strrchr(c.out, '\n') + 1 : c.out;
     cr_assert(last[0] == '{' && last[strlen(last) - 1] == '}', "JSON: %s", last);
     cr_assert_gt(json_number(last, "tokens_per_s"), 0, "tokens_per_s");
+    const char *want = choice_over_prescott();
+    char key[96];
+    snprintf(key, sizeof key, "\"blas_core\":\"%s\"", want);
+    cr_assert(strstr(last, key), "%s in %s", key, last);
+    cr_assert(strstr(last, "\"blas_core_detected\":\"Prescott\""), "%s", last);
+    cr_assert(strstr(last, strcmp(want, "Prescott") ? "\"blas_core_by\":\"loco\""
+                                                    : "\"blas_core_by\":\"openblas\""), "%s", last);
+    expect_err(&c, "OpenBLAS picked Prescott");
+    unsetenv("LOCO_BLAS_PRETEND");
+    cli_close(&c);
+}
+
+/* A user's OPENBLAS_CORETYPE is kept (never replaced, no re-execution), named by topo, by
+ * train at its start and in summary.json; below the CPU's units it is warned of. */
+Test(main, a_users_openblas_coretype_is_kept_and_named, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    loco_cpu cpu;
+    loco_cpu_detect(&cpu);
+    const char *mine = cpu.vec >= LOCO_VEC_AVX2 ? "Haswell" : "Prescott";
+    cr_assert_eq(setenv("OPENBLAS_CORETYPE", mine, 1), 0);
+    unsetenv("LOCO_BLAS_DETECTED");
+    cr_assert_eq(run(&c, "topo", "-c", "configs/tiny.ini", NULL), 0, "%s", c.err);
+    char line[128];
+    snprintf(line, sizeof line, "kernels %s (OPENBLAS_CORETYPE as set)", mine);
+    expect_out(&c, line);
+    expect_out(&c, "CPU: ");
+    int below = cpu.vec > (loco_vec)loco_blas_kernel_vec(mine);
+    cr_assert_eq(strstr(c.out, "warning: OPENBLAS_CORETYPE=") != NULL, below,
+                 "warned iff below the CPU's units:\n%s", c.out);
+    train_tiny(&c);
+    expect_err(&c, line);
+    char key[96];
+    snprintf(key, sizeof key, "\"blas_core\":\"%s\",\"blas_core_detected\":null", mine);
+    expect_file_has(in_dir(&c, "run/summary.json"), key);
+    unsetenv("OPENBLAS_CORETYPE");
     cli_close(&c);
 }
 
@@ -491,6 +546,9 @@ Test(main, a_dry_run_prints_the_breakdown_and_writes_nothing, .timeout = 60) {
                  "dry run: %s", c.err);
     expect_out(&c, "run: single, 1 worker, real clock, ");
     expect_out(&c, "machine:");
+    expect_out(&c, "CPU: ");
+    expect_out(&c, "BLAS: OpenBLAS ");
+    expect_out(&c, "; oneDNN ISA ");
     expect_out(&c, "memory: needs ");
     expect_out(&c, "): fits\n");
     expect_out(&c, "  worker  ");

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "loco/base.h"
+#include "loco/cpu.h"
 #include "loco/mm.h"
 
 #include "bf16.h"

@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xmmintrin.h>
 
 #include "loco/config.h"
+#include "loco/cpu.h"
 #include "loco/train.h"
 #include "loco/worker.h"
 #include "bf16.h"
@@ -118,6 +120,17 @@ static double number_after(const char *p, const char *key) {
     return strtod(q + strlen(pat), NULL);
 }
 
+/* a finished run's directory, gone */
+static void remove_run(const char *dir) {
+    const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin"};
+    for (int i = 0; i < 4; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 /* the whole file, NUL-terminated */
 static char *slurp(const char *dir, const char *name) {
     char path[128];
@@ -217,13 +230,7 @@ static int slowdown_within(const char *mode, char *why, size_t n) {
     }
     free(s);
     free(metrics);
-    const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin"};
-    for (int i = 0; i < 4; i++) {
-        char path[128];
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
+    remove_run(dir);
     return ok;
 }
 
@@ -238,6 +245,39 @@ Test(worker, the_real_clock_slowdown_is_f_minus_1_times_the_compute_time, .timeo
             ok = slowdown_within(modes[k], why, sizeof why);
         cr_assert(ok, "three tries missed; the last: %s", why);
     }
+}
+
+/* ------------------------------------------------------- the floating-point mode */
+
+/* Each worker thread sets flush-to-zero and denormals-are-zero itself: with both cleared
+ * in the thread that starts the run (new threads inherit its mode), every worker still
+ * computes with them, as summary.json's rows say. */
+Test(worker, a_worker_thread_computes_with_ftz_and_daz, .timeout = 120) {
+    _mm_setcsr(_mm_getcsr() & ~0x8040u);
+    cr_assert(!loco_fp_flushing(), "cleared in the starting thread");
+    const char *sets[] = {"model.layers=1", "model.heads=2", "model.dim=32", "model.seq_len=16",
+                          "train.batch=2", "train.steps=20", "run.workers=3",
+                          "run.clock=virtual", "outer.method=async-dn", "outer.local_steps=5",
+                          "eval.every_updates=0", "eval.batches=1", NULL};
+    loco_config c;
+    loco_err e;
+    loco_config_default(&c);
+    cr_assert_eq(loco_config_load_file(&c, "configs/tiny.ini", &e), 0, "%s", e.msg);
+    for (int i = 0; sets[i]; i++) cr_assert_eq(loco_config_set(&c, sets[i], &e), 0, "%s", e.msg);
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/loco-ftz-%d", (int)getpid());
+    loco_train_opts o;
+    loco_train_opts_default(&o);
+    o.out_dir = dir;
+    o.quiet = 1;
+    cr_assert_eq(loco_train(&c, &o, &e), 0, "%s", e.msg);
+    char *s = slurp(dir, "summary.json");
+    int set = 0;
+    for (const char *p = s; (p = strstr(p, "\"ftz_daz\":1")); p++) set++;
+    cr_assert_eq(set, 3, "three workers with both bits: %s", s);
+    cr_assert_null(strstr(s, "\"ftz_daz\":0"), "%s", s);
+    free(s);
+    remove_run(dir);
 }
 
 /* ------------------------------------------------------------ bf16 products */

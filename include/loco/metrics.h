@@ -20,7 +20,7 @@ typedef struct {
 } loco_json;
 
 void loco_json_begin(loco_json *j);              /* '{' */
-void loco_json_str(loco_json *j, const char *key, const char *v);
+void loco_json_str(loco_json *j, const char *key, const char *v);  /* NULL -> null */
 void loco_json_num(loco_json *j, const char *key, double v);     /* NaN, Inf -> null */
 void loco_json_int(loco_json *j, const char *key, long v);
 void loco_json_open(loco_json *j, const char *key, char bracket); /* nested '{' or '['; key NULL in arrays */
@@ -145,6 +145,7 @@ typedef struct {
     double slowdown;
     long rounds, steps, tokens, rejected, faults;
     double compute_s, slowdown_s, lockwait_s, idle_s;
+    int ftz_daz;                     /* computed with flush-to-zero, denormals-are-zero */
 } loco_worker_row;
 
 typedef struct {
@@ -159,6 +160,8 @@ typedef struct {
                                         the rounds under way to end, then writing) */
     double checkpoint_write_s;       /* of which writing */
     const char *precision;           /* of the matrix products: "fp32" or "bf16" */
+    const char *blas_core;           /* the OpenBLAS kernel set the products ran on */
+    const char *blas_core_detected;  /* what OpenBLAS picked by itself (NULL: the user chose) */
     /* asynchronous runs only (method != NULL) */
     const char *method, *clock;
     int workers, virtual_clock;

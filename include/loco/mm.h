@@ -12,16 +12,6 @@
 typedef enum { LOCO_PREC_FP32, LOCO_PREC_BF16, LOCO_PREC_AUTO } loco_precision;
 extern const loco_enum loco_precision_names[];   /* "fp32", "bf16", "auto" */
 
-/* what the CPU offers for bf16 products */
-typedef struct {
-    int avx512_bf16, amx_bf16;   /* cpuid leaf 7 (subleaf 1 EAX bit 5; subleaf 0 EDX bit 22),
-                                    and the OS enables the state (xgetbv) */
-    char isa[48];                /* the ISA oneDNN will use, e.g. "avx512_core_amx" */
-} loco_cpu;
-void loco_cpu_detect(loco_cpu *c);
-/* "avx512_bf16 amx_bf16" or "none"; returns buf */
-const char *loco_cpu_features(const loco_cpu *c, char *buf, size_t n);
-
 /* fp32 or bf16 for p; auto picks bf16 where the CPU has AVX512-BF16 or AMX. For bf16 on
  * a CPU with neither: -1 and a message naming the missing features and saying that fp32
  * works. why (may be NULL) gets one line saying what auto picked and why. */

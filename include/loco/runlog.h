@@ -29,6 +29,7 @@ typedef struct {
     char dir[LOCO_PATH_LEN];
     char status[16];           /* "finished", "stopped", "failed"; "" without a summary */
     char method[32], clock[16];
+    char blas_core[32];        /* the OpenBLAS kernel set it ran on; "" when not recorded */
     int workers;
     double final_val_loss, final_val_ppl, time_s;
     long local_steps;

@@ -82,6 +82,8 @@ typedef struct {
     double slowdown_s;         /* emulated slowdown (real clock) */
     double lockwait_s;         /* waiting for stripes */
     double idle_s;             /* waiting for the clock's turn or a window */
+    int ftz_daz;               /* the thread computes with flush-to-zero and
+                                  denormals-are-zero set (cpu.h) */
 } loco_worker_stats;
 
 /* One worker thread of an asynchronous run: bound to its place before it allocates, so
