@@ -268,11 +268,17 @@ static int parse_int(const key *k, const char *v, long *out, loco_err *e) {
 
 static int parse_real(const key *k, const char *v, double *out, loco_err *e) {
     char *end;
+    errno = 0;
     double x = strtod(v, &end);
     if (end == v || *end)
         return loco_errf(e, "%s.%s: expected a real number, got '%s'", k->section, k->name, v);
     if (!isfinite(x))
         return loco_errf(e, "%s.%s: expected a finite number, got '%s'", k->section, k->name, v);
+    /* below DBL_MIN in magnitude: loco's threads count such a number as zero (flush-to-zero,
+     * cpu.h), and so would the range check below */
+    if (errno == ERANGE && fabs(x) < 1)
+        return loco_errf(e, "%s.%s: '%s' is too small to compute with (magnitude below "
+                         "2.2e-308); write 0", k->section, k->name, v);
     if (x < k->rmin || x > k->rmax || (k->open_max && x == k->rmax))
         return out_of_range(k, v, e);
     *out = x;

@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <float.h>
 
 #include <ctype.h>
 #include <math.h>
@@ -342,7 +343,7 @@ Test(config, write_load_round_trip_is_exact) {
     c.train.grad_clip = 123456789.125;
     c.train.beta1 = 0.0;
     c.train.beta2 = nextafter(1.0, 0.0); /* the largest value below the open bound */
-    c.train.eps = 4.9406564584124654e-324; /* the smallest subnormal */
+    c.train.eps = DBL_MIN; /* the smallest normal double (subnormals are refused: below) */
     c.eval.every = 0, c.eval.batches = 1000000;
     char *text = capture_write(&c, &rc);
     cr_assert_eq(rc, 0);
@@ -351,6 +352,10 @@ Test(config, write_load_round_trip_is_exact) {
     expect_same(&c, &back);
     expect_has(text, "[train]\n", "; peak learning rate", "lr = 0.30000000000000004\n");
     free(text);
+    /* loco computes with subnormals flushed to zero (cpu.h): such a value is refused */
+    cr_assert_eq(loco_config_set(&back, "train.eps=4.9406564584124654e-324", &e), -1);
+    cr_assert(strstr(e.msg, "too small to compute with"), "%s", e.msg);
+    cr_assert_eq(back.train.eps, DBL_MIN, "unchanged");
 }
 
 Test(config, write_defaults_round_trip) {
