@@ -85,9 +85,9 @@ static void vendor_and_model(loco_cpu *c) {
 /* the widest vector units the CPU has and the OS enables */
 static loco_vec vector_units(void) {
     uint64_t x = xcr0();
-    unsigned a, b, c1, d, b7 = 0;
+    unsigned a, b, c1, d, b7 = 0, c7;
     if (!__get_cpuid(1, &a, &b, &c1, &d)) return LOCO_VEC_SSE;
-    if (__get_cpuid_count(7, 0, &a, &b, &a, &d)) b7 = b;
+    __get_cpuid_count(7, 0, &a, &b7, &c7, &d);   /* leaves b7 at 0 without leaf 7 */
     int avx = (c1 >> 28 & 1) && (x & 0x6) == 0x6;
     int avx2 = avx && (b7 >> 5 & 1) && (c1 >> 12 & 1);
     /* F, DQ, BW, VL (bits 16, 17, 30, 31); opmask and ZMM states (XCR0 bits 5-7) */

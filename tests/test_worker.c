@@ -120,6 +120,14 @@ static double number_after(const char *p, const char *key) {
     return strtod(q + strlen(pat), NULL);
 }
 
+/* configs/tiny.ini with the settings (NULL-terminated) */
+static void tiny_with(loco_config *c, const char *const *sets) {
+    loco_err e;
+    loco_config_default(c);
+    cr_assert_eq(loco_config_load_file(c, "configs/tiny.ini", &e), 0, "%s", e.msg);
+    for (int i = 0; sets[i]; i++) cr_assert_eq(loco_config_set(c, sets[i], &e), 0, "%s", e.msg);
+}
+
 /* a finished run's directory, gone */
 static void remove_run(const char *dir) {
     const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin"};
@@ -191,9 +199,7 @@ static int slowdown_within(const char *mode, char *why, size_t n) {
                           "eval.every_updates=0", "eval.batches=2", mode, NULL};
     loco_config c;
     loco_err e;
-    loco_config_default(&c);
-    cr_assert_eq(loco_config_load_file(&c, "configs/tiny.ini", &e), 0, "%s", e.msg);
-    for (int i = 0; sets[i]; i++) cr_assert_eq(loco_config_set(&c, sets[i], &e), 0, "%s", e.msg);
+    tiny_with(&c, sets);
     char dir[64];
     snprintf(dir, sizeof dir, "/tmp/loco-slow-%d", (int)getpid());
     loco_train_opts o;
@@ -261,9 +267,7 @@ Test(worker, a_worker_thread_computes_with_ftz_and_daz, .timeout = 120) {
                           "eval.every_updates=0", "eval.batches=1", NULL};
     loco_config c;
     loco_err e;
-    loco_config_default(&c);
-    cr_assert_eq(loco_config_load_file(&c, "configs/tiny.ini", &e), 0, "%s", e.msg);
-    for (int i = 0; sets[i]; i++) cr_assert_eq(loco_config_set(&c, sets[i], &e), 0, "%s", e.msg);
+    tiny_with(&c, sets);
     char dir[64];
     snprintf(dir, sizeof dir, "/tmp/loco-ftz-%d", (int)getpid());
     loco_train_opts o;
