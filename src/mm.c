@@ -3,8 +3,6 @@
  * training step nothing is created or allocated: a step only sets data handles. */
 #include "loco/mm.h"
 
-#include "loco/cpu.h"
-
 #include <cblas.h>
 #include <immintrin.h>
 #include <omp.h>
@@ -14,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "loco/cpu.h"
 
 /* a training step has a few dozen distinct products; more means shapes vary per call,
  * which would defeat the cache (and its memory), so it is a programmer error */
