@@ -83,7 +83,7 @@ Test(cpu, the_kernel_choice_case_by_case) {
             cr_assert(strstr(c.warning, r->warning), "%s: warning '%s' lacks '%s'", r->what,
                       c.warning, r->warning);
         else
-            cr_assert_str_empty(c.warning, "%s: warns '%s'", r->what, c.warning);
+            cr_assert(c.warning[0] == '\0', "%s: warns '%s'", r->what, c.warning);
     }
 }
 
