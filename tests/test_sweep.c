@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "loco/cpu.h"
 #include "loco/runlog.h"
 #include "loco/sweep.h"
 
@@ -112,6 +113,9 @@ Test(sweep, results_have_the_rows_and_columns_of_the_spec, .timeout = 180) {
     for (int i = 0; i < 3; i++) cr_assert_not_null(strstr(md, rows[i]), "row %s:\n%s", rows[i], md);
     cr_assert_not_null(strstr(md, "(2 seeds)"), "dn at very has two seeds:\n%s", md);
     cr_assert_not_null(strstr(md, "Time to `sync`'s final loss"), "%s", md);
+    char kernels[96];   /* the runs are children of this process: the same kernel set */
+    snprintf(kernels, sizeof kernels, "Products in fp32 on OpenBLAS kernels %s.", loco_blas()->core);
+    cr_assert_not_null(strstr(md, kernels), "'%s' in:\n%s", kernels, md);
     snprintf(path, sizeof path, "%s/results.json", f.out);
     char *json = slurp(path);
     cr_assert_not_null(strstr(json, "\"columns\":[\"no\",\"very\"]"), "%.300s", json);
