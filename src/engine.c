@@ -30,8 +30,7 @@ typedef struct {
                                   virtual clock (see make_seats) */
     int has_seats;
     int started;               /* worker threads started */
-    long ckpt_at;              /* server updates at the last checkpoint */
-    double ckpt_wall;          /* its wall time */
+    double ckpt_wall;          /* wall time of the last checkpoint */
     double ckpt_s, ckpt_write_s; /* seconds the run was held for checkpoints; writing them */
     int nckpt;
     pthread_mutex_t vmu;       /* the latest evaluation, for the progress line */
@@ -198,6 +197,7 @@ static int checkpoint(engine *en, loco_err *e) {
         for (int i = 0; i < en->W; i++) loco_worker_thread_save(&en->threads[i], &w.p);
         rc = loco_state_commit(&w, e);
     }
+    loco_server_release(&en->server);
     loco_clock_resume(&en->clock);
     en->ckpt_write_s += loco_now() - t1;
     en->ckpt_s += loco_now() - t0;
@@ -262,6 +262,7 @@ static int setup_threads(engine *en, loco_err *e) {
     server_settings(c, (long)en->B * en->T, &st);
     st.faults = en->faults;
     st.nfaults = en->nfaults;
+    st.ckpt_every = in->begin ? in->ckpt_updates : 0;
     if (loco_server_init(&en->server, &st, &en->gb, &en->clock, &en->het, &en->et, in->mt, e) != 0)
         return -1;
     en->done[HAS_SERVER] = 1;
@@ -369,35 +370,30 @@ static void progress(engine *en, int force) {
     loco_metrics_progress(en->in->mt, force, &p);
 }
 
-/* The main thread while the workers run: writes the events out, shows progress, and
- * passes on the stop request. */
-/* whether a checkpoint is due now */
+/* whether a checkpoint is due now: the server holds the run for one of an update count,
+ * or the wall-time interval has passed */
 static int checkpoint_due(engine *en) {
     const loco_engine_in *in = en->in;
     if (!in->begin) return 0;
-    loco_server_stats ss;
-    loco_server_read_stats(&en->server, &ss);
-    if (in->ckpt_updates > 0 && ss.updates - en->ckpt_at >= in->ckpt_updates) return 1;
+    if (loco_server_held(&en->server)) return 1;
     return in->ckpt_seconds > 0 && loco_clock_wall(&en->clock) - en->ckpt_wall >= in->ckpt_seconds;
 }
 
 static void take_checkpoint(engine *en) {
     loco_err e;
     if (checkpoint(en, &e) != 0) loco_metrics_say(en->in->mt, "loco: checkpoint failed: %s", e.msg);
-    loco_server_stats ss;
-    loco_server_read_stats(&en->server, &ss);
-    en->ckpt_at = ss.updates;
     en->ckpt_wall = loco_clock_wall(&en->clock);
 }
 
+/* The main thread while the workers run: writes the events out, shows progress, takes
+ * the checkpoints, and passes on the stop request. */
 static void watch(engine *en, loco_engine_out *out) {
     int tty = en->in->mt->tty;
     double every = tty ? 0.25 : 15.0, last = 0;
     en->ckpt_wall = loco_clock_wall(&en->clock);
     loco_server_stats ss;
-    loco_server_read_stats(&en->server, &ss);
-    en->ckpt_at = ss.updates;
-    while (!all_done(en)) {
+    /* the last update can make a checkpoint due after every worker is done */
+    while (!all_done(en) || loco_server_held(&en->server)) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
         loco_metrics_flush(en->in->mt);

@@ -254,9 +254,9 @@ static int resume_config(cli_config *cc, int argc, char **argv, train_flags *f, 
 
 static volatile sig_atomic_t stop_requested;
 
+/* the signal's number: a stopped run's exit code is 128 + it */
 static void on_interrupt(int sig) {
-    (void)sig;
-    stop_requested = 1;
+    stop_requested = sig;
 }
 
 static int cmd_train(int argc, char **argv) {
@@ -297,9 +297,12 @@ static int cmd_train(int argc, char **argv) {
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    loco_train_result res;
+    o.result = &res;
     if (loco_train(&cc.cfg, &o, &e) != 0) return fail(e.msg);
+    if (res.untouched) return 0;
     fprintf(stderr, "loco: wrote %s/{metrics.jsonl,summary.json,config.ini,model.bin}\n", out);
-    return 0;
+    return loco_run_exit_code(res.status, (int)stop_requested);
 }
 
 /* ------------------------------------------------------- model commands */

@@ -42,17 +42,33 @@ static void str(const cJSON *o, const char *key, char *out, size_t n) {
     snprintf(out, n, "%s", cJSON_IsString(v) ? v->valuestring : "");
 }
 
-static int read_summary(const char *dir, loco_runlog *r, loco_err *e) {
+/* dir/summary.json parsed into *j (NULL when there is none) */
+static int parse_summary(const char *dir, cJSON **j, loco_err *e) {
     char path[LOCO_PATH_LEN + 16];
     snprintf(path, sizeof path, "%s/summary.json", dir);
+    *j = NULL;
     char *text = read_all(path);
     if (!text) return errno == ENOENT ? 0 : loco_errf(e, "%s: cannot read: %s", path, strerror(errno));
-    cJSON *j = cJSON_Parse(text);
+    *j = cJSON_Parse(text);
     free(text);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return loco_errf(e, "%s: not a JSON object", path);
-    }
+    if (cJSON_IsObject(*j)) return 0;
+    cJSON_Delete(*j);
+    *j = NULL;
+    return loco_errf(e, "%s: not a JSON object", path);
+}
+
+int loco_runlog_status(const char *dir, char *status, size_t n, loco_err *e) {
+    cJSON *j;
+    if (parse_summary(dir, &j, e) != 0) return -1;
+    str(j, "status", status, n);
+    cJSON_Delete(j);
+    return 0;
+}
+
+static int read_summary(const char *dir, loco_runlog *r, loco_err *e) {
+    cJSON *j;
+    if (parse_summary(dir, &j, e) != 0) return -1;
+    if (!j) return 0;
     str(j, "status", r->status, sizeof r->status);
     str(j, "method", r->method, sizeof r->method);
     str(j, "clock", r->clock, sizeof r->clock);

@@ -355,6 +355,12 @@ static int decide(loco_server *s, loco_round *r, const loco_round_report *rep, d
     *push = (loco_job){.rule = LOCO_RULE_NONE, .hp = s->st.hp};
     if (status == LOCO_ARRIVAL_APPLIED) {
         s->updates++;
+        /* the checkpoint of this update count is taken before any other arrival is decided:
+         * the protocol, not a poll, says when one is due (entry, then clock.mu) */
+        if (s->st.ckpt_every > 0 && s->updates % s->st.ckpt_every == 0) {
+            s->held = 1;
+            loco_clock_pause(s->clock);
+        }
         count_staleness(s, staleness);
         /* a window of N arrivals takes its N when it starts: the workers that have not
          * failed (or are back), unless N is set */
@@ -572,8 +578,17 @@ static long rest_in_window(loco_server *s, loco_round *r, int opener, double end
 long loco_server_arrive(loco_server *s, loco_round *r, const loco_round_report *rep,
                         loco_arrival_cost *cost) {
     *cost = (loco_arrival_cost){0};
-    double now = loco_clock_turn(s->clock, r->id, &cost->turn_s);
-    pthread_mutex_lock(&s->entry);
+    double now;
+    /* the real clock gives turns at once, so a turn taken before an update paused the
+     * clock for its checkpoint is given back and waited for again */
+    for (;;) {
+        double waited;
+        now = loco_clock_turn(s->clock, r->id, &waited);
+        cost->turn_s += waited;
+        pthread_mutex_lock(&s->entry);
+        if (!s->held) break;
+        pthread_mutex_unlock(&s->entry);
+    }
     LOCO_CHECK(!r->retired && r->h > 0, "worker %d arrives without a round", r->id);
     measure(r, rep->step_s);
     if (rep->steps < r->h) { /* a diverged round: the steps it did not take go back */
@@ -833,6 +848,19 @@ long loco_server_rejoin(loco_server *s, loco_round *r, int opener, double end,
     cost->rejected = r->status != LOCO_ARRIVAL_APPLIED;
     pthread_mutex_unlock(&s->entry);
     return rest_in_window(s, r, opener, end, cost);
+}
+
+int loco_server_held(loco_server *s) {
+    pthread_mutex_lock(&s->entry);
+    int held = s->held;
+    pthread_mutex_unlock(&s->entry);
+    return held;
+}
+
+void loco_server_release(loco_server *s) {
+    pthread_mutex_lock(&s->entry);
+    s->held = 0;
+    pthread_mutex_unlock(&s->entry);
 }
 
 int loco_server_holds_snapshot(loco_server *s) {

@@ -113,17 +113,47 @@ void loco_state_close(loco_state_file *f) {
     f->map = NULL;
 }
 
+/* whether dir/name exists but does not read (why into e) */
+static int refused(const char *dir, const char *name, uint64_t config_hash, loco_err *e) {
+    char path[LOCO_PATH_LEN + 32];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (access(path, F_OK) != 0) return 0;
+    loco_state_file f;
+    if (loco_state_read(path, config_hash, &f, e) != 0) return 1;
+    loco_state_close(&f);
+    return 0;
+}
+
 int loco_state_latest(const char *dir, uint64_t config_hash, loco_state_file *f, char *note,
                       size_t n, loco_err *e) {
+    static const char cur[] = "checkpoint.bin", prev[] = "checkpoint.prev.bin";
     char path[LOCO_PATH_LEN + 32];
     loco_err first, second;
     note[0] = '\0';
-    snprintf(path, sizeof path, "%s/checkpoint.bin", dir);
-    if (loco_state_read(path, config_hash, f, &first) == 0) return 0;
-    snprintf(path, sizeof path, "%s/checkpoint.prev.bin", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, cur);
+    if (loco_state_read(path, config_hash, f, &first) == 0) {
+        if (refused(dir, prev, config_hash, &second)) {
+            snprintf(f->refused, sizeof f->refused, "%s", prev);
+            snprintf(note, n, "%s", second.msg);
+        }
+        return 0;
+    }
+    int cur_exists = access(path, F_OK) == 0;
+    snprintf(path, sizeof path, "%s/%s", dir, prev);
     if (loco_state_read(path, config_hash, f, &second) == 0) {
+        if (cur_exists) snprintf(f->refused, sizeof f->refused, "%s", cur);
         snprintf(note, n, "%s; resuming from the one before", first.msg);
         return 0;
     }
     return loco_errf(e, "no checkpoint to resume from: %s; %s", first.msg, second.msg);
+}
+
+int loco_state_set_aside(const char *dir, loco_state_file *f, loco_err *e) {
+    if (!f->refused[0]) return 0;
+    char from[LOCO_PATH_LEN + 32], to[LOCO_PATH_LEN + 32];
+    snprintf(from, sizeof from, "%s/%s", dir, f->refused);
+    snprintf(to, sizeof to, "%s/checkpoint.bad.bin", dir);
+    if (rename(from, to) != 0)
+        return loco_errf(e, "%s: cannot set it aside as %s: %s", from, to, strerror(errno));
+    return 0;
 }

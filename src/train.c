@@ -13,7 +13,23 @@
 #include "loco/memplan.h"
 #include "loco/metrics.h"
 #include "loco/outer.h"
+#include "loco/runlock.h"
+#include "loco/runlog.h"
 #include "loco/statefile.h"
+
+static const int exit_finished = 0, exit_stopped = 128, exit_incomplete = 3, exit_failed = 1;
+const loco_enum loco_run_statuses[] = {
+    {"finished", LOCO_RUN_FINISHED, &exit_finished},
+    {"stopped", LOCO_RUN_STOPPED, &exit_stopped},
+    {"incomplete", LOCO_RUN_INCOMPLETE, &exit_incomplete},
+    {"failed", LOCO_RUN_FAILED, &exit_failed},
+    {NULL, 0, NULL},
+};
+
+int loco_run_exit_code(int status, int signal) {
+    int code = *(const int *)loco_enum_row(loco_run_statuses, status)->data;
+    return status == LOCO_RUN_STOPPED ? code + signal : code;
+}
 
 void loco_train_opts_default(loco_train_opts *o) {
     memset(o, 0, sizeof *o);
@@ -51,6 +67,7 @@ typedef struct {
     int mt_open;
     uint64_t config_hash;     /* of config_text: what a checkpoint belongs to */
     loco_state_file state;    /* resuming: the checkpoint read at the start */
+    loco_runlock lock;        /* of out_dir, while this process writes it */
     long ckpt_every;          /* checkpoint every this many steps (single) or updates */
     double ckpt_seconds, last_ckpt;
     long nckpt;               /* single: checkpoints written, and their seconds */
@@ -191,10 +208,27 @@ static long unpack_run(run *r, loco_unpack *u) {
     return length;
 }
 
+static int lock_dir(run *r, loco_err *e) {
+    if (!r->o->out_dir || r->o->locked) return 0;
+    return loco_runlock_take(&r->lock, r->o->out_dir, r->o->resume ? "train --resume" : "train", e);
+}
+
+/* Resuming a run whose summary says it finished (and whose model is there) would run its
+ * tail again and rewrite its outputs: it is left as it is. */
+static int finished_before(run *r, loco_err *e) {
+    char status[16], model[LOCO_PATH_LEN + 16];
+    if (loco_runlog_status(r->o->out_dir, status, sizeof status, e) != 0) return -1;
+    snprintf(model, sizeof model, "%s/model.bin", r->o->out_dir);
+    return !strcmp(status, "finished") && access(model, F_OK) == 0;
+}
+
 static int setup(run *r, loco_err *e) {
     if (check_input(r, e) != 0 || start_params(r, e) != 0) return -1;
     const char *dir = r->o->out_dir;
     if (r->o->resume) {
+        if (r->state.refused[0] && !r->o->quiet)
+            fprintf(stderr, "loco: %s/%s is set aside as checkpoint.bad.bin\n", dir, r->state.refused);
+        if (loco_state_set_aside(dir, &r->state, e) != 0) return -1;
         long length = unpack_run(r, &r->state.u);
         if (r->state.u.bad) return loco_errf(e, "%s: truncated", r->state.path);
         if (loco_metrics_reopen(&r->mt, dir, length, r->o->quiet, r->byte_level, e) != 0) return -1;
@@ -202,6 +236,7 @@ static int setup(run *r, loco_err *e) {
         return 0;
     }
     if (dir && loco_mkdirs(dir, e) != 0) return -1;
+    if (lock_dir(r, e) != 0) return -1;
     if (loco_metrics_open(&r->mt, dir, r->o->quiet, r->byte_level, e) != 0) return -1;
     r->mt_open = 1;
     if (dir && loco_write_text(dir, "config.ini", r->config_text, e) != 0) return -1;
@@ -210,6 +245,7 @@ static int setup(run *r, loco_err *e) {
 
 static void teardown(run *r) {
     if (r->mt_open) loco_metrics_close(&r->mt, NULL);
+    loco_runlock_release(&r->lock);
     loco_state_close(&r->state);
     loco_evaluator_free(&r->ev);
     loco_worker_free(&r->w);
@@ -284,10 +320,14 @@ static float single_step(run *r, int k) {
     return r->w.loss;
 }
 
-/* whether a checkpoint is due after `count` steps or updates */
-static int checkpoint_due(const run *r, long count) {
-    if (r->ckpt_every > 0 && count % r->ckpt_every == 0) return 1;
-    return r->ckpt_seconds > 0 && loco_now() - r->last_ckpt >= r->ckpt_seconds;
+/* whether a checkpoint is due after the step: at every multiple of ckpt_every (the last
+ * step's too, as the engine's updates), or once the interval has passed (not after the
+ * last step: the model is saved then) */
+static int checkpoint_due(const run *r) {
+    long steps = r->w.steps;
+    if (r->ckpt_every > 0 && steps % r->ckpt_every == 0) return 1;
+    return r->ckpt_seconds > 0 && steps < r->c->train.steps &&
+           loco_now() - r->last_ckpt >= r->ckpt_seconds;
 }
 
 static int single_checkpoint(run *r, loco_err *e) {
@@ -339,9 +379,7 @@ static int single_run(run *r, loco_err *e) {
         if (eval_now) evaluate(r, first, last);
         loco_metrics_flush(&r->mt);
         progress(r, eval_now);
-        if (r->w.steps < c->train.steps && checkpoint_due(r, r->w.steps) &&
-            single_checkpoint(r, e) != 0)
-            return -1;
+        if (checkpoint_due(r) && single_checkpoint(r, e) != 0) return -1;
     }
     r->stopped = r->w.steps < c->train.steps;
     if (!eval_now_at_end(r)) {
@@ -381,36 +419,50 @@ static int async_run(run *r, loco_err *e) {
 
 /* ------------------------------------------------------------ the outputs */
 
-static int write_outputs(run *r, const char *status, loco_err *e) {
-    loco_summary s = r->c->outer.method == LOCO_METHOD_SINGLE ? (loco_summary){0} : r->eo.summary;
-    s.status = status;
-    s.final_val = r->last_val;
-    s.steps = r->steps;
-    s.tokens = r->tokens;
-    s.params = (long)r->m.ntrue;
-    s.wall_s = loco_now() - r->t0;
-    s.train_s = r->train_s;
-    s.precision = loco_enum_row(loco_precision_names, loco_config_precision(r->c, NULL, 0))->name;
-    s.blas_core = loco_blas()->core;
-    s.blas_core_detected = loco_blas()->choice.detected;
-    if (!s.rows) s.method = NULL; /* the engine did not get as far as its summary */
+static void summarise(run *r, int status, loco_summary *s) {
+    *s = r->c->outer.method == LOCO_METHOD_SINGLE ? (loco_summary){0} : r->eo.summary;
+    s->status = loco_enum_name(loco_run_statuses, status);
+    s->final_val = r->last_val;
+    s->steps = r->steps;
+    s->tokens = r->tokens;
+    s->params = (long)r->m.ntrue;
+    s->wall_s = loco_now() - r->t0;
+    s->train_s = r->train_s;
+    s->precision = loco_enum_row(loco_precision_names, loco_config_precision(r->c, NULL, 0))->name;
+    s->blas_core = loco_blas()->core;
+    s->blas_core_detected = loco_blas()->choice.detected;
+    if (!s->rows) s->method = NULL; /* the engine did not get as far as its summary */
     if (r->c->outer.method == LOCO_METHOD_SINGLE) {
-        s.local_steps = r->steps * r->c->run.workers;
-        s.time_s = r->c->run.clock == LOCO_CLOCK_VIRTUAL
-                       ? (double)s.local_steps * r->c->run.virtual_step_s : r->train_s;
-        s.checkpoints = r->nckpt;
-        s.checkpoint_s = s.checkpoint_write_s = r->ckpt_s;
+        s->local_steps = r->steps * r->c->run.workers;
+        s->time_s = r->c->run.clock == LOCO_CLOCK_VIRTUAL
+                        ? (double)s->local_steps * r->c->run.virtual_step_s : r->train_s;
+        s->checkpoints = r->nckpt;
+        s->checkpoint_s = s->checkpoint_write_s = r->ckpt_s;
     }
+}
+
+/* The outputs, summary.json last: a summary that says finished has its model.bin and
+ * every event of metrics.jsonl beside it. A run whose model or events cannot be written
+ * is failed. rc is the run's own (-1: it failed, e says why). */
+static int write_outputs(run *r, int status, int rc, loco_err *e) {
+    loco_err mine;
+    loco_err *we = rc == 0 ? e : &mine; /* the first error is the one reported */
+    char path[LOCO_PATH_LEN + 16];
+    snprintf(path, sizeof path, "%s/model.bin", r->o->out_dir ? r->o->out_dir : ".");
+    if (r->o->out_dir && r->final && loco_model_write(path, &r->m, r->final, r->config_text, we) != 0)
+        rc = -1, we = &mine;
+    loco_summary s;
+    summarise(r, rc != 0 ? LOCO_RUN_FAILED : status, &s);
     loco_metrics_say_summary(&r->mt, &s);
-    if (!r->o->out_dir) return 0;
+    r->mt_open = 0;
+    if (loco_metrics_close(&r->mt, we) != 0) rc = -1, we = &mine;
+    if (rc != 0) s.status = loco_enum_name(loco_run_statuses, LOCO_RUN_FAILED);
+    if (!r->o->out_dir) return rc;
     loco_json j;
     loco_summary_json(&s, r->byte_level, &j);
-    int rc = loco_write_text(r->o->out_dir, "summary.json", j.buf, e);
+    if (loco_write_text(r->o->out_dir, "summary.json", j.buf, we) != 0) rc = -1;
     loco_json_free(&j);
-    if (rc != 0 || !r->final) return rc;
-    char path[LOCO_PATH_LEN];
-    snprintf(path, sizeof path, "%s/model.bin", r->o->out_dir);
-    return loco_model_write(path, &r->m, r->final, r->config_text, e);
+    return rc;
 }
 
 /* the config.ini beside path, and its hash as a checkpoint's header holds it */
@@ -468,18 +520,37 @@ int loco_checkpoint_describe(const char *path, char *buf, size_t n, loco_err *e)
     return rc;
 }
 
+/* resuming: the lock before anything is read, and nothing to do for a finished run */
+static int open_resumed(run *r, loco_err *e) {
+    if (lock_dir(r, e) != 0) return -1;
+    int done = finished_before(r, e);
+    if (done < 0) return -1;
+    if (done && r->o->result) r->o->result->untouched = 1;
+    if (done && !r->o->quiet)
+        fprintf(stderr, "loco: %s: the run finished already (its summary.json says so); "
+                "nothing to resume, nothing changed\n", r->o->out_dir);
+    return done;
+}
+
 int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
     run r;
     memset(&r, 0, sizeof r);
     r.c = c;
     r.o = o;
     r.last_val = NAN;
+    if (o->result) *o->result = (loco_train_result){.status = LOCO_RUN_FAILED};
     if (o->dry_run) {
         int rc = check_input(&r, e);
         teardown(&r);
         return rc;
     }
-    int rc = setup(&r, e);
+    int rc = o->resume ? open_resumed(&r, e) : 0;
+    if (rc != 0) {
+        if (rc > 0 && o->result) o->result->status = LOCO_RUN_FINISHED;
+        teardown(&r);
+        return rc > 0 ? 0 : -1;
+    }
+    rc = setup(&r, e);
     if (rc == 0) {
         int single = c->outer.method == LOCO_METHOD_SINGLE;
         loco_metrics_say(&r.mt, "loco: %zu parameters, %s, batches of %ld x %ld tokens from %s%s%s",
@@ -490,15 +561,10 @@ int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
         rc = single ? single_run(&r, e) : async_run(&r, e);
         /* a diverged single run still reports what it did, but saves no model */
         if (rc != 0) r.final = NULL;
-        const char *status = rc != 0           ? "failed"
-                             : r.stopped       ? "stopped"
-                             : r.eo.incomplete ? "incomplete"
-                                               : "finished";
-        loco_err we;
-        if (write_outputs(&r, status, rc == 0 ? e : &we) != 0 && rc == 0) rc = -1;
-        loco_err me;
-        r.mt_open = 0;
-        if (loco_metrics_close(&r.mt, rc == 0 ? e : &me) != 0 && rc == 0) rc = -1;
+        int status = r.stopped ? LOCO_RUN_STOPPED
+                     : r.eo.incomplete ? LOCO_RUN_INCOMPLETE : LOCO_RUN_FINISHED;
+        rc = write_outputs(&r, status, rc, e);
+        if (o->result) o->result->status = rc != 0 ? LOCO_RUN_FAILED : status;
     }
     teardown(&r);
     return rc;

@@ -862,7 +862,7 @@ static void interrupt_training(const char *started, const char *const *extra) {
     }
     cr_assert_eq(kill(pid, SIGINT), 0, "kill");
     cli_wait(&c, pid);
-    cr_assert_eq(c.status, 0, "exit status after Ctrl-C:\n%s", c.err);
+    cr_assert_eq(c.status, 128 + SIGINT, "exit status after Ctrl-C (128 + SIGINT):\n%s", c.err);
     expect_file_has(in_dir(&c, "run/summary.json"), "\"status\":\"stopped\"");
     expect_file_has(in_dir(&c, "run/config.ini"), "[model]");
     cr_assert_eq(run(&c, "check", in_dir(&c, "run/model.bin"), NULL), 0, "check: %s", c.err);
@@ -913,7 +913,7 @@ static void stop_then_resume(const char *clock, const char *fail, int comes_back
     }
     kill(pid, SIGINT);
     cli_wait(&c, pid);
-    cr_assert_eq(c.status, 0, "%s", c.err);
+    cr_assert_eq(c.status, 128 + SIGINT, "%s", c.err);
     expect_file_has(in_dir(&c, "run/summary.json"), "\"status\":\"stopped\"");
     cr_assert_eq(run(&c, "check", in_dir(&c, "run/checkpoint.bin"), NULL), 0, "%s", c.err);
     expect_out(&c, "checkpoint ok");

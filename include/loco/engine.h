@@ -21,7 +21,8 @@ typedef struct {
     loco_metrics *mt;
     volatile sig_atomic_t *stop;     /* set to end early (no new rounds) */
     /* checkpoints: begin(ctx, w) starts the file and packs the run's own part, then the
-     * engine packs its state; every ckpt_updates server updates or ckpt_seconds (0: only
+     * engine packs its state; after every ckpt_updates-th server update (the server holds
+     * the run for it, so each multiple gets one) and every ckpt_seconds (0: only
      * when stopped). begin NULL: none. */
     int (*begin)(void *ctx, loco_state_writer *w, loco_err *e);
     void *ctx;

@@ -39,6 +39,10 @@ typedef struct {
     int nrounds;
 } loco_runlog;
 
+/* summary.json's status of the run in dir into status ("" without a summary); -1 with a
+ * message when it exists and cannot be read or is not JSON. */
+int loco_runlog_status(const char *dir, char *status, size_t n, loco_err *e);
+
 /* Reads dir/summary.json (when there is one) and dir/metrics.jsonl. Errors name the file
  * and line: unreadable, not JSON. */
 int loco_runlog_read(const char *dir, loco_runlog *r, loco_err *e);

@@ -44,6 +44,8 @@ typedef struct {
     long batch_tokens;         /* tokens per inner step, for the snapshots' counts */
     uint64_t seed;             /* of the rounds' virtual durations */
     double max_delta_norm;     /* reject deltas of a larger L2 norm; 0 = off */
+    long ckpt_every;           /* hold the run for a checkpoint after every this many
+                                  updates; 0 = never */
     const loco_fault *faults;  /* the emulated failures, sorted by time (hetero.h) */
     int nfaults;
 } loco_server_settings;
@@ -135,6 +137,8 @@ typedef struct {
     int *members, nmembers;
     int window_waiting;        /* members waiting for the close (under window_mu) */
     loco_snapshot *snap;       /* reserved for the evaluation due, waiting for its job */
+    int held;                  /* update held % ckpt_every == 0 came: no arrival is decided
+                                  (and the clock gives no turn) until the checkpoint */
 } loco_server;
 
 /* The settings, the collaborators; makes the rounds (their buffers are lent later).
@@ -214,6 +218,12 @@ int loco_server_phase(loco_server *s, const loco_round *r, double *end);
  * this thread gets here). */
 long loco_server_rejoin(loco_server *s, loco_round *r, int opener, double end,
                         loco_arrival_cost *cost);
+
+/* Whether the run is held for the checkpoint of an update count (ckpt_every): the update
+ * that made it due paused the clock, and arrivals wait until loco_server_release (call it,
+ * then resume the clock, once the checkpoint is written). */
+int loco_server_held(loco_server *s);
+void loco_server_release(loco_server *s);
 
 /* Whether a snapshot is reserved and waiting for its round to close. */
 int loco_server_holds_snapshot(loco_server *s);

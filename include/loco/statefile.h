@@ -2,7 +2,8 @@
  * header (magic, version, kind, hash of the run's resolved config), the payload, and a
  * trailer (payload bytes, CRC-32). Written crash-safely, keeping the previous one as
  * checkpoint.prev.bin; read back through a memory map with every field checked, so a
- * truncated, corrupt or foreign file is refused with a message saying which. */
+ * truncated, corrupt or foreign file is refused with a message saying which; a refused one
+ * is set aside as checkpoint.bad.bin, never rotated into checkpoint.prev.bin. */
 #ifndef LOCO_STATEFILE_H
 #define LOCO_STATEFILE_H
 
@@ -40,6 +41,8 @@ typedef struct {
     int kind;
     uint64_t config_hash;
     loco_unpack u;           /* over the payload */
+    char refused[32];        /* loco_state_latest: the name of the dir's other checkpoint
+                                when it exists but is refused, else "" */
 } loco_state_file;
 
 /* Maps path and checks it: magic, version, kind, trailer, CRC-32; and, when config_hash
@@ -48,9 +51,15 @@ int loco_state_read(const char *path, uint64_t config_hash, loco_state_file *f, 
 void loco_state_close(loco_state_file *f);
 
 /* The newest checkpoint of dir that reads: checkpoint.bin, or checkpoint.prev.bin when
- * that one is refused (why it was goes into note, "" otherwise). Errors when neither reads
- * (both reasons in the message). */
+ * that one is refused (why it was goes into note, "" otherwise). The other one is checked
+ * too: f->refused names it when it exists and is refused (why, into note). Errors when
+ * neither reads (both reasons in the message). */
 int loco_state_latest(const char *dir, uint64_t config_hash, loco_state_file *f, char *note,
                       size_t n, loco_err *e);
+
+/* Moves the checkpoint f->refused names (if any) to dir/checkpoint.bad.bin, so that the
+ * next commit keeps the one that reads. Call holding the run's lock, before the first
+ * commit. */
+int loco_state_set_aside(const char *dir, loco_state_file *f, loco_err *e);
 
 #endif
