@@ -151,7 +151,10 @@ int loco_engine_describe(const loco_config *c, size_t nparams, loco_unpack *u, c
                  "deliver, %d in a window%s, %d failed or away, %d done",
                  loco_enum_name(loco_outer_methods, c->outer.method), W,
                  loco_enum_name(loco_clock_kinds, c->run.clock), server.updates,
-                 server.local_steps, clock.now, last_val, phases[LOCO_PHASE_ARRIVE],
+                 server.local_steps,
+                 /* the real clock's time is the wall seconds it had run, saved as its offset */
+                 c->run.clock == LOCO_CLOCK_REAL ? clock.offset : clock.now, last_val,
+                 phases[LOCO_PHASE_ARRIVE],
                  phases[LOCO_PHASE_WINDOW] + phases[LOCO_PHASE_OPENER],
                  phases[LOCO_PHASE_OPENER] ? " (with a deadline)" : "",
                  phases[LOCO_PHASE_FAIL] + phases[LOCO_PHASE_AWAY], phases[LOCO_PHASE_DONE]);

@@ -120,8 +120,8 @@ static int parse_change(const char *item, int workers, loco_speed_change *c, loc
     if (end == fs || *end != '\0') goto malformed;
     if (w < 0 || w >= workers)
         return loco_errf(e, "\"%s\": worker %ld does not exist (%d workers)", item, w, workers);
-    if (!isfinite(t) || t < 0)
-        return loco_errf(e, "\"%s\": time %g is not a number of seconds >= 0", item, t);
+    if (!isfinite(t)) return loco_errf(e, "\"%s\": the time is out of range", item);
+    if (t < 0) return loco_errf(e, "\"%s\": time %g is not a number of seconds >= 0", item, t);
     if (!isfinite(f) || f < 1.0)
         return loco_errf(e, "\"%s\": factor %g is not a finite slowdown >= 1", item, f);
     *c = (loco_speed_change){.worker = (int)w, .time_s = t, .factor = f};
@@ -150,11 +150,12 @@ static int parse_fault(const char *item, int workers, loco_fault *f, loco_err *e
         const char *ds = end + 1;
         d = strtod(ds, &end);
         if (end == ds) goto malformed;
-        if (!isfinite(d) || d <= 0)
-            return loco_errf(e, "\"%s\": a duration of %g s (must be > 0)", item, d);
+        if (!isfinite(d)) return loco_errf(e, "\"%s\": the duration is out of range", item);
+        if (d <= 0) return loco_errf(e, "\"%s\": a duration of %g s (must be > 0)", item, d);
     }
     if (*end) goto malformed;
-    if (!isfinite(t) || t < 0) return loco_errf(e, "\"%s\": time %g is not >= 0", item, t);
+    if (!isfinite(t)) return loco_errf(e, "\"%s\": the time is out of range", item);
+    if (t < 0) return loco_errf(e, "\"%s\": time %g is not >= 0", item, t);
     *f = (loco_fault){.worker = (int)w, .at_s = t, .for_s = d};
     return 0;
 malformed:

@@ -370,9 +370,11 @@ static int single_run(run *r, loco_err *e) {
         double dt = loco_now() - t;
         r->train_s += dt;
         r->tokens += step_tokens;
-        if (!isfinite(loss))
+        if (!isfinite(loss)) {
+            r->steps = r->w.steps;
             return loco_errf(e, "training diverged at step %ld (loss %g); try a lower train.lr "
                              "or a stricter train.grad_clip", r->w.steps, (double)loss);
+        }
         train_event(r, dt, step_tokens);
         int marks = passed_marks(r, &first, &last);
         int eval_now = marks || (every > 0 && r->w.steps % every == 0);

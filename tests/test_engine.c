@@ -39,9 +39,9 @@ static void dir_for(char *buf, const char *tag) {
 }
 
 static void rm_run(const char *dir) {
-    const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin"};
+    const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin", "lock"};
     char path[256];
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);
     }

@@ -21,226 +21,7 @@
 #include "loco/cpu.h"
 #include "loco/model.h"
 #include "bf16.h"
-
-#ifndef LOCO_BIN
-#define LOCO_BIN "./loco"
-#endif
-
-extern char **environ;
-
-/* Generous: sanitizer builds run the binary ten or more times slower. */
-enum { RUN_TIMEOUT_S = 120 };
-
-/* One test's scratch directory and the outcome of the last run in it. */
-typedef struct {
-    char dir[64];
-    int status;        /* exit code; 128 + N when killed by signal N */
-    char *out, *err;   /* what it printed on stdout and stderr */
-    char out_path[96], err_path[96];
-    char *paths[64];   /* made by in_dir(), freed by cli_close() */
-    int npaths;
-} cli;
-
-static void cli_open(cli *c) {
-    memset(c, 0, sizeof *c);
-    snprintf(c->dir, sizeof c->dir, "/tmp/loco-main-XXXXXX");
-    cr_assert_not_null(mkdtemp(c->dir), "mkdtemp failed");
-    snprintf(c->out_path, sizeof c->out_path, "%s/stdout", c->dir);
-    snprintf(c->err_path, sizeof c->err_path, "%s/stderr", c->dir);
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void cli_close(cli *c) {
-    free(c->out);
-    free(c->err);
-    nftw(c->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-    for (int i = 0; i < c->npaths; i++) free(c->paths[i]);
-}
-
-/* name inside the test's directory, until cli_close() */
-static const char *in_dir(cli *c, const char *name) {
-    cr_assert_lt(c->npaths, 64, "too many paths");
-    char *p = malloc(strlen(c->dir) + strlen(name) + 2);
-    cr_assert_not_null(p, "out of memory");
-    sprintf(p, "%s/%s", c->dir, name);
-    return c->paths[c->npaths++] = p;
-}
-
-/* the whole file, NUL-terminated; NULL when it cannot be read */
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *b = NULL;
-    size_t n = 0, cap = 0, got;
-    do {
-        if (cap - n < 4096) b = realloc(b, cap = 2 * cap + 4096);
-        cr_assert_not_null(b, "out of memory");
-        got = fread(b + n, 1, cap - n - 1, f);
-        n += got;
-    } while (got > 0);
-    fclose(f);
-    b[n] = '\0';
-    return b;
-}
-
-static void write_file(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "cannot create %s", path);
-    cr_assert_eq(fwrite(p, 1, n, f), n, "cannot write %s", path);
-    fclose(f);
-}
-
-/* Starts LOCO_BIN with args (NULL-terminated, without argv[0]); stdout and stderr go to
- * files in the test's directory, stdin is /dev/null. */
-static pid_t cli_start(cli *c, const char *const *args) {
-    const char *argv[64] = {LOCO_BIN};
-    int n = 1;
-    while (args[n - 1]) {
-        cr_assert_lt(n, 63, "too many arguments");
-        argv[n] = args[n - 1];
-        n++;
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, c->out_path, O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    posix_spawn_file_actions_addopen(&fa, 2, c->err_path, O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    pid_t pid;
-    int rc = posix_spawn(&pid, LOCO_BIN, &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    cr_assert_eq(rc, 0, "cannot start " LOCO_BIN " (run from the repository root): %s",
-                 strerror(rc));
-    return pid;
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void sleep_ms(long ms) {
-    struct timespec t = {ms / 1000, ms % 1000 * 1000000L};
-    nanosleep(&t, NULL);
-}
-
-/* 1 when pid has ended (its status in c->status), 0 while it runs */
-static int cli_poll(cli *c, pid_t pid) {
-    int st;
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    cr_assert_neq(r, -1, "waitpid failed");
-    if (r == 0) return 0;
-    c->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return 1;
-}
-
-/* A sanitizer build of the binary reports into the stderr we captured, where the grep of
- * `make sanitize` cannot see it: fail here instead. */
-static void check_no_sanitizer_report(const cli *c) {
-    const char *reports[] = {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
-                             "ERROR: LeakSanitizer", "runtime error:"};
-    for (size_t i = 0; i < sizeof reports / sizeof reports[0]; i++)
-        cr_assert_null(strstr(c->err, reports[i]), "sanitizer report from loco:\n%s", c->err);
-}
-
-/* Waits for pid (killing it after the timeout), then reads what it printed. */
-static void cli_wait(cli *c, pid_t pid) {
-    double deadline = now_s() + RUN_TIMEOUT_S;
-    while (!cli_poll(c, pid)) {
-        if (now_s() > deadline) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            cr_assert(0, "loco did not end within %d s", RUN_TIMEOUT_S);
-        }
-        sleep_ms(5);
-    }
-    free(c->out);
-    free(c->err);
-    c->out = slurp(c->out_path);
-    c->err = slurp(c->err_path);
-    cr_assert(c->out && c->err, "lost the output files");
-    check_no_sanitizer_report(c);
-}
-
-/* Runs loco with the arguments (NULL-terminated) to the end; returns its exit status. */
-static int run(cli *c, ...) {
-    const char *args[64];
-    int n = 0;
-    va_list ap;
-    va_start(ap, c);
-    do {
-        cr_assert_lt(n, 64, "too many arguments");
-        args[n] = va_arg(ap, const char *);
-    } while (args[n++]);
-    va_end(ap);
-    cli_wait(c, cli_start(c, args));
-    return c->status;
-}
-
-static void expect_err(const cli *c, const char *text) {
-    cr_assert_not_null(strstr(c->err, text), "stderr lacks '%s':\n%s", text, c->err);
-}
-
-static void expect_out(const cli *c, const char *text) {
-    cr_assert_not_null(strstr(c->out, text), "stdout lacks '%s':\n%s", text, c->out);
-}
-
-static void expect_file_has(const char *path, const char *text) {
-    char *s = slurp(path);
-    cr_assert_not_null(s, "%s is missing", path);
-    cr_assert_not_null(strstr(s, text), "%s lacks '%s':\n%.2000s", path, text, s);
-    free(s);
-}
-
-/* A short run of configs/tiny.ini into dir/run: a few tenths of a second. */
-static const char *train_tiny(cli *c) {
-    const char *out = in_dir(c, "run");
-    int rc = run(c, "train", "-c", "configs/tiny.ini", "--set", "train.steps=20", "--set",
-                 "eval.every=10", "--set", "eval.batches=2", "--out", out, NULL);
-    cr_assert_eq(rc, 0, "train failed (%d):\n%s", rc, c->err);
-    return in_dir(c, "run/model.bin");
-}
-
-/* An untrained byte-level model written directly, with the given stored config. */
-static const char *write_model(cli *c, const char *name, const char *config) {
-    loco_shape s = {.V = 256, .Vp = 256, .maxT = 16, .L = 1, .NH = 2, .C = 16};
-    loco_model m;
-    loco_err e;
-    cr_assert_eq(loco_model_init(&m, &s, &e), 0, "%s", e.msg);
-    float *params = loco_alloc(m.nparams * sizeof(float));
-    cr_assert_not_null(params, "out of memory");
-    loco_model_init_params(&m, params, 1);
-    const char *path = in_dir(c, name);
-    cr_assert_eq(loco_model_write(path, &m, params, config, &e), 0, "%s", e.msg);
-    free(params);
-    return path;
-}
-
-/* n bytes of English text in the test's directory */
-static const char *write_text(cli *c, const char *name, size_t n) {
-    const char *line = "It was the best of times, it was the worst of times; ";
-    char *b = malloc(n);
-    cr_assert_not_null(b, "out of memory");
-    for (size_t i = 0; i < n; i++) b[i] = line[i % strlen(line)];
-    const char *path = in_dir(c, name);
-    write_file(path, b, n);
-    free(b);
-    return path;
-}
-
-static double json_number(const char *json, const char *key) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    cr_assert_not_null(p, "'%s' not in %s", key, json);
-    return strtod(p + strlen(pat), NULL);
-}
+#include "cli.h"
 
 /* ------------------------------------------------------------ help texts */
 
@@ -1046,5 +827,148 @@ Test(main, a_virtual_clock_bf16_run_is_reproducible, .timeout = 120) {
     expect_file_has(in_dir(&c, "a/summary.json"), "\"precision\":\"bf16\"");
     cr_assert(same_bytes(in_dir(&c, "a/model.bin"), in_dir(&c, "b/model.bin")),
               "two virtual-clock bf16 runs wrote different models");
+    cli_close(&c);
+}
+
+/* ------------------------------------------ how a run ended, in its exit code */
+
+/* 0 finished, 3 incomplete (every worker failed for good), 1 failed (diverged), 128 +
+ * the signal when stopped (SIGINT above; SIGTERM here), each with the summary's status. */
+Test(main, the_exit_code_says_how_the_run_ended, .timeout = 240) {
+    cli c;
+    cli_open(&c);
+    int rc = run(&c, "train", "-c", "configs/tiny.ini", "--set", "train.steps=40", "--set",
+                 "run.workers=4", "--set", "outer.method=async-dn", "--set", "run.clock=virtual",
+                 "--set", "outer.local_steps=5", "--fail", "0@0", "--fail", "1@0", "--fail", "2@0",
+                 "--fail", "3@0", "--out", in_dir(&c, "gone"), NULL);
+    cr_assert_eq(rc, 3, "every worker failed: exit %d, not 3:\n%s", rc, c.err);
+    expect_file_has(in_dir(&c, "gone/summary.json"), "\"status\":\"incomplete\"");
+    rc = run(&c, "train", "-c", "configs/tiny.ini", "--set", "train.steps=40", "--set",
+             "train.lr=10", "--set", "train.warmup=0", "--set", "train.grad_clip=0", "--set",
+             "train.beta1=0", "--set", "train.beta2=0", "--set", "train.eps=0", /* 0 / 0 */
+             "--out", in_dir(&c, "diverged"), NULL);
+    cr_assert_eq(rc, 1, "a diverged run: exit %d, not 1:\n%s", rc, c.err);
+    expect_err(&c, "diverged");
+    expect_file_has(in_dir(&c, "diverged/summary.json"), "\"status\":\"failed\"");
+    const char *args[] = {"train", "-c", "configs/tiny.ini", "--set", "train.steps=1000000",
+                          "--out", in_dir(&c, "stopped"), NULL};
+    pid_t pid = cli_start(&c, args);
+    const char *metrics = in_dir(&c, "stopped/metrics.jsonl");
+    for (double deadline = now_s() + RUN_TIMEOUT_S;;) {
+        char *m = slurp(metrics);
+        int going = m && strstr(m, "{\"event\":\"train\"");
+        free(m);
+        if (going) break;
+        cr_assert(!cli_poll(&c, pid) && now_s() < deadline, "the run did not start:\n%s", c.err);
+        sleep_ms(10);
+    }
+    kill(pid, SIGTERM);
+    cli_wait(&c, pid);
+    cr_assert_eq(c.status, 128 + SIGTERM, "stopped by SIGTERM: exit %d:\n%s", c.status, c.err);
+    expect_file_has(in_dir(&c, "stopped/summary.json"), "\"status\":\"stopped\"");
+    cli_close(&c);
+}
+
+/* `train --resume` of a run that finished says so and changes nothing: not a byte of its
+ * summary, events, model or checkpoint. */
+Test(main, resuming_a_finished_run_changes_nothing, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *dir = in_dir(&c, "run");
+    int rc = run(&c, "train", "-c", "configs/tiny.ini", "--set", "train.steps=20", "--set",
+                 "train.checkpoint_every=8", "--set", "run.workers=2", "--set",
+                 "outer.method=async-dn", "--set", "run.clock=virtual", "--set",
+                 "outer.local_steps=2", "--out", dir, NULL);
+    cr_assert_eq(rc, 0, "%s", c.err);
+    const char *names[] = {"summary.json", "metrics.jsonl", "model.bin", "checkpoint.bin"};
+    char *before[4];
+    for (int i = 0; i < 4; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "run/%s", names[i]);
+        before[i] = slurp(in_dir(&c, name));
+        cr_assert_not_null(before[i], "%s is missing", names[i]);
+    }
+    cr_assert_eq(run(&c, "train", "--resume", dir, NULL), 0, "%s", c.err);
+    expect_err(&c, "the run finished already");
+    expect_err(&c, "nothing changed");
+    for (int i = 0; i < 4; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "run/%s", names[i]);
+        char *after = slurp(in_dir(&c, name));
+        cr_assert(after && !strcmp(after, before[i]), "%s changed", names[i]);
+        free(after), free(before[i]);
+    }
+    cli_close(&c);
+}
+
+/* train.checkpoint_every = N (updates; single: steps) writes one checkpoint at each
+ * multiple of N, the last update's included, in either clock: the count is the summary's
+ * and the newest checkpoint stands at the last multiple. */
+static void expect_exact_checkpoints(const char *clock, const char *method, long every) {
+    cli c;
+    cli_open(&c);
+    const char *dir = in_dir(&c, "run");
+    char n[32], m[48], k[48];
+    snprintf(n, sizeof n, "train.checkpoint_every=%ld", every);
+    snprintf(m, sizeof m, "outer.method=%s", method);
+    snprintf(k, sizeof k, "run.clock=%s", clock);
+    int single = !strcmp(method, "single");
+    int rc = run(&c, "train", "-c", "configs/tiny.ini", "--set", "train.steps=24", "--set",
+                 single ? "run.workers=1" : "run.workers=4", "--set", m, "--set", k, "--set",
+                 "outer.local_steps=4", "--set", "eval.every=0", "--set", n, "--out", dir, NULL);
+    cr_assert_eq(rc, 0, "%s", c.err);
+    char *summary = slurp(in_dir(&c, "run/summary.json"));
+    long updates = single ? (long)json_number(summary, "steps") : (long)json_number(summary, "updates");
+    long written = (long)json_number(summary, "checkpoints");
+    free(summary);
+    cr_assert_eq(written, updates / every, "%s %s, every %ld over %ld: %ld checkpoints", method,
+                 clock, every, updates, written);
+    char want[64];
+    if (single) snprintf(want, sizeof want, "at step %ld;", updates / every * every);
+    else snprintf(want, sizeof want, "at %ld server updates", updates / every * every);
+    cr_assert_eq(run(&c, "check", in_dir(&c, "run/checkpoint.bin"), NULL), 0, "%s", c.err);
+    expect_out(&c, want);
+    cli_close(&c);
+}
+
+Test(main, checkpoints_on_update_counts_are_exact, .timeout = 240) {
+    const long every[] = {1, 2, 5};
+    for (int i = 0; i < 3; i++) {
+        expect_exact_checkpoints("virtual", "async-dn", every[i]);
+        expect_exact_checkpoints("real", "async", every[i]);
+        expect_exact_checkpoints("virtual", "sync", every[i]);
+        expect_exact_checkpoints("real", "single", every[i]);
+    }
+}
+
+/* `loco check` of a real-clock checkpoint gives the wall seconds the run had run. */
+Test(main, check_of_a_real_clock_checkpoint_gives_its_time, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *dir = in_dir(&c, "run");
+    const char *args[] = {"train", "-c", "configs/tiny.ini", "--set", "train.steps=1000000",
+                          "--set", "run.workers=2", "--set", "outer.method=async-dn",
+                          "--set", "run.clock=real", "--set", "outer.local_steps=5",
+                          "--out", dir, NULL};
+    pid_t pid = cli_start(&c, args);
+    sleep_ms(1500);
+    kill(pid, SIGINT);
+    cli_wait(&c, pid);
+    cr_assert_eq(c.status, 128 + SIGINT, "%s", c.err);
+    cr_assert_eq(run(&c, "check", in_dir(&c, "run/checkpoint.bin"), NULL), 0, "%s", c.err);
+    const char *t = strstr(c.out, "time ");
+    cr_assert_not_null(t, "%s", c.out);
+    double secs = strtod(t + 5, NULL);
+    cr_assert(secs > 0.2 && secs < 3, "stopped 1.5 s after its start, check says %s", t);
+    cli_close(&c);
+}
+
+Test(main, a_failure_time_out_of_range_is_said_so, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    int rc = run(&c, "train", "-c", "configs/tiny.ini", "--set", "run.workers=2", "--set",
+                 "outer.method=async", "--fail", "0@1e400", "--dry-run", NULL);
+    cr_assert_eq(rc, 2, "exit %d:\n%s", rc, c.err);
+    expect_err(&c, "\"0@1e400\": the time is out of range");
     cli_close(&c);
 }

@@ -76,9 +76,9 @@ static double train_tiny(const char *dir, long seed, const char *set) {
 }
 
 static void rm_run(const char *dir) {
-    const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin"};
+    const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin", "lock"};
     char path[512];
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);
     }
@@ -302,20 +302,24 @@ static void run_sets(const char *dir, const char *sets, int resume) {
     cr_assert_eq(loco_train(&c, &o, &e), 0, "%s", e.msg);
 }
 
-/* runs `sets` into dir in a child process that the kernel kills (SIGKILL) right after its
- * k-th checkpoint; returns whether it died so */
-static int crash_after(const char *dir, const char *sets, int k) {
+/* runs `sets` into dir (or resumes dir's run) in a child process that the kernel kills
+ * (SIGKILL) right after its k-th checkpoint; returns whether it died so */
+static int crash_run(const char *dir, const char *sets, int resume, int k) {
     pid_t pid = fork();
     if (pid == 0) {
         char v[16];
         snprintf(v, sizeof v, "%d", k);
         setenv("LOCO_CRASH_AFTER_CHECKPOINT", v, 1);
-        run_sets(dir, sets, 0);
+        run_sets(dir, sets, resume);
         _exit(0);
     }
     int st;
     waitpid(pid, &st, 0);
     return WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+}
+
+static int crash_after(const char *dir, const char *sets, int k) {
+    return crash_run(dir, sets, 0, k);
 }
 
 /* summary.json without what depends on the wall clock */
@@ -368,21 +372,26 @@ static void expect_same_run(const char *a, const char *b, const char *what) {
 }
 
 static void rm_checkpointed(const char *dir) {
-    const char *more[] = {"checkpoint.bin", "checkpoint.prev.bin", "checkpoint.bin.tmp"};
+    const char *more[] = {"checkpoint.bin", "checkpoint.prev.bin", "checkpoint.bin.tmp",
+                          "checkpoint.bad.bin"};
     char path[512];
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, more[i]);
         unlink(path);
     }
     rm_run(dir);
 }
 
-/* where the checkpoint of dir found its run */
-static void describe(const char *dir, char *buf, size_t n) {
+/* where the checkpoint dir/name found its run */
+static void describe_file(const char *dir, const char *name, char *buf, size_t n) {
     char path[512];
     loco_err e;
-    snprintf(path, sizeof path, "%s/checkpoint.bin", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     cr_assert_eq(loco_checkpoint_describe(path, buf, n, &e), 0, "%s", e.msg);
+}
+
+static void describe(const char *dir, char *buf, size_t n) {
+    describe_file(dir, "checkpoint.bin", buf, n);
 }
 
 /* Killed right after checkpoint k (for the first k whose description contains `want`),
@@ -501,6 +510,96 @@ Test(train, a_bad_checkpoint_is_refused_and_the_one_before_is_used, .timeout = 3
     fclose(f);
     cr_assert(resume_fails(cut, &e));
     cr_assert(strstr(e.msg, "another config"), "%s", e.msg);
+    rm_checkpointed(ref), rm_checkpointed(cut);
+}
+
+/* damages dir/name: "flip" a byte inside, "cut" it short, make it "gone"; NULL: none */
+static void damage(const char *dir, const char *name, const char *how) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (!how) return;
+    if (!strcmp(how, "flip")) flip_byte(dir, name, 4000);
+    else if (!strcmp(how, "cut")) cr_assert_eq(truncate(path, 5000), 0, "%s", path);
+    else cr_assert_eq(unlink(path), 0, "%s", path);
+}
+
+static void expect_at(const char *dir, const char *name, const char *want) {
+    char what[2 * LOCO_ERR_LEN];
+    describe_file(dir, name, what, sizeof what);
+    cr_assert(strstr(what, want), "%s: expected %s in: %s", name, want, what);
+}
+
+/* Killed after its third checkpoint (at update 6, the one before at 4), one or both of
+ * the two checkpoints damaged as cur and prev say, then resumed and killed again after
+ * the resumed run's first checkpoint: the refused one is set aside as checkpoint.bad.bin
+ * byte for byte and never becomes checkpoint.prev.bin, the one resumed from is kept
+ * beside the new one, and the run, resumed to its end, is the run never stopped. */
+static void damage_then_resume(const char *ref, const char *cut, const char *cur,
+                               const char *prev, const char *prev_at, const char *cur_at) {
+    const char *sets = "run.workers=3;outer.method=async-dn;hetero.level=moderate;"
+                       "run.clock=virtual;outer.local_steps=10;train.checkpoint_every=2;"
+                       "train.steps=40";
+    rm_checkpointed(cut);
+    cr_assert(crash_after(cut, sets, 3));
+    expect_at(cut, "checkpoint.bin", "at 6 server updates");
+    damage(cut, "checkpoint.bin", cur);
+    damage(cut, "checkpoint.prev.bin", prev);
+    const char *bad = cur && strcmp(cur, "gone") ? "checkpoint.bin"
+                      : prev && strcmp(prev, "gone") ? "checkpoint.prev.bin" : NULL;
+    size_t bad_len = 0, aside_len = 0;
+    char *bad_bytes = bad ? slurp_n(cut, bad, &bad_len) : NULL;
+    cr_assert(crash_run(cut, sets, 1, 1), "the resumed run was not killed after its checkpoint");
+    char path[512];
+    snprintf(path, sizeof path, "%s/checkpoint.bad.bin", cut);
+    if (bad) {
+        char *aside = slurp_n(cut, "checkpoint.bad.bin", &aside_len);
+        cr_assert(aside_len == bad_len && !memcmp(aside, bad_bytes, bad_len),
+                  "checkpoint.bad.bin is not the damaged %s", bad);
+        free(aside);
+    } else {
+        cr_assert_neq(access(path, F_OK), 0, "nothing was refused, yet a checkpoint.bad.bin");
+    }
+    expect_at(cut, "checkpoint.prev.bin", prev_at);
+    expect_at(cut, "checkpoint.bin", cur_at);
+    run_sets(cut, sets, 1);
+    expect_same_run(ref, cut, "resumed after damage");
+    free(bad_bytes);
+}
+
+Test(train, a_refused_checkpoint_is_set_aside_and_never_rotated_over_the_good_one,
+     .timeout = 300) {
+    char ref[64], cut[64];
+    snprintf(ref, sizeof ref, "/tmp/loco-aside-ref-%d", (int)getpid());
+    snprintf(cut, sizeof cut, "/tmp/loco-aside-cut-%d", (int)getpid());
+    run_sets(ref, "run.workers=3;outer.method=async-dn;hetero.level=moderate;"
+                  "run.clock=virtual;outer.local_steps=10;train.checkpoint_every=2;"
+                  "train.steps=40", 0);
+    /* the newest damaged (cut short, or a byte changed): resumed from the one before */
+    damage_then_resume(ref, cut, "cut", NULL, "at 4 server updates", "at 6 server updates");
+    damage_then_resume(ref, cut, "flip", NULL, "at 4 server updates", "at 6 server updates");
+    /* the one before damaged: resumed from the newest, which becomes the one before */
+    damage_then_resume(ref, cut, NULL, "cut", "at 6 server updates", "at 8 server updates");
+    /* the newest gone (a crash between the two renames): nothing to set aside */
+    damage_then_resume(ref, cut, "gone", NULL, "at 4 server updates", "at 6 server updates");
+    /* both refused: an error, and not a file moved or changed */
+    rm_checkpointed(cut);
+    const char *sets = "run.workers=3;outer.method=async-dn;hetero.level=moderate;"
+                       "run.clock=virtual;outer.local_steps=10;train.checkpoint_every=2;"
+                       "train.steps=40";
+    cr_assert(crash_after(cut, sets, 3));
+    damage(cut, "checkpoint.bin", "flip");
+    damage(cut, "checkpoint.prev.bin", "cut");
+    size_t la, lb, la2, lb2;
+    char *a = slurp_n(cut, "checkpoint.bin", &la), *b = slurp_n(cut, "checkpoint.prev.bin", &lb);
+    loco_err e;
+    cr_assert(resume_fails(cut, &e));
+    char *a2 = slurp_n(cut, "checkpoint.bin", &la2), *b2 = slurp_n(cut, "checkpoint.prev.bin", &lb2);
+    cr_assert(la == la2 && lb == lb2 && !memcmp(a, a2, la) && !memcmp(b, b2, lb),
+              "a refused resume changed a checkpoint");
+    char path[512];
+    snprintf(path, sizeof path, "%s/checkpoint.bad.bin", cut);
+    cr_assert_neq(access(path, F_OK), 0, "a refused resume set a checkpoint aside");
+    free(a), free(b), free(a2), free(b2);
     rm_checkpointed(ref), rm_checkpointed(cut);
 }
 

@@ -130,8 +130,8 @@ static void tiny_with(loco_config *c, const char *const *sets) {
 
 /* a finished run's directory, gone */
 static void remove_run(const char *dir) {
-    const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin"};
-    for (int i = 0; i < 4; i++) {
+    const char *files[] = {"metrics.jsonl", "summary.json", "config.ini", "model.bin", "lock"};
+    for (int i = 0; i < 5; i++) {
         char path[128];
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);
