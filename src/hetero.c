@@ -107,6 +107,12 @@ int loco_hetero_parse_slowdown(const char *list, int workers, double *out, loco_
     return rc;
 }
 
+/* strtod's inf for 1e400 (or an "inf" or "nan" typed) */
+static int out_of_range(const char *item, const char *what, loco_err *e) {
+    return loco_errf(e, "\"%s\": the %s is out of range (not a finite number of seconds)", item,
+                     what);
+}
+
 /* "W@T:F": strtol/strtod stop at the separators, which must be exactly '@' and ':' */
 static int parse_change(const char *item, int workers, loco_speed_change *c, loco_err *e) {
     char *end;
@@ -120,7 +126,7 @@ static int parse_change(const char *item, int workers, loco_speed_change *c, loc
     if (end == fs || *end != '\0') goto malformed;
     if (w < 0 || w >= workers)
         return loco_errf(e, "\"%s\": worker %ld does not exist (%d workers)", item, w, workers);
-    if (!isfinite(t)) return loco_errf(e, "\"%s\": the time is out of range", item);
+    if (!isfinite(t)) return out_of_range(item, "time", e);
     if (t < 0) return loco_errf(e, "\"%s\": time %g is not a number of seconds >= 0", item, t);
     if (!isfinite(f) || f < 1.0)
         return loco_errf(e, "\"%s\": factor %g is not a finite slowdown >= 1", item, f);
@@ -150,11 +156,11 @@ static int parse_fault(const char *item, int workers, loco_fault *f, loco_err *e
         const char *ds = end + 1;
         d = strtod(ds, &end);
         if (end == ds) goto malformed;
-        if (!isfinite(d)) return loco_errf(e, "\"%s\": the duration is out of range", item);
+        if (!isfinite(d)) return out_of_range(item, "duration", e);
         if (d <= 0) return loco_errf(e, "\"%s\": a duration of %g s (must be > 0)", item, d);
     }
     if (*end) goto malformed;
-    if (!isfinite(t)) return loco_errf(e, "\"%s\": the time is out of range", item);
+    if (!isfinite(t)) return out_of_range(item, "time", e);
     if (t < 0) return loco_errf(e, "\"%s\": time %g is not >= 0", item, t);
     *f = (loco_fault){.worker = (int)w, .at_s = t, .for_s = d};
     return 0;

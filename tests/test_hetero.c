@@ -131,7 +131,8 @@ Test(hetero, speed_change_errors_quote_the_item) {
     }
     init_fails(4, "", 0, "0@1:2,,1@2:3", "\"\": expected W@T:F", "expected W@T:F");
     init_fails(4, "", 0, "1@-3:2", "\"1@-3:2\"", "time -3");
-    init_fails(4, "", 0, "1@nan:2", "\"1@nan:2\"", "time nan");
+    init_fails(4, "", 0, "1@nan:2", "\"1@nan:2\"", "not a finite number of seconds");
+    init_fails(4, "", 0, "1@1e400:2", "\"1@1e400:2\"", "the time is out of range");
     init_fails(4, "", 0, "1@3:0.5", "\"1@3:0.5\"", "factor 0.5");
     init_fails(4, "", 0, "1@3:inf", "\"1@3:inf\"", "factor inf");
 }
