@@ -5,13 +5,16 @@
  * theta must be finite and no thread may be left behind. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,18 +24,23 @@
 
 enum { WORKERS = 16, MAX_SAMPLES = 1 << 16 };
 
+extern char **environ;
+
 /* What the watcher sees while the run goes on. */
 typedef struct {
     const char *dir;
     double seconds, start;
     volatile sig_atomic_t stop;        /* set when the time is up: the run stops and saves */
     volatile int done;                 /* set by the main thread once the run returned */
+    int sampling;                      /* the first run: memory samples, the second resume */
     double rss_mib[MAX_SAMPLES], at[MAX_SAMPLES];
     int nsamples;
     long seen_ino;                     /* the checkpoint last verified */
     double seen_mtime;
     int checked, bad;
     char first_bad[LOCO_ERR_LEN];
+    int second_tried, second_refused;  /* a second `train --resume` while the run goes on */
+    char second_said[LOCO_ERR_LEN];
 } watch;
 
 static double rss_mib(void) {
@@ -53,6 +61,19 @@ static int thread_count(void) {
     return n;
 }
 
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
+    if (b) b[n] = '\0';
+    fclose(f);
+    return b;
+}
+
 /* verifies checkpoint.bin when it is a new one (a new file replaces it by rename) */
 static void check_new_checkpoint(watch *w) {
     char path[LOCO_PATH_LEN], what[1024];
@@ -69,12 +90,36 @@ static void check_new_checkpoint(watch *w) {
     if (!w->bad++) snprintf(w->first_bad, sizeof w->first_bad, "%s", e.msg);
 }
 
+/* A second process resumes the run while this one writes it: the run's lock must refuse
+ * it at once (exit 1, "in use") before it touches a file. */
+static void second_resume(watch *w) {
+    char log[LOCO_PATH_LEN + 32];
+    snprintf(log, sizeof log, "%s/second-resume.log", w->dir);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    char *argv[] = {"loco", "train", "--resume", (char *)w->dir, NULL};
+    pid_t pid;
+    int st = -1;
+    w->second_tried = 1;
+    if (posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ) == 0) waitpid(pid, &st, 0);
+    posix_spawn_file_actions_destroy(&fa);
+    char *said = slurp(log);
+    snprintf(w->second_said, sizeof w->second_said, "%s", said ? said : "");
+    w->second_said[strcspn(w->second_said, "\n")] = '\0';
+    w->second_refused = WIFEXITED(st) && WEXITSTATUS(st) == 1 && said && strstr(said, "in use");
+    free(said);
+    unlink(log);
+}
+
 static void *watcher(void *arg) {
     watch *w = arg;
     double last_note = 0;
     while (!w->done) {
         double t = loco_now() - w->start;
-        if (w->nsamples < MAX_SAMPLES) {
+        if (!w->second_tried && w->sampling && t >= w->seconds / 3) second_resume(w);
+        if (w->sampling && w->nsamples < MAX_SAMPLES) {
             w->rss_mib[w->nsamples] = rss_mib();
             w->at[w->nsamples++] = t;
         }
@@ -135,24 +180,14 @@ typedef struct {
     long sent, applied, rejected, faults, returns, checkpoints;
     double checkpoint_s, write_s, round_s;
     int theta_finite;
+    int resumed;                       /* from the checkpoint before a damaged one */
+    long tickets;                      /* applied arrivals in metrics.jsonl */
+    int tickets_once;                  /* each once, in order */
 } outcome;
 
 static double field(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
-    if (b) b[n] = '\0';
-    fclose(f);
-    return b;
 }
 
 static int read_outcome(const char *dir, outcome *o, loco_err *e) {
@@ -218,10 +253,18 @@ static int report(const watch *w, const outcome *o, int threads_before, int thre
     double n = o->checkpoints > 0 ? (double)o->checkpoints : 1;
     double hold = o->checkpoint_s / n, write = o->write_s / n;
     int accounted = o->sent == o->applied + o->rejected;
-    int ok = accounted && o->theta_finite && w->bad == 0 && w->checked > 0 && rss_flat &&
-             threads_after == threads_before && o->faults > 0 && o->rejected > 0;
+    int events = o->tickets_once && o->tickets == o->applied;
+    int ok = accounted && events && o->theta_finite && w->bad == 0 && w->checked > 0 &&
+             rss_flat && threads_after == threads_before && o->faults > 0 && o->rejected > 0 &&
+             w->second_refused && o->resumed;
     fprintf(stderr, "  arrivals sent %ld = applied %ld + rejected %ld: %s\n", o->sent, o->applied,
             o->rejected, accounted ? "yes" : "NO");
+    fprintf(stderr, "  metrics.jsonl: %ld applied arrivals, each once: %s\n", o->tickets,
+            events ? "yes" : "NO");
+    fprintf(stderr, "  a second resume while it ran: %s (%s)\n",
+            w->second_refused ? "refused" : "NOT REFUSED", w->second_said);
+    fprintf(stderr, "  resumed after its newest checkpoint was cut short: %s\n",
+            o->resumed ? "yes, from the one before, the damaged one set aside" : "NO");
     fprintf(stderr, "  failures %ld, returns %ld; theta finite: %s\n", o->faults, o->returns,
             o->theta_finite ? "yes" : "NO");
     fprintf(stderr, "  checkpoints: %ld written, %d verified while running, %d bad%s%s\n",
@@ -255,10 +298,74 @@ static int report(const watch *w, const outcome *o, int threads_before, int thre
     loco_json_int(&j, "threads_before", threads_before);
     loco_json_int(&j, "threads_after", threads_after);
     loco_json_int(&j, "theta_finite", o->theta_finite);
+    loco_json_int(&j, "events_once", events);
+    loco_json_int(&j, "second_resume_refused", w->second_refused);
+    loco_json_int(&j, "resumed_past_damage", o->resumed);
     loco_json_int(&j, "ok", ok);
     puts(loco_json_end(&j));
     loco_json_free(&j);
     return ok ? 0 : loco_errf(e, "soak: a check failed (above)");
+}
+
+/* One run with the watcher beside it, until the watcher stops it after `seconds`. */
+static int soak_run(watch *w, loco_config *c, int resume, double seconds, loco_err *e) {
+    w->seconds = seconds;
+    w->start = loco_now();
+    w->stop = 0;
+    w->done = 0;
+    pthread_t th;
+    if (pthread_create(&th, NULL, watcher, w) != 0) return loco_errf(e, "soak: no thread");
+    loco_train_opts o;
+    loco_train_opts_default(&o);
+    o.out_dir = w->dir;
+    o.quiet = 1;
+    o.stop = &w->stop;
+    o.resume = resume;
+    int rc = loco_train(c, &o, e);
+    w->done = 1;
+    pthread_join(th, NULL);
+    check_new_checkpoint(w); /* the one taken when it stopped */
+    return rc;
+}
+
+/* The run resumed after its newest checkpoint was cut short (a full disk, say): it must
+ * go on from the one before, and set the damaged one aside as checkpoint.bad.bin. */
+static int resume_damaged(watch *w, double seconds, int *ok, loco_err *e) {
+    char path[LOCO_PATH_LEN + 32];
+    snprintf(path, sizeof path, "%s/checkpoint.bin", w->dir);
+    struct stat st;
+    if (truncate(path, 4096) != 0 || stat(path, &st) != 0)
+        return loco_errf(e, "soak: cannot damage %s: %s", path, strerror(errno));
+    w->seen_ino = (long)st.st_ino; /* damaged on purpose: not a bad checkpoint of the run's */
+    w->seen_mtime = (double)st.st_mtim.tv_sec + 1e-9 * (double)st.st_mtim.tv_nsec;
+    loco_config c;
+    loco_config_default(&c);
+    snprintf(path, sizeof path, "%s/config.ini", w->dir);
+    if (loco_config_load_file(&c, path, e) != 0) return -1;
+    w->sampling = 0;
+    int rc = soak_run(w, &c, 1, seconds, e);
+    snprintf(path, sizeof path, "%s/checkpoint.bad.bin", w->dir);
+    *ok = rc == 0 && access(path, F_OK) == 0;
+    return rc;
+}
+
+/* every applied ticket of metrics.jsonl once, 1, 2, ...: none lost or written twice */
+static long tickets_once(const char *dir, int *once) {
+    char path[LOCO_PATH_LEN + 32];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    char *m = slurp(path);
+    long last = 0;
+    *once = m != NULL;
+    for (char *p = m ? strstr(m, "\"status\":\"applied\"") : NULL; p && *once;
+         p = strstr(p + 1, "\"status\":\"applied\"")) {
+        char *line = p;
+        while (line > m && line[-1] != '\n') line--;
+        char *t = strstr(line, "\"ticket\":");
+        *once = t && t < p && strtol(t + 9, NULL, 10) == last + 1;
+        last++;
+    }
+    free(m);
+    return last;
 }
 
 int loco_bench_soak(const loco_config *base, const char *config_name,
@@ -271,25 +378,23 @@ int loco_bench_soak(const loco_config *base, const char *config_name,
     static watch w; /* the samples are large */
     memset(&w, 0, sizeof w);
     w.dir = dir;
-    w.seconds = so->seconds;
-    w.start = loco_now();
-    fprintf(stderr, "bench soak: %s, %d workers, %.0f s, writing to %s\n", config_name, WORKERS,
-            so->seconds, dir);
-    int threads_before = thread_count();
-    pthread_t th;
-    if (pthread_create(&th, NULL, watcher, &w) != 0) return loco_errf(e, "soak: no thread");
-    loco_train_opts o;
-    loco_train_opts_default(&o);
-    o.out_dir = dir;
-    o.quiet = 1;
-    o.stop = &w.stop;
-    int rc = loco_train(&c, &o, e);
-    w.done = 1;
-    pthread_join(th, NULL);
-    check_new_checkpoint(&w); /* the one taken when it stopped */
+    w.sampling = 1;
+    double again = fmax(3, so->seconds / 10);
+    fprintf(stderr, "bench soak: %s, %d workers, %.0f s then %.0f s resumed from a damaged "
+            "checkpoint, writing to %s\n", config_name, WORKERS, so->seconds, again, dir);
+    int threads_before = thread_count(), resumed = 0;
+    outcome first = {0}, out = {0};
+    int rc = soak_run(&w, &c, 0, so->seconds, e);
+    if (rc == 0) rc = read_outcome(dir, &first, e);
+    if (rc == 0) rc = resume_damaged(&w, again, &resumed, e);
     int threads_after = thread_count();
-    outcome out = {0};
     if (rc == 0) rc = read_outcome(dir, &out, e);
+    /* a summary counts the checkpoints of its own process */
+    out.checkpoints += first.checkpoints;
+    out.checkpoint_s += first.checkpoint_s;
+    out.write_s += first.write_s;
+    out.resumed = resumed;
+    out.tickets = tickets_once(dir, &out.tickets_once);
     if (rc == 0) rc = report(&w, &out, threads_before, threads_after, so->seconds, e);
     if (!so->out) nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
     return rc;

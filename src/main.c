@@ -70,7 +70,12 @@ static const char usage_train[] =
     "does not fit is refused with both figures, its biggest parts and what to lower.\n"
     "The run checkpoints every train.checkpoint_every into DIR/checkpoint.bin (keeping the\n"
     "one before as checkpoint.prev.bin). Ctrl-C (or SIGTERM) checkpoints, stops the run\n"
-    "early and still writes the summary and the model.\n";
+    "early and still writes the summary and the model. One process writes DIR at a time\n"
+    "(DIR/lock); a second is refused. --resume of a finished run changes nothing.\n"
+    "\n"
+    "Exit codes: 0 finished, 1 failed or an error, 2 a bad command line or config,\n"
+    "3 incomplete (every worker failed for good), 128 + the signal when stopped (130\n"
+    "for Ctrl-C).\n";
 
 static const char usage_eval[] =
     "usage: loco eval --model FILE --data PATH [--format text|llmc] [--batch B] [--threads N]\n"
@@ -118,10 +123,12 @@ static const char usage_bench[] =
     "       the last line has efficiency = tokens/s at the most workers / (W x one worker).\n"
     "soak   16 workers on the real clock for S seconds (default 300) with jitter, speed\n"
     "       changes, failures and returns, poisoned and diverging rounds and a checkpoint\n"
-    "       every 3 s; checks every checkpoint as it appears and the resident memory, then\n"
-    "       that every arrival was applied or rejected, theta is finite and no thread is\n"
-    "       left; exits 1 when a check fails. Without -c the model is 2 layers x 64 wide;\n"
-    "       the run is kept in DIR with --out, else removed.\n";
+    "       every 3 s; checks every checkpoint as it appears and the resident memory, that a\n"
+    "       second 'train --resume' of the run is refused while it runs; then cuts the newest\n"
+    "       checkpoint short and resumes for S/10 s (at least 3) from the one before; then\n"
+    "       that every arrival was applied or rejected and is in metrics.jsonl once, theta is\n"
+    "       finite and no thread is left; exits 1 when a check fails. Without -c the model\n"
+    "       is 2 layers x 64 wide; the run is kept in DIR with --out, else removed.\n";
 
 static int fail(const char *msg) {
     fprintf(stderr, "loco: %s\n", msg);
