@@ -63,8 +63,8 @@ LOCO_LDFLAGS += -fsanitize=fuzzer,address,undefined
 MALLOC   =
 endif
 
-# test_main runs the binary of this build (under sanitizers, build/san-*/loco)
-$(BUILD)/tests/test_main.o: LOCO_CFLAGS += -DLOCO_BIN='"./$(LOCO)"'
+# test_main and test_sweep run the binary of this build (under sanitizers, build/san-*/loco)
+$(BUILD)/tests/test_main.o $(BUILD)/tests/test_sweep.o: LOCO_CFLAGS += -DLOCO_BIN='"./$(LOCO)"'
 
 SRC      = $(wildcard src/*.c)
 LIB_OBJ  = $(patsubst src/%.c,$(BUILD)/src/%.o,$(filter-out src/main.c,$(SRC))) $(BUILD)/default_ini.o
