@@ -63,9 +63,10 @@ LOCO_LDFLAGS += -fsanitize=fuzzer,address,undefined
 MALLOC   =
 endif
 
-# the tests of the command line (tests/cli.h) run the binary of this build (under
-# sanitizers, build/san-*/loco)
-$(BUILD)/tests/test_main.o $(BUILD)/tests/test_runlock.o: LOCO_CFLAGS += -DLOCO_BIN='"./$(LOCO)"'
+# the tests that run the binary of this build (tests/cli.h; under sanitizers,
+# build/san-*/loco)
+$(BUILD)/tests/test_main.o $(BUILD)/tests/test_runlock.o $(BUILD)/tests/test_sweep.o: \
+  LOCO_CFLAGS += -DLOCO_BIN='"./$(LOCO)"'
 
 SRC      = $(wildcard src/*.c)
 LIB_OBJ  = $(patsubst src/%.c,$(BUILD)/src/%.o,$(filter-out src/main.c,$(SRC))) $(BUILD)/default_ini.o

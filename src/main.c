@@ -580,13 +580,21 @@ static const char usage_sweep[] =
     "theta(0) once with one worker ([pretrain]), tunes the outer learning rate per variant\n"
     "and column on short runs ([tune]), then runs every cell of [grid] from theta(0), for\n"
     "every seed, and writes DIR/results.md, DIR/results.json and the plots. Every run has\n"
-    "its own directory under DIR (default runs/sweep-NAME): a finished run is skipped, so a\n"
-    "sweep that was stopped goes on where it was when run again.\n"
+    "its own directory under DIR (default runs/sweep-NAME): a run that ended (finished,\n"
+    "incomplete or failed) is skipped and a run cut short resumes from its checkpoint, so a\n"
+    "sweep that was stopped goes on where it was when run again. Every run's config and\n"
+    "data file is checked before the first run starts (a relative data.path is read from\n"
+    "the current directory). One sweep at a time writes DIR: a second is refused.\n"
     "\n"
     "  --quick     apply the spec's [quick] section (a smaller version of the same sweep)\n"
     "  --out DIR   output directory\n"
     "  --jobs N    runs at once (default 1: each run already uses every worker thread)\n"
-    "Ctrl-C stops the sweep: running runs save what they did, no new run starts.\n";
+    "Ctrl-C stops the sweep: running runs save what they did, no new run starts.\n"
+    "\n"
+    "Exit status: 0 when every run of the grid finished; 3 when the sweep completed but some\n"
+    "of them ended incomplete or failed, crashed or were not run (the results list them,\n"
+    "marked); 128 + the signal when stopped (130 for Ctrl-C); 1 on an error; 2 on a bad\n"
+    "command line.\n";
 
 static int cmd_sweep(int argc, char **argv) {
     if (wants_help(argc, argv)) return fputs(usage_sweep, stdout), 0;
@@ -617,7 +625,13 @@ static int cmd_sweep(int argc, char **argv) {
     struct sigaction sa = {.sa_handler = on_interrupt};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    return loco_sweep_run(&o, &e) != 0 ? fail(e.msg) : 0;
+    int rc = loco_sweep_run(&o, &e);
+    if (rc < 0 && stop_requested) {
+        fprintf(stderr, "loco: %s\n", e.msg);
+        return loco_run_exit_code(LOCO_RUN_STOPPED, (int)stop_requested);
+    }
+    if (rc < 0) return fail(e.msg);
+    return rc > 0 ? loco_run_exit_code(LOCO_RUN_INCOMPLETE, 0) : 0;
 }
 
 static const char usage_plot[] =

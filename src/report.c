@@ -45,11 +45,22 @@ static const char *row_rest(const loco_result *x) {
     return x->row + strlen(x->variant);
 }
 
-/* the runs of (row, column) into out; returns how many */
-static int cell(const loco_results *r, const char *row, const char *col, const loco_result **out) {
+static int finished(const loco_result *x) {
+    return !strcmp(x->status, "finished");
+}
+
+/* the runs of (row, column) into out, the finished ones first (how many into *done when
+ * not NULL); returns how many */
+static int cell(const loco_results *r, const char *row, const char *col, const loco_result **out,
+                int *done) {
     int n = 0;
-    for (int i = 0; i < r->nruns; i++)
-        if (!strcmp(r->runs[i].row, row) && !strcmp(r->runs[i].column, col)) out[n++] = &r->runs[i];
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < r->nruns; i++)
+            if (!strcmp(r->runs[i].row, row) && !strcmp(r->runs[i].column, col) &&
+                finished(&r->runs[i]) == !pass)
+                out[n++] = &r->runs[i];
+        if (pass == 0 && done) *done = n;
+    }
     return n;
 }
 
@@ -61,7 +72,7 @@ static double target_for(const loco_results *r, const loco_result *x) {
     for (int i = 0; r->target && i < r->nruns; i++) {
         const loco_result *t = &r->runs[i];
         if (strcmp(t->variant, r->target) || strcmp(t->column, x->column) ||
-            strcmp(row_rest(t), row_rest(x)))
+            strcmp(row_rest(t), row_rest(x)) || !finished(t))
             continue;
         sum += t->log->final_val_loss;
         n++;
@@ -70,6 +81,7 @@ static double target_for(const loco_results *r, const loco_result *x) {
 }
 
 static double reach_time(const loco_results *r, const loco_result *x) {
+    if (!finished(x)) return NAN;
     double target = target_for(r, x);
     if (isnan(target)) return NAN;
     return loco_time_to_target(x->log->evals, x->log->nevals, target);
@@ -85,10 +97,11 @@ static void json_run(const loco_results *r, const loco_result *x, loco_json *j) 
     loco_json_int(j, "seed", x->seed);
     loco_json_num(j, "outer_lr", x->lr);
     loco_json_str(j, "dir", x->dir);
-    loco_json_str(j, "status", x->log->status);
-    loco_json_num(j, "final_val_loss", x->log->final_val_loss);
-    loco_json_num(j, "final_val_ppl", x->log->final_val_ppl);
-    loco_json_num(j, "time_s", x->log->time_s);
+    loco_json_str(j, "status", x->status);
+    int has = x->log->status[0] != 0; /* a summary: the run's figures */
+    loco_json_num(j, "final_val_loss", has ? x->log->final_val_loss : NAN);
+    loco_json_num(j, "final_val_ppl", has ? x->log->final_val_ppl : NAN);
+    loco_json_num(j, "time_s", has ? x->log->time_s : NAN);
     double t = reach_time(r, x);
     if (!isnan(t)) loco_json_num(j, "time_to_target_s", t >= 0 ? t : NAN);
     loco_json_close(j, '}');
@@ -118,8 +131,8 @@ static int write_json(const loco_results *r, const char *dir, loco_err *e) {
         loco_json_str(&j, "row", x->row);
         loco_json_str(&j, "column", x->column);
         loco_json_num(&j, "outer_lr", x->lr);
-        loco_json_str(&j, "status", x->log->status);
-        loco_json_num(&j, "final_val_loss", x->log->final_val_loss);
+        loco_json_str(&j, "status", x->status);
+        loco_json_num(&j, "final_val_loss", x->log->status[0] ? x->log->final_val_loss : NAN);
         loco_json_close(&j, '}');
     }
     loco_json_close(&j, ']');
@@ -139,22 +152,43 @@ static void md_header(FILE *f, const loco_results *r, const char *corner) {
     fputc('\n', f);
 }
 
-/* final validation perplexity, mean ± spread over seeds */
-static void md_ppl(FILE *f, const loco_results *r, const loco_result **buf) {
+/* A cell's final perplexity (buf: its n runs, the done finished ones first): the mean
+ * over the finished runs; where none finished, over the final evaluations of those that
+ * have one (incomplete runs), marked; else how they ended. Returns 1 when marked. */
+static int ppl_cell(FILE *f, const loco_result **buf, int n, int done) {
+    double x[64];
+    int m = 0;
+    for (int k = 0; k < (done ? done : n) && m < 64; k++) {
+        double p = buf[k]->log->final_val_ppl;
+        if (isfinite(p) && p > 0) x[m++] = p;
+    }
+    char txt[64] = "–";
+    if (m > 0) loco_format_mean(x, m, txt, sizeof txt);
+    if (n == 0 || done == n) {
+        if (n > 1) fprintf(f, " %s (%d seeds) |", txt, n);
+        else fprintf(f, " %s |", txt);
+        return 0;
+    }
+    if (done > 0) fprintf(f, " %s\\* (%d of %d finished) |", txt, done, n);
+    else if (m > 0) fprintf(f, " %s\\* (%s%s) |", txt, buf[0]->status, n > 1 ? ", none finished" : "");
+    else fprintf(f, " %s |", buf[0]->status);
+    return 1;
+}
+
+/* final validation perplexity, mean ± spread over seeds; returns how many cells are
+ * marked */
+static int md_ppl(FILE *f, const loco_results *r, const loco_result **buf) {
+    int marked = 0;
     md_header(f, r, "variant");
     for (int i = 0; i < r->nrows; i++) {
         fprintf(f, "| %s |", r->rows[i]);
         for (int c = 0; c < r->ncolumns; c++) {
-            int n = cell(r, r->rows[i], r->columns[c], buf);
-            double x[64];
-            char txt[64] = "–";
-            for (int k = 0; k < n && k < 64; k++) x[k] = buf[k]->log->final_val_ppl;
-            if (n > 0) loco_format_mean(x, n < 64 ? n : 64, txt, sizeof txt);
-            if (n > 1) fprintf(f, " %s (%d seeds) |", txt, n);
-            else fprintf(f, " %s |", txt);
+            int done, n = cell(r, r->rows[i], r->columns[c], buf, &done);
+            marked += ppl_cell(f, buf, n, done);
         }
         fputc('\n', f);
     }
+    return marked;
 }
 
 /* simulated time to reach the target's final loss, and the whole run's time */
@@ -163,19 +197,19 @@ static void md_time(FILE *f, const loco_results *r, const loco_result **buf) {
     for (int i = 0; i < r->nrows; i++) {
         fprintf(f, "| %s |", r->rows[i]);
         for (int c = 0; c < r->ncolumns; c++) {
-            int n = cell(r, r->rows[i], r->columns[c], buf), reached = 0;
+            int done, n = cell(r, r->rows[i], r->columns[c], buf, &done), reached = 0;
             double t[64], total = 0;
-            for (int k = 0; k < n && k < 64; k++) {
+            for (int k = 0; k < done && k < 64; k++) { /* finished runs only */
                 double x = reach_time(r, buf[k]);
                 if (x >= 0) t[reached++] = x;
                 total += buf[k]->log->time_s;
             }
             char txt[64] = "not reached";
             if (reached > 0) loco_format_mean(t, reached, txt, sizeof txt);
-            if (n == 0) snprintf(txt, sizeof txt, "–");
+            if (done == 0) snprintf(txt, sizeof txt, "%s", n ? buf[0]->status : "–");
             fprintf(f, " %s", txt);
-            if (reached > 0 && reached < n) fprintf(f, " (%d of %d)", reached, n);
-            if (n > 0) fprintf(f, " / %.0f", total / n);
+            if (reached > 0 && reached < done) fprintf(f, " (%d of %d)", reached, done);
+            if (done > 0) fprintf(f, " / %.0f%s", total / done, done < n ? "\\*" : "");
             fprintf(f, " |");
         }
         fputc('\n', f);
@@ -188,7 +222,7 @@ static void md_rates(FILE *f, const loco_results *r, const loco_result **buf) {
     for (int i = 0; i < r->nrows; i++) {
         fprintf(f, "| %s |", r->rows[i]);
         for (int c = 0; c < r->ncolumns; c++) {
-            int n = cell(r, r->rows[i], r->columns[c], buf);
+            int n = cell(r, r->rows[i], r->columns[c], buf, NULL);
             if (n > 0 && buf[0]->lr > 0) fprintf(f, " %g |", buf[0]->lr);
             else fprintf(f, " – |"); /* no runs, or a method without an outer rate */
         }
@@ -210,12 +244,20 @@ static int write_md(const loco_results *r, const char *dir, int plots, loco_err 
             r->axis ? r->axis : "-");
     fprintf(f, "## Final validation perplexity\n\nMean ± standard deviation over seeds where "
                "there are several.\n\n");
-    md_ppl(f, r, buf);
+    if (md_ppl(f, r, buf) > 0)
+        fprintf(f, "\n\\* Not every run of the cell finished (results.json has each run's "
+                   "status): the figure is the mean over the runs that finished; where none "
+                   "did, it is the final evaluation of those that ended `incomplete` (every "
+                   "worker failed for good before the budget was done), short of the budget "
+                   "and not comparable. `failed`: diverged; `crashed`: ended without a summary "
+                   "(see its log.txt); `not run`: its directory was in use by another "
+                   "process.\n");
     if (r->target) {
         fprintf(f, "\n## Time to `%s`'s final loss\n\nSimulated seconds until a run's "
                    "validation loss first reaches the mean final loss of `%s` in its column "
                    "(interpolated between evaluations), then `/` the run's whole simulated "
-                   "time.\n\n", r->target, r->target);
+                   "time; finished runs only (\\* where some of the cell's did not "
+                   "finish).\n\n", r->target, r->target);
         md_time(f, r, buf);
     }
     fprintf(f, "\n## Outer learning rates\n\n");
@@ -242,7 +284,7 @@ static int first_runs(const loco_results *r, loco_curve *out) {
             for (int k = 0; k < r->nruns; k++) {
                 const loco_result *x = &r->runs[k];
                 if (!strcmp(x->row, r->rows[i]) && !strcmp(x->column, r->columns[c]) &&
-                    (!best || x->seed < best->seed))
+                    x->log->nevals > 0 && (!best || x->seed < best->seed))
                     best = x;
             }
             if (best) out[n++] = (loco_curve){best->log, best->row,
@@ -256,7 +298,8 @@ static int first_runs(const loco_results *r, loco_curve *out) {
 static const loco_result *timeline_run(const loco_results *r) {
     const char *col = r->columns[r->ncolumns - 1];
     for (int k = 0; r->timeline && k < r->nruns; k++)
-        if (!strcmp(r->runs[k].variant, r->timeline) && !strcmp(r->runs[k].column, col))
+        if (!strcmp(r->runs[k].variant, r->timeline) && !strcmp(r->runs[k].column, col) &&
+            r->runs[k].log->nrounds > 0)
             return &r->runs[k];
     return NULL;
 }

@@ -22,6 +22,7 @@
 #include "loco/metrics.h"
 #include "loco/outer.h"
 #include "loco/report.h"
+#include "loco/runlock.h"
 #include "loco/runlog.h"
 #include "loco/train.h"
 
@@ -156,6 +157,19 @@ static int list_error(const spec *sp, const entry *en, int max, loco_err *e) {
                      "non-empty items", sp->path, en->line, en->key, en->value, max);
 }
 
+/* The items of a list (n of them, len bytes apart) must differ: a value listed twice
+ * would run once and then count twice, as if it were two seeds or two cells. */
+static int check_distinct(const spec *sp, const entry *en, const char *items, int n, size_t len,
+                          loco_err *e) {
+    for (int i = 1; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(items + (size_t)i * len, items + (size_t)j * len))
+                return loco_errf(e, "%s:%d: %s = %s: '%s' is listed twice (each value runs "
+                                 "once; list it once)", sp->path, en->line, en->key, en->value,
+                                 items + (size_t)i * len);
+    return 0;
+}
+
 static int parse_longs(const spec *sp, const entry *en, long *out, int max, loco_err *e) {
     char items[MAX_SEEDS][32];
     int n = split_list(en->value, &items[0][0], max < MAX_SEEDS ? max : MAX_SEEDS, 32);
@@ -167,8 +181,9 @@ static int parse_longs(const spec *sp, const entry *en, long *out, int max, loco
         if (errno || *end || out[i] < 0)
             return loco_errf(e, "%s:%d: %s: '%s' is not an integer >= 0", sp->path, en->line,
                              en->key, items[i]);
+        snprintf(items[i], sizeof items[i], "%ld", out[i]); /* 7 and 07 are one seed */
     }
-    return n;
+    return check_distinct(sp, en, &items[0][0], n, sizeof items[0], e) != 0 ? -1 : n;
 }
 
 static int find_variant(const spec *sp, const char *name) {
@@ -186,7 +201,7 @@ static int parse_variants(const spec *sp, const entry *en, int *idx, loco_err *e
         if ((idx[i] = find_variant(sp, items[i])) < 0)
             return loco_errf(e, "%s:%d: %s: no [variant %s] section", sp->path, en->line,
                              en->key, items[i]);
-    return n;
+    return check_distinct(sp, en, &items[0][0], n, NAME_LEN, e) != 0 ? -1 : n;
 }
 
 static int add_set(const spec *sp, const entry *en, const entry **list, int *n, loco_err *e) {
@@ -217,7 +232,8 @@ static int grid_key(spec *sp, const entry *en, loco_err *e) {
     axis *a = &sp->ax[sp->nax++];
     copy_str(a->key, KEY_LEN, en->key);
     a->nvalues = split_list(en->value, &a->values[0][0], MAX_VALUES, 64);
-    return a->nvalues < 0 ? list_error(sp, en, MAX_VALUES, e) : 0;
+    if (a->nvalues < 0) return list_error(sp, en, MAX_VALUES, e);
+    return check_distinct(sp, en, &a->values[0][0], a->nvalues, sizeof a->values[0], e);
 }
 
 static int tune_key(spec *sp, const entry *en, loco_err *e) {
@@ -233,7 +249,7 @@ static int tune_key(spec *sp, const entry *en, loco_err *e) {
                              en->line, items[i]);
     }
     sp->nlrs = n;
-    return 0;
+    return check_distinct(sp, en, &items[0][0], n, sizeof items[0], e);
 }
 
 static int repeat_key(spec *sp, const entry *en, loco_err *e) {
@@ -362,7 +378,8 @@ typedef struct run {
     char *text;                  /* the resolved config */
     char dir[LOCO_PATH_LEN];
     char label[160];
-    int done, failed;            /* finished (or diverged) now or before; crashed */
+    int done;                    /* ended (finished, incomplete, diverged), now or before */
+    int busy;                    /* not run: another process held its directory's lock */
     struct run *alias;           /* the same run as this earlier one (same directory) */
     loco_runlog log;
 } run;
@@ -375,6 +392,7 @@ typedef struct {
     run *runs;
     int nruns, cap;
     int npre, skipped, ran;
+    loco_runlock lock;           /* of out, while the sweep runs */
 } sweep;
 
 static int apply_entry(loco_config *c, const spec *sp, const entry *en, loco_err *e) {
@@ -577,47 +595,122 @@ oom:
 
 /* ------------------------------------------------------------- execution */
 
+/* A child that could not take its run directory's lock exits with this (EX_TEMPFAIL):
+ * the run is not run, and its directory is left as it was. */
+enum { CHILD_BUSY = 75 };
+
+static const char *const checkpoints[] = {"checkpoint.bin", "checkpoint.prev.bin"};
+
+/* An ending that is the run's result: finished, incomplete (every worker failed for
+ * good, as its config has them do) or failed (diverged). A stopped run is not over. */
+static int ended(const char *status) {
+    return !strcmp(status, "finished") || !strcmp(status, "incomplete") ||
+           !strcmp(status, "failed");
+}
+
+/* Emptying a run directory for a fresh start: everything but the directory and its lock
+ * file, which the child holds (a new file would be a second, unheld lock). */
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
+    (void)st, (void)flag;
+    if (ftw->level == 0 || (ftw->level == 1 && !strcmp(path + ftw->base, LOCO_RUNLOCK_FILE)))
+        return 0;
     return remove(path);
 }
 
-/* A run is done when its directory holds its config and a summary that says it finished
- * (or diverged, a result too). Anything else there is a run that was cut short. */
-static int done_before(run *r) {
+enum { DIR_NEW, DIR_ENDED, DIR_CUT };
+
+/* What a run's directory holds of it: the run ended (its config.ini of the same identity
+ * and a summary that says so), or cut short (stopped, or killed without a summary) with
+ * a checkpoint to go on from; or nothing of use (DIR_NEW: it starts afresh). */
+static int dir_state(const run *r) {
     char path[LOCO_PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/config.ini", r->dir);
     loco_config stored;
     loco_config_default(&stored);
     loco_err e;
-    if (loco_config_load_file(&stored, path, &e) != 0) return 0;
+    if (loco_config_load_file(&stored, path, &e) != 0) return DIR_NEW;
     char *text = identity(&stored);
     int same = text && !strcmp(text, r->text);
     free(text);
-    if (!same) return 0;
-    if (loco_runlog_read(r->dir, &r->log, &e) != 0) return 0;
-    int ok = !strcmp(r->log.status, "finished") || !strcmp(r->log.status, "failed");
-    if (!ok) loco_runlog_free(&r->log);
-    return ok;
+    if (!same) return DIR_NEW;
+    char status[16];
+    if (loco_runlog_status(r->dir, status, sizeof status, &e) == 0 && ended(status))
+        return DIR_ENDED;
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", r->dir, checkpoints[i]);
+        if (access(path, F_OK) == 0) return DIR_CUT;
+    }
+    return DIR_NEW;
 }
 
-/* the child: a fresh directory, its log, the run */
-static void child(const sweep *sw, run *r) {
-    nftw(r->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+/* A run is done when its directory holds its result (read into r->log). */
+static int done_before(run *r) {
     loco_err e;
+    return dir_state(r) == DIR_ENDED && loco_runlog_read(r->dir, &r->log, &e) == 0;
+}
+
+/* Whether one of the cut run's checkpoints reads; if none does, why not into why. */
+static int checkpoint_reads(const char *dir, char *why, size_t n) {
+    size_t k = 0;
+    why[0] = '\0';
+    for (int i = 0; i < 2; i++) {
+        char path[LOCO_PATH_LEN + 32], where[512];
+        loco_err e;
+        snprintf(path, sizeof path, "%s/%s", dir, checkpoints[i]);
+        if (access(path, F_OK) != 0) continue;
+        if (loco_checkpoint_describe(path, where, sizeof where, &e) == 0) return 1;
+        if (k < n) k += (size_t)snprintf(why + k, n - k, "%s%s", k ? "; " : "", e.msg);
+    }
+    return 0;
+}
+
+/* The run, in the directory the child holds the lock of. Resumed, its config is its own
+ * config.ini (what the checkpoint's hash was taken of) and theta comes from the
+ * checkpoint; afresh, the sweep's config and theta(0). */
+static int train_child(const sweep *sw, run *r, int resume, loco_err *e) {
+    loco_config stored, *c = &r->cfg;
+    loco_train_opts o;
+    loco_train_opts_default(&o);
+    o.out_dir = r->dir;
+    o.stop = sw->o->stop;
+    o.locked = 1;
+    o.resume = resume;
+    if (resume) {
+        char path[LOCO_PATH_LEN + 32];
+        snprintf(path, sizeof path, "%s/config.ini", r->dir);
+        loco_config_default(&stored);
+        if (loco_config_load_file(&stored, path, e) != 0) return -1;
+        c = &stored;
+    } else {
+        o.init_path = r->kind == RUN_PRETRAIN || !sw->init[0] ? NULL : sw->init;
+    }
+    return loco_train(c, &o, e);
+}
+
+/* The child: the run directory's lock before anything in it is touched (held by another
+ * process: nothing is), then the run resumed when it was cut short with a checkpoint
+ * that reads, else started afresh in the emptied directory; its stderr goes to log.txt. */
+static void child(const sweep *sw, run *r) {
+    loco_err e;
+    loco_runlock lock = {0};
     if (loco_mkdirs(r->dir, &e) != 0) {
         fprintf(stderr, "loco: %s\n", e.msg);
         _exit(1);
     }
-    char path[LOCO_PATH_LEN + 16];
+    if (loco_runlock_take(&lock, r->dir, "sweep run", &e) != 0) {
+        fprintf(stderr, "sweep: %s: %s\n", r->label, e.msg);
+        _exit(CHILD_BUSY);
+    }
+    char why[2 * LOCO_ERR_LEN], path[LOCO_PATH_LEN + 16];
+    int cut = dir_state(r) == DIR_CUT, resume = cut && checkpoint_reads(r->dir, why, sizeof why);
+    if (!resume) nftw(r->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     snprintf(path, sizeof path, "%s/log.txt", r->dir);
-    if (!freopen(path, "w", stderr)) _exit(1);
-    loco_train_opts o;
-    loco_train_opts_default(&o);
-    o.out_dir = r->dir;
-    o.init_path = r->kind == RUN_PRETRAIN || !sw->init[0] ? NULL : sw->init;
-    o.stop = sw->o->stop;
-    int rc = loco_train(&r->cfg, &o, &e);
+    if (!freopen(path, resume ? "a" : "w", stderr)) _exit(1);
+    if (resume) fprintf(stderr, "loco: sweep: resuming the run from its checkpoint\n");
+    if (cut && !resume)
+        fprintf(stderr, "loco: sweep: the run was cut short, but no checkpoint of it reads "
+                "(%s); it starts again from scratch\n", why);
+    int rc = train_child(sw, r, resume, &e);
     if (rc != 0) fprintf(stderr, "loco: %s\n", e.msg);
     fflush(stderr);
     _exit(rc != 0);
@@ -627,19 +720,32 @@ static int stopping(const sweep *sw) {
     return sw->o->stop && *sw->o->stop;
 }
 
-static void report_run(sweep *sw, run *r, int status, double secs, int index, int total) {
+/* A run's status in the results: its summary's, or what kept it from having one. */
+static const char *status_of(const run *r) {
+    const run *s = r->alias ? r->alias : r;
+    if (s->busy) return "not run";
+    return s->log.status[0] ? s->log.status : "crashed";
+}
+
+/* A child has ended (code: its exit code, -1 when a signal ended it): its run read back
+ * and its status said. Only a run that ended counts as done; a stopped one goes on at
+ * the next sweep, from its checkpoint. */
+static void report_run(sweep *sw, run *r, int code, double secs, int index, int total) {
     loco_err e;
-    r->failed = status != 0;
-    int read = loco_runlog_read(r->dir, &r->log, &e) == 0;
-    r->done = read && (!strcmp(r->log.status, "finished") || !strcmp(r->log.status, "failed"));
+    r->busy = code == CHILD_BUSY;
+    if (r->busy || loco_runlog_read(r->dir, &r->log, &e) != 0) memset(&r->log, 0, sizeof r->log);
+    r->done = ended(r->log.status);
+    const char *status = status_of(r);
+    if (r->busy) status = "not run: its directory is in use by another process (above)";
+    else if (!r->log.status[0]) status = "crashed (see its log.txt)";
+    else if (!strcmp(status, "stopped")) status = "stopped (the next sweep goes on with it)";
     char val[64] = "";
-    if (read && r->log.final_val_loss > 0)
+    if (r->log.final_val_loss > 0)
         snprintf(val, sizeof val, ", val loss %.4f (ppl %.2f)", r->log.final_val_loss,
                  r->log.final_val_ppl);
-    fprintf(stderr, "sweep: [%d/%d] %s: %s%s in %.0fs\n", index, total, r->label,
-            read ? r->log.status : "crashed (see its log.txt)", val, secs);
-    if (read && !r->done) loco_runlog_free(&r->log);
-    sw->ran++;
+    fprintf(stderr, "sweep: [%d/%d] %s: %s%s in %.0fs\n", index, total, r->label, status, val,
+            secs);
+    if (r->done) sw->ran++;
 }
 
 /* Runs list[0..n) that are not done, jobs at a time; returns -1 when stopped. */
@@ -684,8 +790,8 @@ static int execute(sweep *sw, run **list, int n) {
         }
         for (int k = 0; k < busy; k++) {
             if (pid[k] != p) continue;
-            report_run(sw, who[k], !WIFEXITED(st) || WEXITSTATUS(st) != 0,
-                       loco_now() - started[k], ++index, total);
+            report_run(sw, who[k], WIFEXITED(st) ? WEXITSTATUS(st) : -1, loco_now() - started[k],
+                       ++index, total);
             busy--;
             pid[k] = pid[busy], who[k] = who[busy], started[k] = started[busy];
             break;
@@ -767,17 +873,51 @@ static int choose_rates(sweep *sw, loco_err *e) {
     return rebuild(sw, RUN_MAIN, e);
 }
 
-/* Every run's config, built now: a mistake anywhere is found before anything runs. The
- * main runs are built again once their rates are chosen (their directories depend on
- * theta(0) and the rate). */
+/* A run's input checked as its child will check it (loco_train_check: the config, the
+ * data file, the memory), before anything runs. A relative data.path is read from the
+ * current directory, which the message names: not from the spec's. */
+static int check_run(const run *r, loco_err *e) {
+    loco_config c = r->cfg;
+    const char *data = c.data.path;
+    int unreadable = access(data, R_OK) != 0 ? errno : 0;
+    char cwd[LOCO_PATH_LEN], note[LOCO_PATH_LEN + 64] = "";
+    if (data[0] != '/' && getcwd(cwd, sizeof cwd))
+        snprintf(note, sizeof note, " (a relative path, read from %s, the current directory)", cwd);
+    if (unreadable)
+        return loco_errf(e, "run %s: data.path = %s: %s%s", r->label, data,
+                         strerror(unreadable), note);
+    loco_train_opts o;
+    loco_train_opts_default(&o);
+    loco_err why;
+    if (loco_train_check(&c, &o, &why) == 0) return 0;
+    return loco_errf(e, "run %s: %s%s", r->label, why.msg, strstr(why.msg, data) ? note : "");
+}
+
+/* every distinct config among the runs, and the pre-training's (probe) */
+static int check_runs(const sweep *sw, const run *probe, loco_err *e) {
+    if (probe && check_run(probe, e) != 0) return -1;
+    for (int i = 0; i < sw->nruns; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = !strcmp(sw->runs[j].text, sw->runs[i].text);
+        if (!seen && check_run(&sw->runs[i], e) != 0) return -1;
+    }
+    return 0;
+}
+
+/* Every run's config, built and checked now: a mistake anywhere is found before anything
+ * runs. The main runs are built again once their rates are chosen (their directories
+ * depend on theta(0) and the rate). */
 static int plan(sweep *sw, loco_err *e) {
-    if (expand_main(sw, e) != 0) return -1;
-    for (int i = 0; i < sw->nruns; i++)
-        if (build(sw, &sw->runs[i], e) != 0) return -1;
+    run probe = {.kind = RUN_PRETRAIN};  /* the pre-training's config, built first */
+    int rc = sw->sp.pretrain ? build(sw, &probe, e) : 0;
+    if (rc == 0) rc = expand_main(sw, e);
+    for (int i = 0; rc == 0 && i < sw->nruns; i++) rc = build(sw, &sw->runs[i], e);
     int mains = sw->nruns;
-    if (expand_tune(sw, e) != 0) return -1;
-    for (int i = mains; i < sw->nruns; i++)
-        if (build(sw, &sw->runs[i], e) != 0) return -1;
+    if (rc == 0) rc = expand_tune(sw, e);
+    for (int i = mains; rc == 0 && i < sw->nruns; i++) rc = build(sw, &sw->runs[i], e);
+    if (rc == 0) rc = check_runs(sw, sw->sp.pretrain ? &probe : NULL, e);
+    free(probe.text);
+    if (rc != 0) return -1;
     fprintf(stderr, "sweep: %s: %d variants, %d runs, %d outer-lr tuning runs%s\n", sw->sp.name,
             sw->sp.ngrid, mains, sw->nruns - mains, sw->sp.pretrain ? ", after pre-training" : "");
     return 0;
@@ -844,7 +984,9 @@ static void settings_of(const sweep *sw, char *buf, size_t n) {
     }
 }
 
+/* Every main and tuning run, each with its status; the figures of those that ended. */
 static int write_results(sweep *sw, loco_err *e) {
+    static const loco_runlog no_log; /* a run with no result: no figures, no curve */
     const spec *sp = &sw->sp;
     loco_result *res = calloc((size_t)sw->nruns, sizeof *res);
     char (*rows)[128] = calloc((size_t)sw->nruns, sizeof *rows);
@@ -858,7 +1000,7 @@ static int write_results(sweep *sw, loco_err *e) {
     loco_result *tune = res + sw->nruns; /* filled from the end */
     for (int i = 0; i < sw->nruns; i++) {
         const run *r = &sw->runs[i];
-        if (r->kind == RUN_PRETRAIN || !r->done) continue;
+        if (r->kind == RUN_PRETRAIN) continue;
         loco_result *x = r->kind == RUN_MAIN ? &res[nmain++] : --tune;
         row_of(sw, r, rows[i], sizeof rows[i]);
         *x = (loco_result){.row = rows[i], .variant = sp->v[r->variant].name,
@@ -866,7 +1008,8 @@ static int write_results(sweep *sw, loco_err *e) {
                            .seed = r->seed,
                            .lr = !loco_outer_method_of(r->cfg.outer.method)->engine ? 0
                                  : r->lr > 0 ? r->lr : r->cfg.outer.lr,
-                           .log = &r->log, .dir = r->dir + strlen(sw->out) + 1};
+                           .status = status_of(r), .log = r->done ? &r->log : &no_log,
+                           .dir = r->dir + strlen(sw->out) + 1};
         if (r->kind == RUN_TUNE) ntune++;
         int seen = 0;
         for (int v = 0; v < nvar; v++) seen |= !strcmp(variants[v], rows[i]);
@@ -889,12 +1032,26 @@ static int write_results(sweep *sw, loco_err *e) {
 
 /* ------------------------------------------------------------------ the run */
 
+/* The main runs that did not finish, said in one line; returns how many. */
+static int unfinished(const sweep *sw) {
+    int n = 0;
+    for (int i = 0; i < sw->nruns; i++) {
+        const run *r = &sw->runs[i];
+        if (r->kind != RUN_MAIN || !strcmp(status_of(r), "finished")) continue;
+        fprintf(stderr, "%s %s (%s)", n++ ? "," : "sweep: runs that did not finish:", r->label,
+                status_of(r));
+    }
+    if (n) fprintf(stderr, "; results.md marks them\n");
+    return n;
+}
+
 static void free_sweep(sweep *sw) {
     for (int i = 0; i < sw->nruns; i++) {
         free(sw->runs[i].text);
         loco_runlog_free(&sw->runs[i].log);
     }
     free(sw->runs);
+    loco_runlock_release(&sw->lock);
 }
 
 int loco_sweep_run(const loco_sweep_opts *o, loco_err *e) {
@@ -905,13 +1062,14 @@ int loco_sweep_run(const loco_sweep_opts *o, loco_err *e) {
     if (rc == 0) {
         snprintf(sw->out, sizeof sw->out, "%s", o->out ? o->out : "");
         if (!o->out) snprintf(sw->out, sizeof sw->out, "runs/sweep-%s%s", sw->sp.name, o->quick ? "-quick" : "");
-        /* the pre-training is checked with the rest: its config is built first */
-        run probe = {.kind = RUN_PRETRAIN};
-        rc = sw->sp.pretrain ? build(sw, &probe, e) : 0;
-        free(probe.text);
     }
     if (rc == 0) rc = plan(sw, e);
     if (rc == 0) rc = loco_mkdirs(sw->out, e);
+    if (rc == 0) { /* one sweep at a time in a directory: two would run the same runs */
+        char what[LOCO_PATH_LEN + 16];
+        snprintf(what, sizeof what, "sweep %.1000s", o->spec);
+        rc = loco_runlock_take(&sw->lock, sw->out, what, e);
+    }
     double t0 = loco_now();
     if (rc == 0) rc = pretrain(sw, e);
     if (rc == 0 && sw->sp.nlrs > 0 && execute_kind(sw, RUN_TUNE) != 0) rc = loco_errf(e, "stopped");
@@ -921,6 +1079,7 @@ int loco_sweep_run(const loco_sweep_opts *o, loco_err *e) {
         fprintf(stderr, "sweep: %d runs done now, %d done before, in %.0fs\n", sw->ran, sw->skipped,
                 loco_now() - t0);
         rc = write_results(sw, e);
+        if (rc == 0 && unfinished(sw) > 0) rc = 1;
     } else if (!strcmp(e->msg, "stopped")) {
         loco_errf(e, "stopped: %d runs done; run the same command again to go on", sw->ran);
     }

@@ -571,3 +571,18 @@ int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
     teardown(&r);
     return rc;
 }
+
+/* The checks of a dry run without its report: the same check_input, quiet, writing
+ * nothing (a sweep checks every run this way before the first starts). */
+int loco_train_check(loco_config *c, const loco_train_opts *o, loco_err *e) {
+    loco_train_opts quiet = *o;
+    quiet.quiet = 1, quiet.dry_run = 0, quiet.resume = 0, quiet.out_dir = NULL;
+    run r;
+    memset(&r, 0, sizeof r);
+    r.c = c;
+    r.o = &quiet;
+    r.last_val = NAN;
+    int rc = check_input(&r, e);
+    teardown(&r);
+    return rc;
+}

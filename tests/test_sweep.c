@@ -1,24 +1,44 @@
 /* The experiment runner on a micro spec (a few seconds): the results have the rows and
  * columns the spec asks for, a second sweep skips every finished run, a run cut short is
- * run again and not counted, and a bad spec is refused before anything is written. */
+ * run again and not counted, and a bad spec is refused before anything is written. Then
+ * `./loco sweep` as users run it: values listed twice, runs that end incomplete (listed,
+ * marked, exit 3), a stopped sweep resumed, a data file missing from the current
+ * directory, two sweeps into one directory. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <glob.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "loco/cpu.h"
+#include "loco/runlock.h"
 #include "loco/runlog.h"
 #include "loco/sweep.h"
 
+#ifndef LOCO_BIN
+#define LOCO_BIN "./loco"
+#endif
+
+extern char **environ;
+
+/* the micro model: every run trains in well under a second */
+#define MICRO_SET                                                                              \
+    "[set]\nmodel.layers = 1\nmodel.dim = 32\nmodel.heads = 2\nmodel.seq_len = 32\n"         \
+    "train.batch = 4\ntrain.steps = 20\ntrain.warmup = 5\neval.batches = 2\n"                \
+    "eval.every_updates = 0\neval.every_local_steps = 20\nouter.local_steps = 5\n"            \
+    "run.clock = virtual\nrun.workers = 2\n"
+
 static const char micro[] =
     "[sweep]\nname = micro\nseeds = 1\ntarget = sync\ntable = hetero.level\ntimeline = dn\n"
-    "[set]\nmodel.layers = 1\nmodel.dim = 32\nmodel.heads = 2\nmodel.seq_len = 32\n"
-    "train.batch = 4\ntrain.steps = 20\ntrain.warmup = 5\neval.batches = 2\n"
-    "eval.every_updates = 0\neval.every_local_steps = 20\nouter.local_steps = 5\n"
-    "run.clock = virtual\nrun.workers = 2\n"
+    MICRO_SET
     "[pretrain]\ntrain.steps = 10\n"
     "[variant sync]\nouter.method = sync\n"
     "[variant dn]\nouter.method = async-dn\nouter.dylu = on\n"
@@ -29,7 +49,7 @@ static const char micro[] =
     "[quick]\ngrid.hetero.level = very\n";
 
 typedef struct {
-    char dir[64], spec[96], out[96];
+    char dir[64], spec[96], out[96], err[96];
 } fixture;
 
 static void write_file(const char *path, const char *text) {
@@ -44,6 +64,7 @@ static void setup(fixture *f, const char *spec_text) {
     cr_assert_not_null(mkdtemp(f->dir));
     snprintf(f->spec, sizeof f->spec, "%s/spec.ini", f->dir);
     snprintf(f->out, sizeof f->out, "%s/out", f->dir);
+    snprintf(f->err, sizeof f->err, "%s/stderr", f->dir);
     write_file(f->spec, spec_text);
 }
 
@@ -208,4 +229,247 @@ Test(sweep, a_bad_spec_is_refused_before_anything_is_written, .timeout = 60) {
         cr_assert_neq(access(f.out, F_OK), 0, "case %zu: %s was created", i, f.out);
         teardown(&f);
     }
+}
+
+/* ---------------------------------------------------------- ./loco sweep */
+
+/* Starts `./loco sweep SPEC --out OUT` (and more args, NULL-terminated) from the
+ * repository root; stdout to /dev/null, stderr into f->err. */
+static pid_t start_sweep(const fixture *f, const char *more) {
+    const char *argv[] = {LOCO_BIN, "sweep", f->spec, "--out", f->out, more, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, f->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid;
+    int rc = posix_spawn(&pid, LOCO_BIN, &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(rc, 0, "cannot start " LOCO_BIN " (run from the repository root)");
+    return pid;
+}
+
+/* its exit code (128 + N when signal N ended it) */
+static int wait_sweep(pid_t pid) {
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int run_sweep(const fixture *f, char **err) {
+    int code = wait_sweep(start_sweep(f, NULL));
+    *err = slurp(f->err);
+    return code;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec t = {ms / 1000, ms % 1000 * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+/* the file that matches pattern (one run), or "" while there is none */
+static void find_file(const char *pattern, char *out, size_t n) {
+    glob_t g;
+    out[0] = '\0';
+    if (glob(pattern, 0, NULL, &g) == 0) snprintf(out, n, "%s", g.gl_pathv[0]);
+    globfree(&g);
+}
+
+/* waits until the file matching pattern has text in it; fails if pid ends first */
+static void wait_for(pid_t pid, const char *pattern, const char *text) {
+    for (int i = 0; i < 12000; i++) {
+        char path[256];
+        find_file(pattern, path, sizeof path);
+        FILE *p = path[0] ? fopen(path, "rb") : NULL;
+        char buf[1 << 16];
+        size_t got = p ? fread(buf, 1, sizeof buf - 1, p) : 0;
+        if (p) fclose(p);
+        buf[got] = '\0';
+        if (strstr(buf, text)) return;
+        cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "the sweep ended before %s had %s", pattern, text);
+        sleep_ms(5);
+    }
+    cr_assert(0, "%s never had %s", pattern, text);
+}
+
+/* the line number in micro where `from` starts */
+static int line_of(const char *from) {
+    const char *at = strstr(micro, from);
+    int line = 1;
+    for (const char *p = micro; p < at; p++) line += *p == '\n';
+    return line;
+}
+
+Test(sweep, a_value_listed_twice_is_refused_with_its_line, .timeout = 60) {
+    struct {
+        const char *from, *to, *value;
+    } cases[] = {
+        {"variant = single, sync, dn", "variant = single, sync, sync", "'sync'"},
+        {"hetero.level = no, very", "hetero.level = no, no", "'no'"},
+        {"seeds = 1\n", "seeds = 1, 2, 1\n", "'1'"},
+        {"outer.lr = 0.1, 0.5", "outer.lr = 0.5, 0.5", "'0.5'"},
+        {"variant = dn\n", "variant = dn, dn\n", "'dn'"},     /* [repeat] */
+        {"seeds = 2\n", "seeds = 2, 02\n", "'2'"},            /* [repeat]: one number */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fixture f;
+        char *text = edited(cases[i].from, cases[i].to), *err, where[32];
+        setup(&f, text);
+        free(text);
+        cr_assert_eq(run_sweep(&f, &err), 1, "case %zu: exit code:\n%s", i, err);
+        snprintf(where, sizeof where, "spec.ini:%d: ", line_of(cases[i].from));
+        cr_assert(strstr(err, where) && strstr(err, cases[i].value) && strstr(err, "listed twice"),
+                  "case %zu: %s and %s in:\n%s", i, where, cases[i].value, err);
+        cr_assert_neq(access(f.out, F_OK), 0, "case %zu: %s was created", i, f.out);
+        free(err);
+        teardown(&f);
+    }
+}
+
+/* every worker of `broken` fails for good at once: its runs end incomplete */
+static const char with_incomplete[] =
+    "[sweep]\nname = inc\nseeds = 1, 2\ntarget = sync\ntable = hetero.level\n" MICRO_SET
+    "[variant sync]\nouter.method = sync\n"
+    "[variant broken]\nouter.method = async-dn\nfaults.fail = 0@0, 1@0\n"
+    "[grid]\nvariant = sync, broken\nhetero.level = no\n";
+
+Test(sweep, runs_that_end_incomplete_are_listed_marked_and_exit_3, .timeout = 120) {
+    fixture f;
+    setup(&f, with_incomplete);
+    char *err, path[160];
+    cr_assert_eq(run_sweep(&f, &err), 3, "exit code:\n%s", err);
+    cr_assert_not_null(strstr(err, "broken-no-s1 (incomplete)"), "%s", err);
+    snprintf(path, sizeof path, "%s/results.json", f.out);
+    char *json = slurp(path);
+    const char *b = strstr(json, "\"variant\":\"broken\"");
+    cr_assert_not_null(b, "the broken variant is in results.json: %s", json);
+    const char *next = strstr(b, "}");
+    const char *st = strstr(b, "\"status\":\"incomplete\"");
+    cr_assert(st && st < next, "its run says incomplete: %s", json);
+    cr_assert_not_null(strstr(json, "\"status\":\"finished\""), "%s", json);
+    snprintf(path, sizeof path, "%s/results.md", f.out);
+    char *md = slurp(path), *row = strstr(md, "| broken | ");
+    cr_assert_not_null(row, "a row for broken:\n%s", md);
+    *strchr(row, '\n') = '\0';
+    cr_assert_not_null(strstr(row, "\\* (incomplete, none finished) |"), "marked: %s", row);
+    row[strlen(row)] = '\n';
+    cr_assert_not_null(strstr(md, "\\* Not every run of the cell finished"), "the legend:\n%s", md);
+    cr_assert_not_null(strstr(md, "(2 seeds) |"), "sync's two seeds both finished:\n%s", md);
+    free(err), free(json), free(md);
+    teardown(&f);
+}
+
+/* one asynchronous run long enough to be stopped part-way, with checkpoints */
+static const char long_run[] =
+    "[sweep]\nname = long\nseeds = 1\n" MICRO_SET
+    "[variant dn]\nouter.method = async-dn\ntrain.steps = 1500\ntrain.checkpoint_every = 10\n"
+    "[grid]\nvariant = dn\n";
+
+Test(sweep, a_stopped_sweep_resumes_its_cut_run_from_the_checkpoint, .timeout = 180) {
+    fixture f;
+    setup(&f, long_run);
+    char pattern[160], metrics[256], err_path[300];
+    snprintf(pattern, sizeof pattern, "%s/runs/dn-*/metrics.jsonl", f.out);
+    pid_t pid = start_sweep(&f, NULL);
+    wait_for(pid, pattern, "\"ticket\":40,");
+    cr_assert_eq(kill(pid, SIGINT), 0);
+    cr_assert_eq(wait_sweep(pid), 128 + SIGINT, "a stopped sweep exits 130");
+    char *err = slurp(f.err);
+    cr_assert_not_null(strstr(err, "dn-s1: stopped"), "the progress line says stopped:\n%s", err);
+    cr_assert_not_null(strstr(err, "stopped: 0 runs done"), "a stopped run is not done:\n%s", err);
+    free(err);
+    cr_assert_eq(run_sweep(&f, &err), 0, "the second sweep:\n%s", err);
+    cr_assert_not_null(strstr(err, "1 runs done now, 0 done before"), "%s", err);
+    free(err);
+    find_file(pattern, metrics, sizeof metrics);
+    snprintf(err_path, sizeof err_path, "%.*s/log.txt", (int)(strrchr(metrics, '/') - metrics), metrics);
+    char *log = slurp(err_path);
+    cr_assert_not_null(strstr(log, "resuming the run from its checkpoint"), "%s", log);
+    free(log);
+    /* each applied update once: 2 workers x 1500 steps / H = 5 is 600 */
+    char *m = slurp(metrics), *p = m;
+    static char seen[601];
+    int n = 0;
+    while ((p = strstr(p, "\"ticket\":"))) {
+        long t = strtol(p + 9, &p, 10);
+        if (t == 0) continue;
+        cr_assert(t > 0 && t <= 600 && !seen[t], "ticket %ld twice or out of range", t);
+        seen[t] = 1;
+        n++;
+    }
+    cr_assert_eq(n, 600, "%d applied updates", n);
+    free(m);
+    snprintf(err_path, sizeof err_path, "%.*s/summary.json", (int)(strrchr(metrics, '/') - metrics), metrics);
+    m = slurp(err_path);
+    cr_assert_not_null(strstr(m, "\"local_steps\":3000,"), "%s", m);
+    free(m);
+    teardown(&f);
+}
+
+Test(sweep, a_data_path_missing_from_the_current_directory_is_refused_first, .timeout = 60) {
+    fixture f;
+    char *text = edited(NULL, "[set]\ndata.path = nosuch/corpus.txt\n"), *err, cwd[256];
+    setup(&f, text);
+    free(text);
+    cr_assert_eq(run_sweep(&f, &err), 1, "exit code:\n%s", err);
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    cr_assert(strstr(err, "run pretrain: data.path = nosuch/corpus.txt: No such file") &&
+              strstr(err, cwd) && strstr(err, "current directory"), "%s", err);
+    cr_assert_neq(access(f.out, F_OK), 0, "%s was created", f.out);
+    free(err);
+    teardown(&f);
+}
+
+Test(sweep, a_second_sweep_into_a_directory_in_use_is_refused, .timeout = 120) {
+    fixture f;
+    setup(&f, long_run);
+    char pattern[160], holder[64], *err;
+    snprintf(pattern, sizeof pattern, "%s/runs/dn-*/metrics.jsonl", f.out);
+    pid_t first = start_sweep(&f, NULL);
+    wait_for(first, pattern, "\"ticket\":1,");
+    fixture second = f;
+    snprintf(second.err, sizeof second.err, "%s/stderr2", f.dir);
+    cr_assert_eq(run_sweep(&second, &err), 1, "the second sweep:\n%s", err);
+    snprintf(holder, sizeof holder, "(pid %ld: sweep ", (long)first);
+    cr_assert(strstr(err, "is in use by another loco process") && strstr(err, holder),
+              "refused, naming %s:\n%s", holder, err);
+    free(err);
+    kill(first, SIGINT);
+    cr_assert_eq(wait_sweep(first), 128 + SIGINT);
+    err = slurp(f.err);
+    cr_assert_not_null(strstr(err, "dn-s1: stopped"), "the first sweep's run went on:\n%s", err);
+    free(err);
+    teardown(&f);
+}
+
+/* A run whose directory another process holds is not run, and its directory is left as
+ * it was: here a finished run made to look stopped, with this process holding its lock. */
+Test(sweep, a_run_whose_directory_is_in_use_is_left_alone_and_not_done, .timeout = 120) {
+    fixture f;
+    setup(&f, with_incomplete);
+    char *err, pattern[160], dir[256], path[320];
+    cr_assert_eq(run_sweep(&f, &err), 3, "%s", err);
+    free(err);
+    snprintf(pattern, sizeof pattern, "%s/runs/sync-*", f.out);
+    find_file(pattern, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    char *s = slurp(path), *at = strstr(s, "\"status\":\"finished\"");
+    cr_assert_not_null(at);
+    memcpy(at, "\"status\":\"stopped\" ", 19);
+    write_file(path, s);
+    loco_runlock lock = {0};
+    loco_err e;
+    cr_assert_eq(loco_runlock_take(&lock, dir, "the test", &e), 0, "%s", e.msg);
+    cr_assert_eq(run_sweep(&f, &err), 3, "%s", err);
+    cr_assert(strstr(err, "not run: its directory is in use") && strstr(err, "the test, since"),
+              "%s", err);
+    cr_assert_not_null(strstr(err, "0 runs done now, 3 done before"), "%s", err);
+    loco_runlock_release(&lock);
+    char *after = slurp(path);
+    cr_assert_str_eq(after, s, "the held directory was touched");
+    snprintf(path, sizeof path, "%s/results.json", f.out);
+    char *json = slurp(path);
+    cr_assert_not_null(strstr(json, "\"status\":\"not run\""), "%s", json);
+    free(err), free(s), free(after), free(json);
+    teardown(&f);
 }

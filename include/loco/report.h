@@ -19,14 +19,16 @@ void loco_mean_sd(const double *x, int n, double *mean, double *sd);
 /* "41.35" or "41.35 ± 0.12" (with n > 1) into buf. */
 void loco_format_mean(const double *x, int n, char *buf, size_t len);
 
-/* One finished run of a sweep. */
+/* One run of a sweep, whatever became of it. */
 typedef struct {
     const char *row;                 /* its row in the tables: the variant (and other axes) */
     const char *variant;             /* the variant alone */
     const char *column;              /* its value of the table's axis ("" without one) */
     long seed;
     double lr;                       /* the outer learning rate it ran with */
-    const loco_runlog *log;
+    const char *status;              /* "finished", "incomplete", "failed", "stopped", or
+                                        what kept it from a summary: "crashed", "not run" */
+    const loco_runlog *log;          /* its figures (empty without a result) */
     const char *dir;
 } loco_result;
 

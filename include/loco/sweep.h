@@ -18,8 +18,12 @@ typedef struct {
     volatile sig_atomic_t *stop;     /* set to stop: no new runs, running ones save */
 } loco_sweep_opts;
 
-/* Reads and checks the whole spec and every run's config before anything runs or is
- * written; then runs what is not done yet and writes the results. */
+/* Reads and checks the whole spec and every run's config (its data file and memory too)
+ * before anything runs or is written; takes the output directory's lock (a second sweep
+ * into it is refused); then runs what is not done yet (resuming runs cut short) and
+ * writes the results. Returns 0 when every main run finished, 1 when the results are
+ * written but some main runs did not finish (they are listed), -1 with a message on an
+ * error or when stopped. */
 int loco_sweep_run(const loco_sweep_opts *o, loco_err *e);
 
 #endif

@@ -66,4 +66,10 @@ int loco_checkpoint_describe(const char *path, char *buf, size_t n, loco_err *e)
  * directory in use, or a diverged run. */
 int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e);
 
+/* Every check loco_train makes of its input before it writes anything (the config, the
+ * data, the init file, the memory: what --dry-run checks), printing and writing nothing;
+ * o->quiet, dry_run, resume and out_dir are ignored. Returns 0, or -1 with the message
+ * the run would fail with. */
+int loco_train_check(loco_config *c, const loco_train_opts *o, loco_err *e);
+
 #endif
