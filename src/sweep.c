@@ -690,9 +690,12 @@ static int train_child(const sweep *sw, run *r, int resume, loco_err *e) {
 /* The child: the run directory's lock before anything in it is touched (held by another
  * process: nothing is), then the run resumed when it was cut short with a checkpoint
  * that reads, else started afresh in the emptied directory; its stderr goes to log.txt. */
-static void child(const sweep *sw, run *r) {
+static void child(sweep *sw, run *r) {
     loco_err e;
     loco_runlock lock = {0};
+    /* the sweep's own lock came with the fork: let go of this copy, or the sweep's
+     * directory stays locked while this run goes on after the sweep is gone */
+    loco_runlock_release(&sw->lock);
     if (loco_mkdirs(r->dir, &e) != 0) {
         fprintf(stderr, "loco: %s\n", e.msg);
         _exit(1);
@@ -875,22 +878,18 @@ static int choose_rates(sweep *sw, loco_err *e) {
 
 /* A run's input checked as its child will check it (loco_train_check: the config, the
  * data file, the memory), before anything runs. A relative data.path is read from the
- * current directory, which the message names: not from the spec's. */
+ * current directory, not the spec's: a message about it names that directory. */
 static int check_run(const run *r, loco_err *e) {
     loco_config c = r->cfg;
-    const char *data = c.data.path;
-    int unreadable = access(data, R_OK) != 0 ? errno : 0;
-    char cwd[LOCO_PATH_LEN], note[LOCO_PATH_LEN + 64] = "";
-    if (data[0] != '/' && getcwd(cwd, sizeof cwd))
-        snprintf(note, sizeof note, " (a relative path, read from %s, the current directory)", cwd);
-    if (unreadable)
-        return loco_errf(e, "run %s: data.path = %s: %s%s", r->label, data,
-                         strerror(unreadable), note);
     loco_train_opts o;
     loco_train_opts_default(&o);
     loco_err why;
     if (loco_train_check(&c, &o, &why) == 0) return 0;
-    return loco_errf(e, "run %s: %s%s", r->label, why.msg, strstr(why.msg, data) ? note : "");
+    char cwd[LOCO_PATH_LEN], note[LOCO_PATH_LEN + 80] = "";
+    if (c.data.path[0] != '/' && strstr(why.msg, c.data.path) && getcwd(cwd, sizeof cwd))
+        snprintf(note, sizeof note, " (data.path is relative: read from %s, the current "
+                 "directory)", cwd);
+    return loco_errf(e, "run %s: %.700s%s", r->label, why.msg, note);
 }
 
 /* every distinct config among the runs, and the pre-training's (probe) */

@@ -241,4 +241,21 @@ static inline double json_number(const char *json, const char *key) {
     return strtod(p + strlen(pat), NULL);
 }
 
+
+/* waits until file has text (the process pid must not end first) */
+static inline void await_text(cli *c, pid_t pid, const char *file, const char *text) {
+    double deadline = now_s() + RUN_TIMEOUT_S;
+    for (;;) {
+        char *m = slurp(file);
+        int there = m && strstr(m, text);
+        free(m);
+        if (there) return;
+        if (cli_poll(c, pid) || now_s() > deadline) {
+            kill(pid, SIGKILL);
+            cr_assert(0, "no '%s' in %s before the run ended (%d)", text, file, c->status);
+        }
+        sleep_ms(10);
+    }
+}
+
 #endif

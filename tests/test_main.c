@@ -627,20 +627,7 @@ static void interrupt_training(const char *started, const char *const *extra) {
     for (; *extra; extra++) args[n++] = *extra;
     args[n] = NULL;
     pid_t pid = cli_start(&c, args);
-    const char *metrics = in_dir(&c, "run/metrics.jsonl");
-    double deadline = now_s() + RUN_TIMEOUT_S;
-    for (;;) {
-        char *m = slurp(metrics);
-        int going = m && strstr(m, started);
-        free(m);
-        if (going) break;
-        if (cli_poll(&c, pid) || now_s() > deadline) {
-            kill(pid, SIGKILL);
-            cli_wait(&c, pid);
-            cr_assert(0, "no %s event before the run ended (%d):\n%s", started, c.status, c.err);
-        }
-        sleep_ms(10);
-    }
+    await_text(&c, pid, in_dir(&c, "run/metrics.jsonl"), started);
     cr_assert_eq(kill(pid, SIGINT), 0, "kill");
     cli_wait(&c, pid);
     cr_assert_eq(c.status, 128 + SIGINT, "exit status after Ctrl-C (128 + SIGINT):\n%s", c.err);
@@ -684,14 +671,7 @@ static void stop_then_resume(const char *clock, const char *fail, int comes_back
                           "--set", "eval.every_updates=0", "--fail", fail, "--out", dir, NULL};
     pid_t pid = cli_start(&c, args);
     const char *metrics = in_dir(&c, "run/metrics.jsonl");
-    for (;;) {
-        char *m = slurp(metrics);
-        int going = m && strstr(m, "\"ticket\":3,");
-        free(m);
-        if (going) break;
-        cr_assert(!cli_poll(&c, pid), "the run ended before its third update:\n%s", c.err);
-        sleep_ms(5);
-    }
+    await_text(&c, pid, metrics, "\"ticket\":3,");
     kill(pid, SIGINT);
     cli_wait(&c, pid);
     cr_assert_eq(c.status, 128 + SIGINT, "%s", c.err);
@@ -853,15 +833,7 @@ Test(main, the_exit_code_says_how_the_run_ended, .timeout = 240) {
     const char *args[] = {"train", "-c", "configs/tiny.ini", "--set", "train.steps=1000000",
                           "--out", in_dir(&c, "stopped"), NULL};
     pid_t pid = cli_start(&c, args);
-    const char *metrics = in_dir(&c, "stopped/metrics.jsonl");
-    for (double deadline = now_s() + RUN_TIMEOUT_S;;) {
-        char *m = slurp(metrics);
-        int going = m && strstr(m, "{\"event\":\"train\"");
-        free(m);
-        if (going) break;
-        cr_assert(!cli_poll(&c, pid) && now_s() < deadline, "the run did not start:\n%s", c.err);
-        sleep_ms(10);
-    }
+    await_text(&c, pid, in_dir(&c, "stopped/metrics.jsonl"), "{\"event\":\"train\"");
     kill(pid, SIGTERM);
     cli_wait(&c, pid);
     cr_assert_eq(c.status, 128 + SIGTERM, "stopped by SIGTERM: exit %d:\n%s", c.status, c.err);

@@ -113,22 +113,6 @@ static pid_t start_long_run(cli *c, const char *dir) {
     return cli_start(c, args);
 }
 
-/* waits until file has text (the process pid must not end first) */
-static void await_text(cli *c, pid_t pid, const char *file, const char *text) {
-    double deadline = now_s() + RUN_TIMEOUT_S;
-    for (;;) {
-        char *m = slurp(file);
-        int there = m && strstr(m, text);
-        free(m);
-        if (there) return;
-        if (cli_poll(c, pid) || now_s() > deadline) {
-            kill(pid, SIGKILL);
-            cr_assert(0, "no '%s' in %s before the run ended (%d)", text, file, c->status);
-        }
-        sleep_ms(10);
-    }
-}
-
 /* Every applied ticket of dir's metrics.jsonl once, in order from 1: none written twice. */
 static long expect_each_ticket_once(const char *metrics) {
     char *m = slurp(metrics);

@@ -4,30 +4,13 @@
  * `./loco sweep` as users run it: values listed twice, runs that end incomplete (listed,
  * marked, exit 3), a stopped sweep resumed, a data file missing from the current
  * directory, two sweeps into one directory. */
-#include <criterion/criterion.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <glob.h>
-#include <signal.h>
-#include <spawn.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "cli.h"
 #include "loco/cpu.h"
 #include "loco/runlock.h"
 #include "loco/runlog.h"
 #include "loco/sweep.h"
-
-#ifndef LOCO_BIN
-#define LOCO_BIN "./loco"
-#endif
-
-extern char **environ;
 
 /* the micro model: every run trains in well under a second */
 #define MICRO_SET                                                                              \
@@ -52,11 +35,9 @@ typedef struct {
     char dir[64], spec[96], out[96], err[96];
 } fixture;
 
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
+/* text as the whole of path */
+static void write_spec(const char *path, const char *text) {
+    write_file(path, text, strlen(text));
 }
 
 static void setup(fixture *f, const char *spec_text) {
@@ -65,16 +46,11 @@ static void setup(fixture *f, const char *spec_text) {
     snprintf(f->spec, sizeof f->spec, "%s/spec.ini", f->dir);
     snprintf(f->out, sizeof f->out, "%s/out", f->dir);
     snprintf(f->err, sizeof f->err, "%s/stderr", f->dir);
-    write_file(f->spec, spec_text);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
+    write_spec(f->spec, spec_text);
 }
 
 static void teardown(fixture *f) {
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static int sweep(const fixture *f, int quick, loco_err *e) {
@@ -82,15 +58,9 @@ static int sweep(const fixture *f, int quick, loco_err *e) {
     return loco_sweep_run(&o, e);
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s is missing", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = calloc(1, (size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
+static char *read_or_fail(const char *path) {
+    char *b = slurp(path);
+    cr_assert_not_null(b, "%s is missing", path);
     return b;
 }
 
@@ -128,7 +98,7 @@ Test(sweep, results_have_the_rows_and_columns_of_the_spec, .timeout = 180) {
     cr_assert_eq(sweep(&f, 0, &e), 0, "%s", e.msg);
     char path[160];
     snprintf(path, sizeof path, "%s/results.md", f.out);
-    char *md = slurp(path);
+    char *md = read_or_fail(path);
     cr_assert_not_null(strstr(md, "| variant | no | very |"), "the columns:\n%s", md);
     const char *rows[] = {"| single |", "| sync |", "| dn |"};
     for (int i = 0; i < 3; i++) cr_assert_not_null(strstr(md, rows[i]), "row %s:\n%s", rows[i], md);
@@ -138,7 +108,7 @@ Test(sweep, results_have_the_rows_and_columns_of_the_spec, .timeout = 180) {
     snprintf(kernels, sizeof kernels, "Products in fp32 on OpenBLAS kernels %s.", loco_blas()->core);
     cr_assert_not_null(strstr(md, kernels), "'%s' in:\n%s", kernels, md);
     snprintf(path, sizeof path, "%s/results.json", f.out);
-    char *json = slurp(path);
+    char *json = read_or_fail(path);
     cr_assert_not_null(strstr(json, "\"columns\":[\"no\",\"very\"]"), "%.300s", json);
     cr_assert_not_null(strstr(json, "\"rows\":[\"single\",\"sync\",\"dn\"]"), "%.300s", json);
     cr_assert_not_null(strstr(md, "![timeline](timeline.png)"), "%s", md);
@@ -171,10 +141,10 @@ Test(sweep, a_second_sweep_skips_finished_runs_and_redoes_one_cut_short, .timeou
     /* cut one short: its summary says it was stopped */
     char path[320];
     snprintf(path, sizeof path, "%s/runs/%s/summary.json", f.out, before.name[0]);
-    char *s = slurp(path), *at = strstr(s, "\"status\":\"finished\"");
+    char *s = read_or_fail(path), *at = strstr(s, "\"status\":\"finished\"");
     cr_assert_not_null(at);
     memcpy(at, "\"status\":\"stopped\" ", 19);
-    write_file(path, s);
+    write_spec(path, s);
     free(s);
     sleep(1); /* distinct modification times */
     cr_assert_eq(sweep(&f, 1, &e), 0, "%s", e.msg);
@@ -185,7 +155,7 @@ Test(sweep, a_second_sweep_skips_finished_runs_and_redoes_one_cut_short, .timeou
         int redone = !same_time(after.when[i], before.when[i]);
         cr_assert_eq(redone, i == 0, "%s: %s", after.name[i], redone ? "run again" : "skipped");
     }
-    s = slurp(path);
+    s = read_or_fail(path);
     cr_assert_not_null(strstr(s, "\"status\":\"finished\""), "run again to its end: %s", s);
     free(s);
     teardown(&f);
@@ -258,13 +228,8 @@ static int wait_sweep(pid_t pid) {
 
 static int run_sweep(const fixture *f, char **err) {
     int code = wait_sweep(start_sweep(f, NULL));
-    *err = slurp(f->err);
+    *err = read_or_fail(f->err);
     return code;
-}
-
-static void sleep_ms(long ms) {
-    struct timespec t = {ms / 1000, ms % 1000 * 1000000L};
-    nanosleep(&t, NULL);
 }
 
 /* the file that matches pattern (one run), or "" while there is none */
@@ -340,7 +305,7 @@ Test(sweep, runs_that_end_incomplete_are_listed_marked_and_exit_3, .timeout = 12
     cr_assert_eq(run_sweep(&f, &err), 3, "exit code:\n%s", err);
     cr_assert_not_null(strstr(err, "broken-no-s1 (incomplete)"), "%s", err);
     snprintf(path, sizeof path, "%s/results.json", f.out);
-    char *json = slurp(path);
+    char *json = read_or_fail(path);
     const char *b = strstr(json, "\"variant\":\"broken\"");
     cr_assert_not_null(b, "the broken variant is in results.json: %s", json);
     const char *next = strstr(b, "}");
@@ -348,7 +313,7 @@ Test(sweep, runs_that_end_incomplete_are_listed_marked_and_exit_3, .timeout = 12
     cr_assert(st && st < next, "its run says incomplete: %s", json);
     cr_assert_not_null(strstr(json, "\"status\":\"finished\""), "%s", json);
     snprintf(path, sizeof path, "%s/results.md", f.out);
-    char *md = slurp(path), *row = strstr(md, "| broken | ");
+    char *md = read_or_fail(path), *row = strstr(md, "| broken | ");
     cr_assert_not_null(row, "a row for broken:\n%s", md);
     *strchr(row, '\n') = '\0';
     cr_assert_not_null(strstr(row, "\\* (incomplete, none finished) |"), "marked: %s", row);
@@ -374,7 +339,7 @@ Test(sweep, a_stopped_sweep_resumes_its_cut_run_from_the_checkpoint, .timeout = 
     wait_for(pid, pattern, "\"ticket\":40,");
     cr_assert_eq(kill(pid, SIGINT), 0);
     cr_assert_eq(wait_sweep(pid), 128 + SIGINT, "a stopped sweep exits 130");
-    char *err = slurp(f.err);
+    char *err = read_or_fail(f.err);
     cr_assert_not_null(strstr(err, "dn-s1: stopped"), "the progress line says stopped:\n%s", err);
     cr_assert_not_null(strstr(err, "stopped: 0 runs done"), "a stopped run is not done:\n%s", err);
     free(err);
@@ -383,11 +348,11 @@ Test(sweep, a_stopped_sweep_resumes_its_cut_run_from_the_checkpoint, .timeout = 
     free(err);
     find_file(pattern, metrics, sizeof metrics);
     snprintf(err_path, sizeof err_path, "%.*s/log.txt", (int)(strrchr(metrics, '/') - metrics), metrics);
-    char *log = slurp(err_path);
+    char *log = read_or_fail(err_path);
     cr_assert_not_null(strstr(log, "resuming the run from its checkpoint"), "%s", log);
     free(log);
     /* each applied update once: 2 workers x 1500 steps / H = 5 is 600 */
-    char *m = slurp(metrics), *p = m;
+    char *m = read_or_fail(metrics), *p = m;
     static char seen[601];
     int n = 0;
     while ((p = strstr(p, "\"ticket\":"))) {
@@ -400,7 +365,7 @@ Test(sweep, a_stopped_sweep_resumes_its_cut_run_from_the_checkpoint, .timeout = 
     cr_assert_eq(n, 600, "%d applied updates", n);
     free(m);
     snprintf(err_path, sizeof err_path, "%.*s/summary.json", (int)(strrchr(metrics, '/') - metrics), metrics);
-    m = slurp(err_path);
+    m = read_or_fail(err_path);
     cr_assert_not_null(strstr(m, "\"local_steps\":3000,"), "%s", m);
     free(m);
     teardown(&f);
@@ -413,7 +378,7 @@ Test(sweep, a_data_path_missing_from_the_current_directory_is_refused_first, .ti
     free(text);
     cr_assert_eq(run_sweep(&f, &err), 1, "exit code:\n%s", err);
     cr_assert_not_null(getcwd(cwd, sizeof cwd));
-    cr_assert(strstr(err, "run pretrain: data.path = nosuch/corpus.txt: No such file") &&
+    cr_assert(strstr(err, "run pretrain: nosuch/corpus.txt: cannot open: No such file") &&
               strstr(err, cwd) && strstr(err, "current directory"), "%s", err);
     cr_assert_neq(access(f.out, F_OK), 0, "%s was created", f.out);
     free(err);
@@ -436,7 +401,7 @@ Test(sweep, a_second_sweep_into_a_directory_in_use_is_refused, .timeout = 120) {
     free(err);
     kill(first, SIGINT);
     cr_assert_eq(wait_sweep(first), 128 + SIGINT);
-    err = slurp(f.err);
+    err = read_or_fail(f.err);
     cr_assert_not_null(strstr(err, "dn-s1: stopped"), "the first sweep's run went on:\n%s", err);
     free(err);
     teardown(&f);
@@ -453,10 +418,10 @@ Test(sweep, a_run_whose_directory_is_in_use_is_left_alone_and_not_done, .timeout
     snprintf(pattern, sizeof pattern, "%s/runs/sync-*", f.out);
     find_file(pattern, dir, sizeof dir);
     snprintf(path, sizeof path, "%s/summary.json", dir);
-    char *s = slurp(path), *at = strstr(s, "\"status\":\"finished\"");
+    char *s = read_or_fail(path), *at = strstr(s, "\"status\":\"finished\"");
     cr_assert_not_null(at);
     memcpy(at, "\"status\":\"stopped\" ", 19);
-    write_file(path, s);
+    write_spec(path, s);
     loco_runlock lock = {0};
     loco_err e;
     cr_assert_eq(loco_runlock_take(&lock, dir, "the test", &e), 0, "%s", e.msg);
@@ -465,10 +430,10 @@ Test(sweep, a_run_whose_directory_is_in_use_is_left_alone_and_not_done, .timeout
               "%s", err);
     cr_assert_not_null(strstr(err, "0 runs done now, 3 done before"), "%s", err);
     loco_runlock_release(&lock);
-    char *after = slurp(path);
+    char *after = read_or_fail(path);
     cr_assert_str_eq(after, s, "the held directory was touched");
     snprintf(path, sizeof path, "%s/results.json", f.out);
-    char *json = slurp(path);
+    char *json = read_or_fail(path);
     cr_assert_not_null(strstr(json, "\"status\":\"not run\""), "%s", json);
     free(err), free(s), free(after), free(json);
     teardown(&f);
