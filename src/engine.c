@@ -405,7 +405,7 @@ static void watch(engine *en, loco_engine_out *out) {
             if (en->in->begin) take_checkpoint(en);
             loco_server_stop_early(&en->server);
             loco_metrics_say(en->in->mt, "loco: stopping: running rounds finish, no new ones");
-        } else if (checkpoint_due(en)) {
+        } else if (!out->stopped && checkpoint_due(en)) { /* see loco_server_stop_early */
             take_checkpoint(en);
         }
         double now = loco_clock_wall(&en->clock);

@@ -243,6 +243,10 @@ void loco_server_stop_early(loco_server *s) {
     pthread_mutex_lock(&s->entry);
     s->budget = 0;
     s->stopped = 1;
+    /* a stopped run takes no more checkpoints: its budget is gone, so a resume from one
+     * would end short; a hold that came after the stop's checkpoint is let go */
+    if (s->held) loco_clock_resume(s->clock);
+    s->held = 0;
     pthread_mutex_unlock(&s->entry);
 }
 
@@ -357,7 +361,7 @@ static int decide(loco_server *s, loco_round *r, const loco_round_report *rep, d
         s->updates++;
         /* the checkpoint of this update count is taken before any other arrival is decided:
          * the protocol, not a poll, says when one is due (entry, then clock.mu) */
-        if (s->st.ckpt_every > 0 && s->updates % s->st.ckpt_every == 0) {
+        if (s->st.ckpt_every > 0 && !s->stopped && s->updates % s->st.ckpt_every == 0) {
             s->held = 1;
             loco_clock_pause(s->clock);
         }

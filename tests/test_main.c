@@ -661,14 +661,16 @@ Test(main, ctrl_c_stops_a_run_with_a_worker_away, .timeout = 120) {
 /* Stopped by Ctrl-C, then `train --resume DIR`: the run goes on from its checkpoint to the
  * end of its budget, and metrics.jsonl holds each arrival once. In the virtual clock a
  * worker's failure and return, planned in the config, happen after the resume. */
-static void stop_then_resume(const char *clock, const char *fail, int comes_back) {
+static void stop_then_resume(const char *clock, const char *fail, int comes_back,
+                             const char *every) {
     cli c;
     cli_open(&c);
     const char *dir = in_dir(&c, "run");
     const char *args[] = {"train", "-c", "configs/tiny.ini", "--set", "train.steps=300",
                           "--set", "run.workers=2", "--set", "outer.method=async-dn",
                           "--set", clock, "--set", "outer.local_steps=10",
-                          "--set", "eval.every_updates=0", "--fail", fail, "--out", dir, NULL};
+                          "--set", "eval.every_updates=0", "--set", every,
+                          "--fail", fail, "--out", dir, NULL};
     pid_t pid = cli_start(&c, args);
     const char *metrics = in_dir(&c, "run/metrics.jsonl");
     await_text(&c, pid, metrics, "\"ticket\":3,");
@@ -698,12 +700,20 @@ static void stop_then_resume(const char *clock, const char *fail, int comes_back
 }
 
 Test(main, a_stopped_virtual_run_resumes_to_its_end, .timeout = 120) {
-    stop_then_resume("run.clock=virtual", "1@100+50", 1);
+    stop_then_resume("run.clock=virtual", "1@100+50", 1, "train.checkpoint_every=10m");
 }
 
 /* the real clock resumes from the checkpoint's state too (what follows depends on timing) */
 Test(main, a_stopped_real_clock_run_resumes_to_its_end, .timeout = 120) {
-    stop_then_resume("run.clock=real", "1@1000+1", 0);
+    stop_then_resume("run.clock=real", "1@1000+1", 0, "train.checkpoint_every=10m");
+}
+
+/* Checkpoints on every update: the rounds under way after Ctrl-C arrive as updates, but a
+ * stopped run (its budget gone) takes no more checkpoints, so the newest is the stop's and
+ * the resumed run does all of its budget. */
+Test(main, a_run_stopped_while_checkpointing_every_update_resumes_to_its_end, .timeout = 120) {
+    stop_then_resume("run.clock=virtual", "1@100+50", 1, "train.checkpoint_every=1");
+    stop_then_resume("run.clock=real", "1@1000+1", 0, "train.checkpoint_every=1");
 }
 
 /* ------------------------------------------------------------ precision */
