@@ -2,10 +2,23 @@
 
 #include <math.h>
 
+const loco_enum loco_lr_progress_names[] = {
+    {"run", LOCO_LR_RUN, NULL}, {"worker", LOCO_LR_WORKER, NULL}, {NULL, 0, NULL}};
+
+double loco_adamw_run_position(long committed, long live, long j, long steps, long budget) {
+    /* integers until the one division: where the true quotient is whole (sync), a
+     * correctly rounded division gives it exactly */
+    return (double)(committed + live * j) * (double)steps / (double)budget;
+}
+
 double loco_adamw_lr(const loco_adamw_hp *hp, long s) {
-    if (s < hp->warmup) return hp->lr * (double)(s + 1) / (double)hp->warmup;
+    return loco_adamw_lr_at(hp, (double)s);
+}
+
+double loco_adamw_lr_at(const loco_adamw_hp *hp, double s) {
+    if (s < (double)hp->warmup) return hp->lr * (s + 1) / (double)hp->warmup;
     double span = (double)(hp->steps - hp->warmup);
-    double x = span > 0 ? (double)(s - hp->warmup) / span : 1.0;
+    double x = span > 0 ? (s - (double)hp->warmup) / span : 1.0;
     x = x < 0 ? 0 : (x > 1 ? 1 : x);
     return hp->lr_min + (hp->lr - hp->lr_min) * 0.5 * (1.0 + cos(M_PI * x));
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loco/adamw.h"
 #include "loco/clock.h"
 #include "loco/data.h"
 #include "loco/globalbuf.h"
@@ -86,6 +87,10 @@ static const key table[] = {
      .rmax = 10, .help = "learning rate at the end of the decay; at most train.lr"},
     {"train", "weight_decay", T_REAL, offsetof(loco_config, train.weight_decay), "0.1",
      .rmin = 0, .rmax = 10, .help = "AdamW decoupled weight decay"},
+    {"train", "lr_progress", T_CHOICE, offsetof(loco_config, train.lr_progress), "run",
+     .choices = loco_lr_progress_names,
+     .help = "async workers' inner schedule follows: run = the run's progress (all reach "
+             "lr_min at its end), worker = each one's own steps (the old default)"},
     {"train", "grad_clip", T_REAL, offsetof(loco_config, train.grad_clip), "1.0", .rmin = 0,
      .rmax = 1e9, .help = "clip the global gradient norm to this; 0 = no clipping"},
     {"train", "beta1", T_REAL, offsetof(loco_config, train.beta1), "0.9", .rmin = 0, .rmax = 1,

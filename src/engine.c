@@ -437,7 +437,8 @@ static int summarise(engine *en, loco_engine_out *out, loco_err *e) {
             .slowdown = en->het.slowdown[w], .rounds = st->rounds, .steps = steps,
             .tokens = steps * en->B * en->T, .rejected = st->rejected, .compute_s = st->compute_s,
             .slowdown_s = st->slowdown_s, .lockwait_s = st->lockwait_s, .idle_s = st->idle_s,
-            .faults = loco_server_round(&en->server, w)->faults, .ftz_daz = st->ftz_daz};
+            .faults = loco_server_round(&en->server, w)->faults, .ftz_daz = st->ftz_daz,
+            .last_lr = st->last_lr};
         out->wait_s += st->lockwait_s + st->idle_s;
     }
     loco_summary *s = &out->summary;

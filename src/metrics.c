@@ -357,6 +357,7 @@ void loco_metrics_arrival(loco_metrics *mt, const loco_arrival *a) {
     loco_json_str(&j, "status", loco_enum_name(loco_arrival_statuses, a->status));
     loco_json_num(&j, "start_s", a->start_s);
     loco_json_num(&j, "slowdown_s", a->slowdown_s);
+    loco_json_num(&j, "lr", a->lr);
     add_event(mt, &j);
 }
 
@@ -401,6 +402,7 @@ static void summary_async(const loco_summary *s, loco_json *j) {
         loco_json_int(j, "rejected", r->rejected);
         loco_json_int(j, "faults", r->faults);
         loco_json_int(j, "ftz_daz", r->ftz_daz);
+        loco_json_num(j, "last_lr", r->last_lr);
         loco_json_close(j, '}');
     }
     loco_json_close(j, ']');

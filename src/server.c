@@ -189,6 +189,8 @@ static long plan_round(loco_server *s, loco_round *r, double t, int schedule) {
     s->budget -= h;
     r->h = h;
     r->start_t = t;
+    r->lr_committed = s->local_steps;
+    r->lr_live = s->st.workers - s->down > 0 ? s->st.workers - s->down : 1;
     if (h == 0) {
         retire(s, r);
         return 0;
@@ -394,7 +396,8 @@ static int decide(loco_server *s, loco_round *r, const loco_round_report *rep, d
         loco_arrival a = {.worker = r->id, .ticket = status == LOCO_ARRIVAL_APPLIED ? s->updates : 0,
                           .staleness = staleness, .local_steps = r->h, .updates = s->updates,
                           .time_s = now, .wall_s = loco_clock_wall(s->clock), .status = status,
-                          .start_s = r->start_t, .slowdown_s = slow > 0 ? slow : 0};
+                          .start_s = r->start_t, .slowdown_s = slow > 0 ? slow : 0,
+                          .lr = rep->lr};
         loco_metrics_arrival(s->mt, &a);
     }
     if (due) take_snapshot(s, r->h, now); /* its event after the arrival's */
@@ -757,6 +760,8 @@ static int load_snapshot(loco_server *s, loco_unpack *u) {
 static void save_round(const loco_round *r, loco_pack *p) {
     loco_pack_i64(p, r->v_start);
     loco_pack_i64(p, r->h);
+    loco_pack_i64(p, r->lr_committed);
+    loco_pack_i64(p, r->lr_live);
     loco_pack_f64(p, r->start_t);
     loco_pack_f64(p, r->end_t);
     loco_pack_u64(p, r->durations.s);
@@ -776,6 +781,8 @@ static void save_round(const loco_round *r, loco_pack *p) {
 static void load_round(loco_round *r, loco_unpack *u) {
     r->v_start = loco_unpack_range(u, 0, INT64_MAX / 2);
     r->h = loco_unpack_range(u, 0, INT64_MAX / 2);
+    r->lr_committed = loco_unpack_range(u, 0, INT64_MAX / 2);
+    r->lr_live = loco_unpack_range(u, 1, INT32_MAX);
     r->start_t = loco_unpack_f64(u);
     r->end_t = loco_unpack_f64(u);
     r->durations.s = loco_unpack_u64(u);

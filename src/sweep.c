@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loco/adamw.h"
 #include "loco/clock.h"
 #include "loco/config.h"
 #include "loco/metrics.h"
@@ -968,10 +969,13 @@ static void settings_of(const sweep *sw, char *buf, size_t n) {
     if (k < n)
         k += (size_t)snprintf(buf + k, n - k,
             "Each run: %ld local steps summed over the workers, H = %ld, outer momentum %g, %s "
-            "clock; evaluated every %ld local steps on %ld validation batches. ",
+            "clock, inner schedule by the %s's progress (train.lr_progress = %s); evaluated "
+            "every %ld local steps on %ld validation batches. ",
             loco_config_total_local_steps(c), c->outer.local_steps, c->outer.momentum,
-            loco_enum_name(loco_clock_kinds, c->run.clock), c->eval.every_local_steps,
-            c->eval.batches);
+            loco_enum_name(loco_clock_kinds, c->run.clock),
+            loco_enum_name(loco_lr_progress_names, c->train.lr_progress),
+            loco_enum_name(loco_lr_progress_names, c->train.lr_progress),
+            c->eval.every_local_steps, c->eval.batches);
     if (k < n) k += kernels_of(sw, c, buf + k, n - k);
     if (k < n && sw->sp.nlrs > 0) {
         k += (size_t)snprintf(buf + k, n - k, "Outer learning rate chosen per variant and "

@@ -52,6 +52,8 @@ void loco_worker_opts_from_config(const loco_config *c, loco_worker_opts *o) {
                .steps = c->train.steps, .beta1 = c->train.beta1, .beta2 = c->train.beta2,
                .eps = c->train.eps, .weight_decay = c->train.weight_decay,
                .grad_clip = c->train.grad_clip},
+        .lr_progress = c->train.lr_progress,
+        .budget = loco_config_total_local_steps(c),
     };
 }
 
@@ -488,7 +490,7 @@ static int config_beside(const char *path, loco_config *c, uint64_t *hash, loco_
 
 static int describe_single(loco_unpack *u, size_t nparams, char *buf, size_t n) {
     const float *params = (const float *)(u->buf + u->pos);
-    if (u->len - u->pos != 3 * nparams * sizeof(float) + 32) return -1;
+    if (u->len - u->pos != 3 * nparams * sizeof(float) + 40) return -1;
     int finite = loco_all_finite(params, nparams);
     loco_unpack_skip(u, 3 * nparams * sizeof(float));
     long step = (long)loco_unpack_range(u, 0, INT64_MAX / 2);

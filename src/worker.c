@@ -30,6 +30,7 @@ int loco_worker_init(loco_worker *w, int id, const loco_model *m, const loco_dat
     w->B = o->B;
     w->T = o->T;
     w->hp = o->hp;
+    w->lr_pos = -1;
     loco_stream_init(&w->stream, d, o->seed, (uint64_t)id);
     size_t bytes = m->nparams * sizeof(float), batch = sizeof(int) * (size_t)w->B * w->T;
     char who[32];
@@ -89,8 +90,9 @@ float loco_worker_grad(loco_worker *w, int accumulate) {
 
 void loco_worker_update(loco_worker *w, float scale) {
     w->grad_norm = sqrt(loco_sumsq(w->grads, w->m->nparams)) * scale;
-    float lr = (float)loco_adamw_lr(&w->hp, w->steps);
+    float lr = (float)loco_adamw_lr_at(&w->hp, w->lr_pos >= 0 ? w->lr_pos : (double)w->steps);
     w->steps++;
+    w->lr = lr;
     apply_adamw(w, lr, scale * loco_clip_scale(&w->hp, w->grad_norm));
 }
 
@@ -114,6 +116,7 @@ void loco_worker_save(const loco_worker *w, loco_pack *p) {
     loco_pack_u64(p, w->stream.rng.s);
     loco_pack_f64(p, w->loss);
     loco_pack_f64(p, w->grad_norm);
+    loco_pack_f64(p, w->lr);
 }
 
 int loco_worker_load(loco_worker *w, loco_unpack *u) {
@@ -125,6 +128,7 @@ int loco_worker_load(loco_worker *w, loco_unpack *u) {
     w->stream.rng.s = loco_unpack_u64(u);
     w->loss = (float)loco_unpack_f64(u);
     w->grad_norm = loco_unpack_f64(u);
+    w->lr = loco_unpack_f64(u);
     return u->bad ? -1 : 0;
 }
 
@@ -160,6 +164,9 @@ static int run_round(loco_worker_thread *t, long h, loco_round_report *rep) {
     for (; j < h && !rep->diverged && !(cut = loco_clock_wall(t->clock) >= fail_at); j++) {
         atomic_store(&st->activity, LOCO_ACT_COMPUTE);
         double t0 = loco_now();
+        if (t->opts.lr_progress == LOCO_LR_RUN)
+            t->w.lr_pos = loco_adamw_run_position(t->r->lr_committed, t->r->lr_live, j,
+                                                  t->opts.hp.steps, t->opts.budget);
         rep->diverged = !isfinite(loco_worker_step(&t->w));
         double dt = loco_now() - t0;
         st->compute_s += dt;
@@ -179,6 +186,7 @@ static int run_round(loco_worker_thread *t, long h, loco_round_report *rep) {
     rep->steps = j;
     rep->step_s = j > 0 ? (loco_now() - start) / (double)j : 0;
     rep->slowdown_s = slow;
+    rep->lr = t->w.lr;
     return !cut;
 }
 
@@ -297,6 +305,7 @@ static void *worker_main(void *arg) {
             h = arrive(t);
         }
     }
+    t->stats.last_lr = t->w.lr;
     atomic_store(&t->stats.activity, LOCO_ACT_DONE);
     return NULL;
 }
@@ -306,7 +315,7 @@ static void *worker_main(void *arg) {
 enum { THREAD_SCALARS = 12 };   /* the 8-byte fields after the arrays (below) */
 
 size_t loco_worker_thread_state_bytes(size_t nparams) {
-    return 4 * nparams * sizeof(float) + 4 * 8 + THREAD_SCALARS * 8;
+    return 4 * nparams * sizeof(float) + 5 * 8 + THREAD_SCALARS * 8;
 }
 
 void loco_worker_thread_save(const loco_worker_thread *t, loco_pack *p) {
@@ -350,6 +359,7 @@ static int load_thread(loco_worker_thread *t) {
     st->idle_s = loco_unpack_f64(u);
     if (u->bad) goto bad;
     /* the delta of a round done but not arrived, as it was */
+    t->last.lr = t->w.lr;
     if (t->phase == LOCO_PHASE_ARRIVE) make_delta(t, &t->last);
     return 0;
 bad:

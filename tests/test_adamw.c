@@ -81,3 +81,36 @@ Test(adamw, clipping_scales_to_the_threshold_and_sumsq_is_exact) {
     cr_assert_float_eq(loco_sumsq(x, N), ref, 1e-9 * ref, "sum of squares");
     free(x);
 }
+
+/* `run`'s position (train.lr_progress) against its definition worked by hand: rounds of
+ * an asynchronous run of budget 400 on a schedule of 100 steps, handed out after 0, 37
+ * and 230 local steps had arrived with 4, 4 and (a worker away) 3 workers training; and
+ * a whole position gives the same bits as a step count. */
+Test(adamw, the_run_position_is_the_runs_progress_on_the_schedules_scale) {
+    struct {
+        long committed, live, j;
+        double want;
+    } cases[] = {
+        {0, 4, 0, 0.0},     {0, 4, 1, 1.0},     {0, 4, 9, 9.0},  /* sync-like: own steps */
+        {37, 4, 0, 9.25},   {37, 4, 3, 12.25},                  /* (37 + 12) / 4 */
+        {230, 3, 5, 61.25},                                     /* (230 + 15) / 4 */
+        {400, 4, 2, 102.0},                                     /* past the end: lr_min */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double pos = loco_adamw_run_position(cases[i].committed, cases[i].live, cases[i].j, 100, 400);
+        cr_assert_eq(pos, cases[i].want, "case %zu: %.17g, not %g", i, pos, cases[i].want);
+    }
+    /* sync with the default budget (workers x steps): round r, step j is step H r + j */
+    for (long W = 1; W <= 16; W++)
+        for (long r = 0; r < 20; r++)
+            for (long j = 0; j < 10; j++)
+                cr_assert_eq(loco_adamw_run_position(W * 10 * r, W, j, 1000, W * 1000),
+                             (double)(10 * r + j), "W %ld r %ld j %ld", W, r, j);
+    loco_adamw_hp hp = hp_default();
+    for (long s = 0; s < 2 * hp.steps; s++)
+        cr_assert_eq(loco_adamw_lr_at(&hp, (double)s), loco_adamw_lr(&hp, s), "step %ld", s);
+    cr_assert_eq(loco_adamw_lr_at(&hp, hp.steps + 2.5), hp.lr_min, "past the end: lr_min");
+    double mid = loco_adamw_lr_at(&hp, hp.warmup + 0.5);
+    cr_assert(mid < loco_adamw_lr(&hp, hp.warmup) && mid > loco_adamw_lr(&hp, hp.warmup + 1),
+              "a position between two steps has a rate between theirs");
+}

@@ -678,3 +678,40 @@ Test(engine, deltas_above_the_norm_limit_never_touch_theta, .timeout = 120) {
     cr_assert_eq(max_diff(init, dir), 0.0, "theta moved");
     rm_run(init), rm_run(dir);
 }
+
+/* train.lr_progress: under sync, `run` is each worker's own step count, so the two give
+ * the same parameters bit for bit; under DN + DyLU at `very`, where the workers take very
+ * different numbers of steps, `run` brings every worker to lr_min as the budget ends,
+ * while under `worker` the slowest is far from it (and the fastest sat at it for long). */
+Test(engine, the_inner_schedule_follows_the_run, .timeout = 300) {
+    char a[128], b[128];
+    dir_for(a, "lr-run");
+    dir_for(b, "lr-worker");
+    const char *sync_run[] = {"run.workers=3", "outer.method=sync", "hetero.level=very",
+                              "train.lr_progress=run", NULL};
+    const char *sync_worker[] = {"run.workers=3", "outer.method=sync", "hetero.level=very",
+                                 "train.lr_progress=worker", NULL};
+    run_into(a, sync_run);
+    run_into(b, sync_worker);
+    cr_assert_eq(max_diff(a, b), 0.0, "sync: run and worker differ");
+    rm_run(a), rm_run(b);
+    const char *dn[] = {"run.workers=4", "outer.method=async-dn", "outer.dylu=on",
+                        "hetero.level=very", "train.steps=120", "train.lr_progress=run", NULL};
+    run_into(a, dn);
+    const char *dn_worker[] = {"run.workers=4", "outer.method=async-dn", "outer.dylu=on",
+                               "hetero.level=very", "train.steps=120", "train.lr_progress=worker",
+                               NULL};
+    run_into(b, dn_worker);
+    size_t len;
+    char *sa = file_bytes(a, "summary.json", &len), *sb = file_bytes(b, "summary.json", &len);
+    double lr_min = 2e-4, worst_run = 0, worst_worker = 0; /* base_ini's train.lr_min */
+    for (const char *p = sa; (p = strstr(p, "\"last_lr\":")); p++)
+        worst_run = fmax(worst_run, num_field(p, "last_lr") / lr_min - 1);
+    for (const char *p = sb; (p = strstr(p, "\"last_lr\":")); p++)
+        worst_worker = fmax(worst_worker, num_field(p, "last_lr") / lr_min - 1);
+    cr_assert_lt(worst_run, 0.05, "run: a worker's last rate is %.1f%% above lr_min:\n%s",
+                 100 * worst_run, sa);
+    cr_assert_gt(worst_worker, 0.5, "worker: the slowest should end far above lr_min:\n%s", sb);
+    free(sa), free(sb);
+    rm_run(a), rm_run(b);
+}

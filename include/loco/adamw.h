@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include "loco/base.h"
+
 typedef struct {
     double lr, lr_min;
     long warmup, steps;   /* the cosine runs from step warmup to step steps */
@@ -17,6 +19,22 @@ typedef struct {
  * lr_min + (lr - lr_min) * (1 + cos(pi * x)) / 2 with x = (s - warmup) / (steps - warmup)
  * clipped to [0, 1], so a run longer than steps continues at lr_min. */
 double loco_adamw_lr(const loco_adamw_hp *hp, long s);
+/* The same at a position that need not be whole (train.lr_progress = run); at a whole
+ * position the same bits as loco_adamw_lr. */
+double loco_adamw_lr_at(const loco_adamw_hp *hp, double s);
+
+/* Where an asynchronous worker's step stands in the inner schedule (train.lr_progress):
+ * `worker`, its own step count; `run`, the run's progress through its budget, so that
+ * workers training at the same moment use the same rate and all reach lr_min as the
+ * budget ends (docs/method.md, "The inner schedule"). */
+enum { LOCO_LR_RUN, LOCO_LR_WORKER };
+extern const loco_enum loco_lr_progress_names[];
+
+/* `run`'s position of step j (from 0) of a round handed out when `committed` local steps
+ * had arrived and `live` workers were training: (committed + live * j) * steps / budget,
+ * the local steps the run will have done by then, on the schedule's scale of `steps`.
+ * Under sync with budget = workers * steps it is the worker's own step count, exactly. */
+double loco_adamw_run_position(long committed, long live, long j, long steps, long budget);
 
 /* sum of squares, accumulated in double */
 double loco_sumsq(const float *x, size_t n);

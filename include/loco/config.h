@@ -41,6 +41,7 @@ typedef struct {
     struct {
         long batch, steps, warmup;
         double lr, lr_min, weight_decay, grad_clip, beta1, beta2, eps;
+        int lr_progress;      /* LOCO_LR_* (adamw.h) */
         char checkpoint_every[32]; /* "N" server updates (single: steps), "Ns|m|h", "0" */
     } train;
     struct {

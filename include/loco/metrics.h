@@ -111,7 +111,7 @@ enum {
 extern const loco_enum loco_arrival_statuses[];
 
 /* {"event":"arrival","worker","ticket","staleness","local_steps","updates","time_s",
- * "wall_s","status","start_s","slowdown_s"}: ticket is the arrival number t, 0 when
+ * "wall_s","status","start_s","slowdown_s","lr"}: ticket is the arrival number t, 0 when
  * rejected; staleness counts the changes of theta since the round's pull; start_s is when
  * the round began and slowdown_s how much of it was emulated slowdown (time_s units). */
 typedef struct {
@@ -120,6 +120,7 @@ typedef struct {
     double time_s, wall_s;
     int status;                      /* LOCO_ARRIVAL_* */
     double start_s, slowdown_s;
+    double lr;                       /* the inner learning rate of the round's last step */
 } loco_arrival;
 void loco_metrics_arrival(loco_metrics *mt, const loco_arrival *a);
 
@@ -146,6 +147,7 @@ typedef struct {
     long rounds, steps, tokens, rejected, faults;
     double compute_s, slowdown_s, lockwait_s, idle_s;
     int ftz_daz;                     /* computed with flush-to-zero, denormals-are-zero */
+    double last_lr;                  /* the inner learning rate of its last step */
 } loco_worker_row;
 
 typedef struct {

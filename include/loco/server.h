@@ -59,6 +59,8 @@ typedef struct {
     float *delta;              /* g = theta_start - theta_local, filled before arriving */
     long v_start;              /* changes of theta before the round's pull */
     long h;                    /* inner steps of the round */
+    long lr_committed;         /* local steps arrived when it was handed out, and the */
+    long lr_live;              /* workers training then: its schedule (adamw.h) */
     double start_t;            /* round start (virtual or wall seconds) */
     double end_t;              /* virtual clock: the round's end, fixed when it is handed out */
     loco_rng durations;        /* virtual clock: the round durations' stream */
@@ -83,6 +85,7 @@ typedef struct {
     double norm;               /* the delta's L2 norm */
     double step_s;             /* measured seconds per step (real clock DyLU) */
     double slowdown_s;         /* seconds of emulated slowdown in it (real clock) */
+    double lr;                 /* the inner learning rate of its last step */
 } loco_round_report;
 
 /* What one arrival cost its worker and what became of its delta. */

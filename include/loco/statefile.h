@@ -13,7 +13,7 @@
 #include "loco/pack.h"
 
 #define LOCO_STATE_MAGIC 0x54504b434f434f4cULL   /* "LOCOCKPT" */
-#define LOCO_STATE_VERSION 1
+#define LOCO_STATE_VERSION 2   /* 2: rounds carry their schedule position */
 
 enum { LOCO_STATE_SINGLE = 1, LOCO_STATE_ASYNC = 2 };
 

@@ -26,6 +26,8 @@ typedef struct {
     uint64_t seed;
     loco_adamw_hp hp;
     loco_precision precision;  /* of the products: fp32 or bf16 (resolved) */
+    int lr_progress;           /* LOCO_LR_* (adamw.h): the asynchronous workers' schedule */
+    long budget;               /* the run's local steps summed over workers, for `run` */
 } loco_worker_opts;
 
 typedef struct {
@@ -37,8 +39,11 @@ typedef struct {
     loco_acts acts;                            /* acts.mm: its products' context */
     int *inputs, *targets;                     /* (B,T) */
     int B, T;
-    long steps;          /* inner steps taken: AdamW's t and the schedule's position */
+    long steps;          /* inner steps taken: AdamW's t (and the schedule's position) */
+    double lr_pos;       /* the next step's position in the schedule when >= 0 (set per
+                            step by an asynchronous worker under lr_progress = run) */
     float loss;          /* of the last step */
+    double lr;           /* the inner learning rate of the last step */
     double grad_norm;    /* of the last step, before clipping */
 } loco_worker;
 
@@ -82,6 +87,7 @@ typedef struct {
     double slowdown_s;         /* emulated slowdown (real clock) */
     double lockwait_s;         /* waiting for stripes */
     double idle_s;             /* waiting for the clock's turn or a window */
+    double last_lr;            /* the inner learning rate of its last step, once done */
     int ftz_daz;               /* the thread computes with flush-to-zero and
                                   denormals-are-zero set (cpu.h) */
 } loco_worker_stats;
