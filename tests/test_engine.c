@@ -714,4 +714,20 @@ Test(engine, the_inner_schedule_follows_the_run, .timeout = 300) {
     cr_assert_gt(worst_worker, 0.5, "worker: the slowest should end far above lr_min:\n%s", sb);
     free(sa), free(sb);
     rm_run(a), rm_run(b);
+    /* a run shorter than its schedule (a sweep's tuning run: half the budget) anneals
+     * within its own budget under `run`; under `worker` it stops half-way down */
+    const char *short_run[] = {"run.workers=3", "outer.method=sync", "outer.total_local_steps=60",
+                               "train.lr_progress=run", NULL};
+    const char *short_worker[] = {"run.workers=3", "outer.method=sync",
+                                  "outer.total_local_steps=60", "train.lr_progress=worker", NULL};
+    run_into(a, short_run);
+    run_into(b, short_worker);
+    sa = file_bytes(a, "summary.json", &len), sb = file_bytes(b, "summary.json", &len);
+    double end_run = num_field(strstr(sa, "\"last_lr\":"), "last_lr");
+    double end_worker = num_field(strstr(sb, "\"last_lr\":"), "last_lr");
+    /* (its last step stands at (budget - workers) / budget of the schedule: 38 of 40) */
+    cr_assert_lt(end_run / lr_min - 1, 0.1, "run: a short run ends at %g, not near lr_min", end_run);
+    cr_assert_gt(end_worker / lr_min - 1, 1, "worker: a short run ends at %g", end_worker);
+    free(sa), free(sb);
+    rm_run(a), rm_run(b);
 }
