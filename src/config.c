@@ -75,6 +75,9 @@ static const key table[] = {
      .help = "tokens per block when splitting the corpus into train and validation"},
     {"data", "val_every", T_INT, offsetof(loco_config, data.val_every), "20", .imin = 2,
      .imax = 1000000, .help = "every val_every-th block is validation, the rest is training"},
+    {"data", "first_stream", T_INT, offsetof(loco_config, data.first_stream), "0", .imin = 0,
+     .imax = 1L << 40, .help = "worker k draws its batches from data stream first_stream + k "
+                               "(a sweep's pre-training uses 2^20: not a worker's)"},
     {"train", "batch", T_INT, offsetof(loco_config, train.batch), "8", .imin = 1, .imax = 65536,
      .help = "sequences per batch (B)"},
     {"train", "steps", T_INT, offsetof(loco_config, train.steps), "1000", .imin = 1, .imax = P40,

@@ -487,6 +487,9 @@ static int build(sweep *sw, run *r, loco_err *e) {
     loco_config_default(c);
     if (apply_all(c, sp, sp->base, sp->nbase, e) != 0) return -1;
     if (r->kind == RUN_PRETRAIN) {
+        /* theta(0)'s batches are none of the workers' (their streams are 0, 1, ...): a
+         * run's worker 0 would otherwise replay the pre-training's batches in order */
+        c->data.first_stream = 1L << 20;
         if (apply_all(c, sp, sp->pre, sp->npre, e) != 0) return -1;
         c->outer.method = LOCO_METHOD_SINGLE;
         c->run.workers = 1;

@@ -53,6 +53,7 @@ void loco_worker_opts_from_config(const loco_config *c, loco_worker_opts *o) {
                .eps = c->train.eps, .weight_decay = c->train.weight_decay,
                .grad_clip = c->train.grad_clip},
         .lr_progress = c->train.lr_progress,
+        .first_stream = (uint64_t)c->data.first_stream,
         .budget = loco_config_total_local_steps(c),
     };
 }

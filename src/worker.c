@@ -31,7 +31,7 @@ int loco_worker_init(loco_worker *w, int id, const loco_model *m, const loco_dat
     w->T = o->T;
     w->hp = o->hp;
     w->lr_pos = -1;
-    loco_stream_init(&w->stream, d, o->seed, (uint64_t)id);
+    loco_stream_init(&w->stream, d, o->seed, o->first_stream + (uint64_t)id);
     size_t bytes = m->nparams * sizeof(float), batch = sizeof(int) * (size_t)w->B * w->T;
     char who[32];
     snprintf(who, sizeof who, "worker %d", id);

@@ -64,6 +64,14 @@ static char *read_or_fail(const char *path) {
     return b;
 }
 
+/* the file that matches pattern (one run), or "" while there is none */
+static void find_file(const char *pattern, char *out, size_t n) {
+    glob_t g;
+    out[0] = '\0';
+    if (glob(pattern, 0, NULL, &g) == 0) snprintf(out, n, "%s", g.gl_pathv[0]);
+    globfree(&g);
+}
+
 /* the run directories under out/runs, and when their summaries were written */
 typedef struct {
     char name[64][128];
@@ -127,6 +135,14 @@ Test(sweep, results_have_the_rows_and_columns_of_the_spec, .timeout = 180) {
     listing l;
     list_runs(&f, &l);
     cr_assert_eq(l.n, 6, "%d run directories", l.n);
+    /* theta(0) is trained on a data stream no worker of the runs draws */
+    char pattern[160], pre[256];
+    snprintf(pattern, sizeof pattern, "%s/pretrain-*/config.ini", f.out);
+    find_file(pattern, pre, sizeof pre);
+    cr_assert(pre[0], "no pre-training config under %s", f.out);
+    char *ini = read_or_fail(pre);
+    cr_assert_not_null(strstr(ini, "first_stream = 1048576"), "%s", ini);
+    free(ini);
     teardown(&f);
 }
 
@@ -232,13 +248,6 @@ static int run_sweep(const fixture *f, char **err) {
     return code;
 }
 
-/* the file that matches pattern (one run), or "" while there is none */
-static void find_file(const char *pattern, char *out, size_t n) {
-    glob_t g;
-    out[0] = '\0';
-    if (glob(pattern, 0, NULL, &g) == 0) snprintf(out, n, "%s", g.gl_pathv[0]);
-    globfree(&g);
-}
 
 /* waits until the file matching pattern has text in it; fails if pid ends first */
 static void wait_for(pid_t pid, const char *pattern, const char *text) {

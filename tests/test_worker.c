@@ -355,3 +355,29 @@ Test(worker, bf16_workers_from_the_same_seed_are_bit_identical) {
     loco_worker_free(&w32);
     teardown(&f);
 }
+
+/* data.first_stream: worker id draws stream first_stream + id, so worker 1 of a run and
+ * worker 0 of a run with first_stream = 1 see the same batches, and a sweep's
+ * pre-training (first_stream 2^20) none of worker 0's. */
+Test(worker, a_worker_draws_the_data_stream_first_stream_plus_its_id) {
+    fixture f;
+    setup(&f);
+    loco_err e;
+    loco_worker a, b, c;
+    loco_worker_opts shifted = f.o, pre = f.o;
+    shifted.first_stream = 1;
+    pre.first_stream = 1u << 20;
+    cr_assert_eq(loco_worker_init(&a, 1, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_worker_init(&b, 0, &f.m, &f.d, &shifted, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_worker_init(&c, 0, &f.m, &f.d, &pre, f.init, &e), 0, "%s", e.msg);
+    size_t n = (size_t)a.B * (size_t)a.T * sizeof(int);
+    for (int step = 0; step < 3; step++) {
+        loco_stream_next(&a.stream, a.B, a.T, a.inputs, a.targets);
+        loco_stream_next(&b.stream, b.B, b.T, b.inputs, b.targets);
+        loco_stream_next(&c.stream, c.B, c.T, c.inputs, c.targets);
+        cr_assert(!memcmp(a.inputs, b.inputs, n), "batch %d: stream 1 is not stream 1", step);
+        cr_assert(memcmp(a.inputs, c.inputs, n), "batch %d: the pre-training's stream repeats", step);
+    }
+    loco_worker_free(&a), loco_worker_free(&b), loco_worker_free(&c);
+    teardown(&f);
+}

@@ -37,6 +37,7 @@ typedef struct {
         int format;           /* LOCO_FORMAT_* (data.h) */
         long block;           /* tokens per split block */
         long val_every;       /* every val_every-th block is validation */
+        long first_stream;    /* worker k's batches come from data stream first_stream + k */
     } data;
     struct {
         long batch, steps, warmup;

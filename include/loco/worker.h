@@ -27,6 +27,7 @@ typedef struct {
     loco_adamw_hp hp;
     loco_precision precision;  /* of the products: fp32 or bf16 (resolved) */
     int lr_progress;           /* LOCO_LR_* (adamw.h): the asynchronous workers' schedule */
+    uint64_t first_stream;     /* worker id draws data stream first_stream + id */
     long budget;               /* the run's local steps summed over workers, for `run` */
 } loco_worker_opts;
 
