@@ -69,7 +69,8 @@ $(BUILD)/tests/test_main.o $(BUILD)/tests/test_runlock.o $(BUILD)/tests/test_swe
   LOCO_CFLAGS += -DLOCO_BIN='"./$(LOCO)"'
 
 SRC      = $(wildcard src/*.c)
-LIB_OBJ  = $(patsubst src/%.c,$(BUILD)/src/%.o,$(filter-out src/main.c,$(SRC))) $(BUILD)/default_ini.o
+LIB_OBJ  = $(patsubst src/%.c,$(BUILD)/src/%.o,$(filter-out src/main.c,$(SRC))) $(BUILD)/default_ini.o \
+           $(BUILD)/commit.o
 TEST_OBJ = $(patsubst tests/%.c,$(BUILD)/tests/%.o,$(wildcard tests/*.c))
 BENCH_OBJ = $(patsubst bench/%.c,$(BUILD)/bench/%.o,$(wildcard bench/*.c))
 LOCO     = $(if $(SAN),$(BUILD)/loco,loco)
@@ -100,6 +101,18 @@ $(BUILD)/default_ini.c: $(DEFAULT_INI)
 
 $(BUILD)/default_ini.o: $(BUILD)/default_ini.c
 	$(CC) $(LOCO_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+# the commit the binary was built from, for summary.json and results pages ("-dirty" with
+# uncommitted changes); rewritten only when it changes, so nothing else rebuilds
+LOCO_COMMIT = $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+$(BUILD)/commit.c: FORCE
+	@mkdir -p $(dir $@)
+	@echo 'const char loco_commit[] = "$(LOCO_COMMIT)";' | cmp -s - $@ || \
+	  echo 'const char loco_commit[] = "$(LOCO_COMMIT)";' > $@
+
+$(BUILD)/commit.o: $(BUILD)/commit.c
+	$(CC) $(LOCO_CFLAGS) $(CFLAGS) -c -o $@ $<
+FORCE:
 
 run:
 	@$(MAKE) --no-print-directory deps

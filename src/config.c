@@ -110,6 +110,12 @@ static const key table[] = {
      .help = "evaluate validation loss every this many steps; 0 = only at the end"},
     {"eval", "batches", T_INT, offsetof(loco_config, eval.batches), "8", .imin = 1,
      .imax = 1000000, .help = "validation batches per evaluation"},
+    {"eval", "final_batches", T_INT, offsetof(loco_config, eval.final_batches), "0", .imin = 0,
+     .imax = 1000000, .help = "validation batches of the final figure (summary.json, with its "
+     "standard error); 0 = eval.batches"},
+    {"eval", "set", T_CHOICE, offsetof(loco_config, eval.set), "all", .choices = loco_val_sets,
+     .help = "validation windows evaluated: all, the even-numbered (report) or the odd-numbered "
+     "(tune: a sweep's tuning runs)"},
     {"eval", "every_updates", T_INT, offsetof(loco_config, eval.every_updates), "16", .imin = 0,
      .imax = P40, .help = "asynchronous runs: evaluate every this many server updates (arrivals)"},
     {"eval", "every_local_steps", T_INT, offsetof(loco_config, eval.every_local_steps), "0",
@@ -133,6 +139,9 @@ static const key table[] = {
      .help = "Delayed Nesterov momentum activation c, in [0, 1/N]"},
     {"outer", "grace_s", T_REAL, offsetof(loco_config, outer.grace_s), "0", .rmin = 0,
      .rmax = 1e9, .help = "grace period: arrivals this close after the first restart together"},
+    {"outer", "grace_close", T_CHOICE, offsetof(loco_config, outer.grace_close), "all",
+     .choices = loco_grace_close_names, .help = "a grace window closes when every live worker "
+     "has joined it or at the deadline (all), or always at the deadline (deadline)"},
     {"outer", "staleness", T_CHOICE, offsetof(loco_config, outer.staleness), "none",
      .choices = loco_stale_modes, .help = "staleness treatment of pseudo-gradients"},
     {"outer", "stale_max", T_INT, offsetof(loco_config, outer.stale_max), "10", .imin = 0,
@@ -865,6 +874,10 @@ long loco_config_dn_period(const loco_config *c) {
 long loco_config_total_local_steps(const loco_config *c) {
     return c->outer.total_local_steps > 0 ? c->outer.total_local_steps
                                           : c->run.workers * c->train.steps;
+}
+
+long loco_config_final_batches(const loco_config *c) {
+    return c->eval.final_batches > 0 ? c->eval.final_batches : c->eval.batches;
 }
 
 /* ---- writing and help ---- */

@@ -251,15 +251,22 @@ void loco_stream_next(loco_stream *s, int B, int T, int *inputs, int *targets) {
 
 /* ---- validation windows ---- */
 
+const loco_enum loco_val_sets[] = {
+    {"all", LOCO_VAL_ALL, NULL}, {"report", LOCO_VAL_REPORT, NULL}, {"tune", LOCO_VAL_TUNE, NULL},
+    {NULL, 0, NULL}};
+
 size_t loco_data_val_windows(const loco_data *d, int T) {
     assert(T > 0);
     size_t total = 0;
     for (int k = 0; k < d->nval; k++) total += (d->val[k].len - 1) / (size_t)T;
-    return total;
+    /* report: windows 0, 2, 4, ...; tune: 1, 3, 5, ... */
+    return d->val_set == LOCO_VAL_ALL ? total : d->val_set == LOCO_VAL_REPORT ? (total + 1) / 2
+                                                                             : total / 2;
 }
 
-/* Validation window j (in [0, val_windows)) as a token position. */
+/* Validation window j (in [0, val_windows)) of the run's set as a token position. */
 static size_t val_window_start(const loco_data *d, int T, size_t j) {
+    if (d->val_set != LOCO_VAL_ALL) j = 2 * j + (d->val_set == LOCO_VAL_TUNE);
     for (int k = 0; k < d->nval; k++) {
         size_t w = (d->val[k].len - 1) / (size_t)T;
         if (j < w) return d->val[k].start + j * (size_t)T;
@@ -269,20 +276,23 @@ static size_t val_window_start(const loco_data *d, int T, size_t j) {
     return 0;
 }
 
-int loco_data_check_val(const loco_data *d, int nbatches, int B, int T, loco_err *e) {
+int loco_data_check_val(const loco_data *d, int nbatches, int B, int T, const char *key,
+                        loco_err *e) {
     size_t nwin = loco_data_val_windows(d, T);
     uint64_t need = (uint64_t)nbatches * (uint64_t)B;
     if (nwin >= need) return 0;
     return loco_errf(e, "%s: the validation part (%zu tokens) holds %zu windows of "
-                     "model.seq_len + 1 = %d tokens, fewer than eval.batches * train.batch "
-                     "= %d * %d = %llu; lower eval.batches, train.batch or model.seq_len",
-                     d->path, d->val_tokens, nwin, T + 1, nbatches, B, (unsigned long long)need);
+                     "model.seq_len + 1 = %d tokens%s, fewer than %s * train.batch "
+                     "= %d * %d = %llu; lower %s, train.batch or model.seq_len",
+                     d->path, d->val_tokens, nwin, T + 1,
+                     d->val_set == LOCO_VAL_ALL ? "" : " in eval.set's half", key, nbatches, B,
+                     (unsigned long long)need, key);
 }
 
 int loco_data_val_batch(const loco_data *d, int i, int nbatches, int B, int T, int *inputs,
                         int *targets, loco_err *e) {
     assert(nbatches > 0 && B > 0 && T > 0 && i >= 0 && i < nbatches);
-    if (loco_data_check_val(d, nbatches, B, T, e) != 0) return -1;
+    if (loco_data_check_val(d, nbatches, B, T, "eval.batches", e) != 0) return -1;
     size_t nwin = loco_data_val_windows(d, T);
     uint64_t need = (uint64_t)nbatches * (uint64_t)B;
     for (int b = 0; b < B; b++) {

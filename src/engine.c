@@ -61,6 +61,7 @@ static void server_settings(const loco_config *c, long batch_tokens, loco_server
                .c = (float)c->outer.dn_c, .gscale = 1.0f},
         .lambda = (float)c->outer.delay_comp,
         .grace_s = c->outer.grace_s,
+        .grace_close = c->outer.grace_close,
         .sync_timeout_s = c->outer.sync_timeout_s,
         .virtual_step_s = c->run.virtual_step_s,
         .eval_every = c->eval.every_updates,
@@ -511,11 +512,9 @@ static int finish(engine *en, loco_engine_out *out, loco_err *e) {
     out->theta = loco_alloc_for(in->m->nparams * sizeof(float), NULL, "the final parameters", e);
     if (!out->theta) return -1;
     memcpy(out->theta, en->gb.theta, in->m->nparams * sizeof(float));
-    loco_evaluator ev;
-    if (loco_evaluator_init(&ev, in->m, in->d, en->B, en->T, (int)in->c->eval.batches, e) != 0)
+    if (loco_eval_final(in->m, in->d, en->B, en->T, (int)loco_config_final_batches(in->c),
+                        out->theta, &out->final_val, &out->final_se, e) != 0)
         return -1;
-    out->final_val = loco_evaluator_val_loss(&ev, out->theta);
-    loco_evaluator_free(&ev);
     return summarise(en, out, e);
 }
 

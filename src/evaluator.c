@@ -48,12 +48,33 @@ static double batch_loss_sum(loco_evaluator *ev, const float *params, int B) {
 }
 
 double loco_evaluator_val_loss(loco_evaluator *ev, const float *params) {
-    double total = 0.0;
+    return loco_evaluator_val_loss_se(ev, params, NULL);
+}
+
+double loco_evaluator_val_loss_se(loco_evaluator *ev, const float *params, double *se) {
+    double total = 0.0, sq = 0.0; /* the sum of the tokens' losses; of the windows' means^2 */
     for (int i = 0; i < ev->nbatches; i++) {
         loco_data_val_batch(ev->d, i, ev->nbatches, ev->B, ev->T, ev->inputs, ev->targets, NULL);
         total += batch_loss_sum(ev, params, ev->B);
+        for (int b = 0; b < ev->B; b++) {
+            double w = 0.0;
+            for (int t = 0; t < ev->T; t++) w += ev->acts.losses[(size_t)b * ev->T + t];
+            w /= ev->T;
+            sq += w * w;
+        }
     }
-    return total / ((double)ev->nbatches * ev->B * ev->T);
+    double n = (double)ev->nbatches * ev->B, mean = total / (n * ev->T);
+    if (se) *se = n > 1 ? sqrt(fmax(sq - n * mean * mean, 0.0) / (n - 1) / n) : NAN;
+    return mean;
+}
+
+int loco_eval_final(const loco_model *m, const loco_data *d, int B, int T, int nbatches,
+                    const float *params, double *loss, double *se, loco_err *e) {
+    loco_evaluator ev;
+    if (loco_evaluator_init(&ev, m, d, B, T, nbatches, e) != 0) return -1;
+    *loss = loco_evaluator_val_loss_se(&ev, params, se);
+    loco_evaluator_free(&ev);
+    return 0;
 }
 
 /* One thread of a whole-file evaluation: batches k = first, first + stride, ... */

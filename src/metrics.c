@@ -412,6 +412,8 @@ void loco_summary_json(const loco_summary *s, int byte_level, loco_json *j) {
     loco_json_begin(j);
     loco_json_str(j, "status", s->status);
     loco_json_val(j, "final_", s->final_val, byte_level);
+    loco_json_num(j, "final_val_se", s->final_se);
+    loco_json_int(j, "final_val_windows", s->final_windows);
     loco_json_int(j, "steps", s->steps);
     loco_json_int(j, "tokens", s->tokens);
     loco_json_num(j, "wall_s", s->wall_s);
@@ -423,6 +425,8 @@ void loco_summary_json(const loco_summary *s, int byte_level, loco_json *j) {
     loco_json_int(j, "checkpoints", s->checkpoints);
     loco_json_num(j, "checkpoint_s", s->checkpoint_s);
     loco_json_num(j, "checkpoint_write_s", s->checkpoint_write_s);
+    if (s->commit) loco_json_str(j, "commit", s->commit);
+    if (s->cpu) loco_json_str(j, "cpu", s->cpu);
     if (s->precision) loco_json_str(j, "precision", s->precision);
     if (s->blas_core) loco_json_str(j, "blas_core", s->blas_core);
     if (s->blas_core) loco_json_str(j, "blas_core_detected", s->blas_core_detected);

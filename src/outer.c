@@ -142,6 +142,9 @@ int loco_outer_rule_for(int id, long t, long N) {
     return t % N == 0 ? m->period_rule : m->rule;
 }
 
+const loco_enum loco_grace_close_names[] = {
+    {"all", LOCO_GRACE_ALL, NULL}, {"deadline", LOCO_GRACE_DEADLINE, NULL}, {NULL, 0, NULL}};
+
 const loco_enum loco_stale_modes[] = {
     {"none", LOCO_STALE_NONE, NULL},
     {"poly", LOCO_STALE_POLY, NULL},

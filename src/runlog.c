@@ -73,6 +73,10 @@ static int read_summary(const char *dir, loco_runlog *r, loco_err *e) {
     str(j, "method", r->method, sizeof r->method);
     str(j, "clock", r->clock, sizeof r->clock);
     str(j, "blas_core", r->blas_core, sizeof r->blas_core);
+    str(j, "commit", r->commit, sizeof r->commit);
+    str(j, "cpu", r->cpu, sizeof r->cpu);
+    r->final_val_se = num(j, "final_val_se", NAN);
+    r->final_val_windows = (long)num(j, "final_val_windows", 0);
     if (!r->method[0]) snprintf(r->method, sizeof r->method, "single");
     r->workers = (int)num(j, "workers", 1);
     r->final_val_loss = num(j, "final_val_loss", NAN);

@@ -229,14 +229,22 @@ double loco_server_pull(loco_server *s, loco_round *r) {
 
 static void close_window(loco_server *s, double t, int holder);
 
+/* Whether the open window holds every worker still running, so that no one else can join
+ * it: a sync round then ends, and so does a grace window unless it closes only at its
+ * deadline (outer.grace_close). A worker coming back from a failure pulls at once and
+ * joins no window. */
+static int window_full(const loco_server *s) {
+    return s->win_open && s->nmembers > 0 && s->nmembers == s->active &&
+           (s->method->barrier || s->st.grace_close == LOCO_GRACE_ALL);
+}
+
 void loco_server_abandon(loco_server *s, loco_round *r) {
     pthread_mutex_lock(&s->entry);
     s->budget += r->h;
     r->h = 0;
     /* a worker handed no round at begin is retired already: it must not count twice */
     if (!r->retired) retire(s, r);
-    if (s->win_open && s->method->barrier && s->nmembers == s->active)
-        close_window(s, loco_clock_time(s->clock), -1);
+    if (window_full(s)) close_window(s, loco_clock_time(s->clock), -1);
     pthread_mutex_unlock(&s->entry);
     loco_globalbuf_walk(s->gb, r->pull_ticket, NULL, NULL);
 }
@@ -500,8 +508,7 @@ static int join_window(loco_server *s, loco_round *r, double now) {
     pthread_mutex_lock(&s->window_mu);
     r->window_done = 0;
     pthread_mutex_unlock(&s->window_mu);
-    /* a barrier round ends when every worker still running has arrived */
-    if (s->method->barrier && s->nmembers == s->active) {
+    if (window_full(s)) {
         close_window(s, now, r->id);
         return 0;
     }
@@ -662,9 +669,8 @@ int loco_server_fail(loco_server *s, loco_round *r) {
     fault_event(s, r, gone ? LOCO_FAULT_GONE : LOCO_FAULT_FAIL, lost, t);
     if (gone) retire(s, r);
     else s->active--;
-    /* a sync round waits no more for it */
-    if (s->win_open && s->method->barrier && s->nmembers > 0 && s->nmembers == s->active)
-        close_window(s, t, r->id);
+    /* a window waits no more for it */
+    if (window_full(s)) close_window(s, t, r->id);
     if (!gone && s->st.clock == LOCO_CLOCK_VIRTUAL)
         loco_clock_schedule(s->clock, r->id, r->back_at, LOCO_EVENT_BACK);
     pthread_mutex_unlock(&s->entry);

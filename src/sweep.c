@@ -505,6 +505,8 @@ static int build(sweep *sw, run *r, loco_err *e) {
         }
         c->run.seed = r->seed;
         if (r->kind == RUN_TUNE && apply_all(c, sp, sp->tune, sp->ntune, e) != 0) return -1;
+        /* a rate is chosen on validation windows the reported figures never use */
+        c->eval.set = r->kind == RUN_TUNE ? LOCO_VAL_TUNE : LOCO_VAL_REPORT;
         if (r->lr > 0) c->outer.lr = r->lr;
     }
     normalise(c);
@@ -938,21 +940,45 @@ static void row_of(const sweep *sw, const run *r, char *buf, size_t n) {
             k += (size_t)snprintf(buf + k, n - k, " %s=%s", sp->ax[a].key, sp->ax[a].values[r->vals[a]]);
 }
 
-/* The kernel sets the runs' products ran on, as their summaries say (a sweep resumed on
- * another machine can have several); returns the length written. */
-static size_t kernels_of(const sweep *sw, const loco_config *c, char *buf, size_t n) {
-    size_t k = (size_t)snprintf(buf, n, "Products in %s on OpenBLAS kernels",
-                                loco_enum_name(loco_precision_names, loco_config_precision(c, NULL, 0)));
+/* The distinct values of one of the runs' recorded strings (the runlog field at off), as
+ * their summaries say: a sweep resumed on another machine or build can have several.
+ * Appends "what v1, v2. " (or "what not recorded. "); returns the length written. */
+static size_t distinct_of(const sweep *sw, size_t off, const char *what, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "%s", what);
     int listed = 0;
     for (int i = 0; i < sw->nruns && k < n; i++) {
-        const char *core = sw->runs[i].log.blas_core;
-        int seen = !sw->runs[i].done || !core[0];
+        const char *v = (const char *)&sw->runs[i].log + off;
+        int seen = !sw->runs[i].done || !v[0];
         for (int j = 0; j < i && !seen; j++)
-            seen = sw->runs[j].done && !strcmp(sw->runs[j].log.blas_core, core);
-        if (!seen) k += (size_t)snprintf(buf + k, n - k, "%s %s", listed++ ? "," : "", core);
+            seen = sw->runs[j].done && !strcmp((const char *)&sw->runs[j].log + off, v);
+        if (!seen) k += (size_t)snprintf(buf + k, n - k, "%s %s", listed++ ? "," : "", v);
     }
     if (k < n) k += (size_t)snprintf(buf + k, n - k, "%s. ", listed ? "" : " not recorded");
     return k < n ? k : n;
+}
+
+/* What the runs ran on and with: precision, kernel sets, CPUs, commits. */
+static size_t machine_of(const sweep *sw, const loco_config *c, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "Products in %s. ",
+                                loco_enum_name(loco_precision_names, loco_config_precision(c, NULL, 0)));
+    if (k < n) k += distinct_of(sw, offsetof(loco_runlog, blas_core), "OpenBLAS kernels:", buf + k, n - k);
+    if (k < n) k += distinct_of(sw, offsetof(loco_runlog, cpu), "CPU:", buf + k, n - k);
+    if (k < n) k += distinct_of(sw, offsetof(loco_runlog, commit), "loco commit:", buf + k, n - k);
+    return k < n ? k : n;
+}
+
+/* ", standard error 0.0012 to 0.0034" over the finished main runs' final figures, or "" */
+static const char *se_of(const sweep *sw, char *buf, size_t n) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < sw->nruns; i++) {
+        const run *r = &sw->runs[i];
+        if (r->kind != RUN_MAIN || !r->done || !isfinite(r->log.final_val_se)) continue;
+        lo = fmin(lo, r->log.final_val_se);
+        hi = fmax(hi, r->log.final_val_se);
+    }
+    if (!isfinite(lo)) snprintf(buf, n, "%s", "");
+    else snprintf(buf, n, " (standard error of a run's final loss %.4f to %.4f)", lo, hi);
+    return buf;
 }
 
 /* What was run, for the results' first paragraph: from the first main run's config. */
@@ -961,6 +987,7 @@ static void settings_of(const sweep *sw, char *buf, size_t n) {
     for (int i = 0; i < sw->nruns && !r; i++)
         if (sw->runs[i].kind == RUN_MAIN) r = &sw->runs[i];
     const loco_config *c = &r->cfg;
+    char se[96];
     size_t k = (size_t)snprintf(buf, n,
         "Model: %ld layers x %ld wide, %ld heads, context %ld, byte-level tokens; batches of "
         "%ld x %ld tokens per inner step. ", c->model.layers, c->model.dim, c->model.heads,
@@ -972,21 +999,30 @@ static void settings_of(const sweep *sw, char *buf, size_t n) {
     if (k < n)
         k += (size_t)snprintf(buf + k, n - k,
             "Each run: %ld local steps summed over the workers, H = %ld, outer momentum %g, %s "
-            "clock, inner schedule by the %s's progress (train.lr_progress = %s); evaluated "
-            "every %ld local steps on %ld validation batches. ",
+            "clock, inner schedule by the %s's progress (train.lr_progress = %s), grace windows "
+            "closing %s; evaluated every %ld local steps on %ld validation batches of %ld "
+            "windows; the final figure on %ld windows, the even-numbered validation windows%s. ",
             loco_config_total_local_steps(c), c->outer.local_steps, c->outer.momentum,
             loco_enum_name(loco_clock_kinds, c->run.clock),
             loco_enum_name(loco_lr_progress_names, c->train.lr_progress),
             loco_enum_name(loco_lr_progress_names, c->train.lr_progress),
-            c->eval.every_local_steps, c->eval.batches);
-    if (k < n) k += kernels_of(sw, c, buf + k, n - k);
-    if (k < n && sw->sp.nlrs > 0) {
+            c->outer.grace_close == LOCO_GRACE_ALL ? "once every live worker has joined"
+                                                   : "at their deadline",
+            c->eval.every_local_steps, c->eval.batches, c->train.batch,
+            loco_config_final_batches(c) * c->train.batch, se_of(sw, se, sizeof se));
+    if (k < n) k += machine_of(sw, c, buf + k, n - k);
+    const run *t = NULL;
+    for (int i = 0; i < sw->nruns && !t; i++)
+        if (sw->runs[i].kind == RUN_TUNE) t = &sw->runs[i];
+    if (k < n && t) {
         k += (size_t)snprintf(buf + k, n - k, "Outer learning rate chosen per variant and "
                               "column from {");
         for (int i = 0; i < sw->sp.nlrs && k < n; i++)
             k += (size_t)snprintf(buf + k, n - k, "%s%g", i ? ", " : "", sw->sp.lrs[i]);
-        if (k < n) snprintf(buf + k, n - k, "} by the final loss of a short run (seed %ld).",
-                            sw->sp.seeds[0]);
+        if (k < n) snprintf(buf + k, n - k, "} by the final loss of a short run (seed %ld, %ld "
+                            "local steps, its inner schedule spanning them), scored on the "
+                            "odd-numbered validation windows, which the figures here never use.",
+                            t->seed, loco_config_total_local_steps(&t->cfg));
     }
 }
 
@@ -997,7 +1033,7 @@ static int write_results(sweep *sw, loco_err *e) {
     loco_result *res = calloc((size_t)sw->nruns, sizeof *res);
     char (*rows)[128] = calloc((size_t)sw->nruns, sizeof *rows);
     const char **variants = calloc((size_t)sw->nruns + 1, sizeof *variants);
-    char settings[2048];
+    char settings[4096];
     if (!res || !rows || !variants) {
         free(res), free(rows), free(variants);
         return loco_errf(e, "out of memory");

@@ -77,6 +77,8 @@ typedef struct {
     double ckpt_s;
     char *config_text;        /* the resolved config, as written to config.ini */
     double t0, last_val;
+    double final_se;          /* the final figure's standard error */
+    char cpu[160];            /* loco_cpu_name, for the summary */
     long tokens, steps;
     double train_s;
     int byte_level, stopped;
@@ -175,12 +177,16 @@ static int check_input(run *r, loco_err *e) {
     if (loco_data_open(&r->data, c->data.path, c->data.format, (int)c->model.vocab,
                        (size_t)c->data.block, c->data.val_every, e) != 0)
         return -1;
+    r->data.val_set = c->eval.set;
     r->byte_level = c->data.format == LOCO_FORMAT_TEXT;
     int T = (int)c->model.seq_len;
     if (loco_data_train_windows(&r->data, T) == 0)
         return loco_errf(e, "%s: no train span holds model.seq_len + 1 = %d tokens", c->data.path,
                          T + 1);
-    if (loco_data_check_val(&r->data, (int)c->eval.batches, (int)c->train.batch, T, e) != 0)
+    if (loco_data_check_val(&r->data, (int)c->eval.batches, (int)c->train.batch, T,
+                            "eval.batches", e) != 0 ||
+        loco_data_check_val(&r->data, (int)loco_config_final_batches(c), (int)c->train.batch, T,
+                            "eval.final_batches", e) != 0)
         return -1;
     /* the memory last: it needs the shape, the batch and the data; a dry run shows it
      * whether it fits or not */
@@ -393,7 +399,9 @@ static int single_run(run *r, loco_err *e) {
     }
     r->steps = r->w.steps;
     r->final = r->w.params;
-    return 0;
+    /* the final figure on eval.final_batches, as an asynchronous run's */
+    return loco_eval_final(&r->m, &r->data, r->w.B, r->w.T, (int)loco_config_final_batches(c),
+                           r->final, &r->last_val, &r->final_se, e);
 }
 
 /* ------------------------------------------------ the asynchronous path */
@@ -415,6 +423,7 @@ static int async_run(run *r, loco_err *e) {
     if (loco_engine_run(&in, &r->eo, e) != 0) return -1;
     r->final = r->eo.theta;
     r->last_val = r->eo.final_val;
+    r->final_se = r->eo.final_se;
     r->tokens = r->eo.tokens;
     r->steps = r->eo.local_steps;
     r->train_s = r->eo.wall_s;
@@ -428,12 +437,18 @@ static void summarise(run *r, int status, loco_summary *s) {
     *s = r->c->outer.method == LOCO_METHOD_SINGLE ? (loco_summary){0} : r->eo.summary;
     s->status = loco_enum_name(loco_run_statuses, status);
     s->final_val = r->last_val;
+    s->final_se = r->final_se;
+    s->final_windows = loco_config_final_batches(r->c) * r->c->train.batch;
     s->steps = r->steps;
     s->tokens = r->tokens;
     s->params = (long)r->m.ntrue;
     s->wall_s = loco_now() - r->t0;
     s->train_s = r->train_s;
     s->precision = loco_enum_row(loco_precision_names, loco_config_precision(r->c, NULL, 0))->name;
+    loco_cpu cpu;
+    loco_cpu_detect(&cpu);
+    s->cpu = loco_cpu_name(&cpu, r->cpu, sizeof r->cpu);
+    s->commit = loco_commit;
     s->blas_core = loco_blas()->core;
     s->blas_core_detected = loco_blas()->choice.detected;
     if (!s->rows) s->method = NULL; /* the engine did not get as far as its summary */
@@ -542,7 +557,7 @@ int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
     memset(&r, 0, sizeof r);
     r.c = c;
     r.o = o;
-    r.last_val = NAN;
+    r.last_val = r.final_se = NAN;
     if (o->result) *o->result = (loco_train_result){.status = LOCO_RUN_FAILED};
     if (o->dry_run) {
         int rc = check_input(&r, e);
@@ -584,7 +599,7 @@ int loco_train_check(loco_config *c, const loco_train_opts *o, loco_err *e) {
     memset(&r, 0, sizeof r);
     r.c = c;
     r.o = &quiet;
-    r.last_val = NAN;
+    r.last_val = r.final_se = NAN;
     int rc = check_input(&r, e);
     teardown(&r);
     return rc;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "loco/clock.h"
+#include "loco/outer.h"
 #include "loco/config.h"
 #include "loco/data.h"
 #include "loco/hetero.h"
@@ -320,6 +321,28 @@ Test(config, validate_accepts_edge_cases) {
     cr_assert_eq(loco_config_load_string(&c, "[train]\nsteps = 10\nwarmup = 50\nlr = 1e-4\n",
                                          "z.ini", &e), 0, "%s", e.msg);
     cr_expect_eq(loco_config_validate(&c, &e), 0, "warmup > steps and lr_min == lr: %s", e.msg);
+}
+
+/* A grace period is a setting of every asynchronous method (the paper's Algorithm 2), so
+ * the baselines can be compared with DN + DyLU at the same grace; only sync (which waits
+ * for everyone) and single (no arrivals) refuse it. */
+Test(config, every_asynchronous_method_takes_a_grace_period) {
+    int accepted = 0;
+    for (const loco_enum *m = loco_outer_methods; m->name; m++) {
+        loco_config c;
+        loco_err e = {{0}};
+        char set[64];
+        loco_config_default(&c);
+        snprintf(set, sizeof set, "outer.method=%s", m->name);
+        cr_assert_eq(loco_config_set(&c, set, &e), 0, "%s", e.msg);
+        cr_assert_eq(loco_config_set(&c, "run.workers=4", &e), 0, "%s", e.msg);
+        cr_assert_eq(loco_config_set(&c, "outer.grace_s=5", &e), 0, "%s", e.msg);
+        const loco_outer_method *om = m->data;
+        int want = om->engine && !om->barrier;
+        cr_expect_eq(loco_config_validate(&c, &e) == 0, want, "%s: %s", m->name, e.msg);
+        accepted += want;
+    }
+    cr_assert_geq(accepted, 4, "only %d asynchronous methods", accepted);
 }
 
 /* ---- writing and help ---- */

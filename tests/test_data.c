@@ -419,6 +419,32 @@ Test(data, val_batches_cover_val_part) {
     loco_data_close(&d);
 }
 
+/* eval.set: report takes the even-numbered validation windows, tune the odd-numbered
+ * ones, so a sweep's tuning runs are scored on windows its figures never see; every
+ * window is in exactly one of the two. */
+Test(data, the_report_and_tune_sets_split_the_validation_windows) {
+    loco_data d;
+    open_iota(&d, 16200, 1000, 4);
+    enum { T = 64 };
+    size_t all[64], nwin = val_starts(&d, T, all), even[32], odd[32], ne = 0, no = 0;
+    for (size_t j = 0; j < nwin; j++) {
+        if (j % 2) odd[no++] = all[j];
+        else even[ne++] = all[j];
+    }
+    d.val_set = LOCO_VAL_REPORT;
+    cr_assert_eq(loco_data_val_windows(&d, T), ne);
+    check_val_batches(&d, 10, 3, T, even, ne); /* every even window once */
+    d.val_set = LOCO_VAL_TUNE;
+    cr_assert_eq(loco_data_val_windows(&d, T), no);
+    check_val_batches(&d, 10, 3, T, odd, no);
+    int in[4 * T], tg[4 * T];
+    loco_err e;
+    cr_assert_eq(loco_data_val_batch(&d, 0, 8, 4, T, in, tg, &e), -1, "32 windows wanted of 30");
+    expect_msg(e.msg, "30 windows");
+    expect_msg(e.msg, "eval.set's half");
+    loco_data_close(&d);
+}
+
 Test(data, val_batch_too_few_windows) {
     loco_data d;
     open_iota(&d, 16200, 1000, 4);

@@ -320,6 +320,38 @@ static long sum_field(const char *json, const char *key) {
     return total;
 }
 
+/* outer.grace_close: a grace window that every live worker has joined closes then (all,
+ * the default), not at its deadline. Four workers at 5, 5.25, 5.5 and 5.75 s per round and
+ * a grace of 1 s: every window holds all four, so the two settings apply the same arrivals
+ * to the same theta (the same bits), but `all` restarts at the last arrival, 5.75 s after
+ * the first, as sync's barrier does (8 rounds: 46 s), and `deadline` after the full 1 s
+ * (48 s). Before the setting, every window lasted its whole grace period. */
+Test(engine, a_grace_window_closes_when_every_live_worker_has_joined, .timeout = 300) {
+    char all[128], dl[128], sy[128];
+    dir_for(all, "grace-all");
+    dir_for(dl, "grace-deadline");
+    dir_for(sy, "grace-sync");
+    const char *a[] = {"run.workers=4", "outer.method=async-dn", "outer.grace_s=1",
+                       "hetero.slowdown=1,1.05,1.1,1.15", NULL};
+    const char *d[] = {"run.workers=4", "outer.method=async-dn", "outer.grace_s=1",
+                       "outer.grace_close=deadline", "hetero.slowdown=1,1.05,1.1,1.15", NULL};
+    const char *s[] = {"run.workers=4", "outer.method=sync", "hetero.slowdown=1,1.05,1.1,1.15",
+                       NULL};
+    run_into(all, a);
+    run_into(dl, d);
+    run_into(sy, s);
+    size_t la, ld, ls;
+    char *ja = file_bytes(all, "summary.json", &la), *jd = file_bytes(dl, "summary.json", &ld);
+    char *js = file_bytes(sy, "summary.json", &ls);
+    double ta = num_field(ja, "time_s"), td = num_field(jd, "time_s"), ts = num_field(js, "time_s");
+    cr_assert_float_eq(ts, 46.0, 1e-9, "sync: %g simulated seconds", ts);
+    cr_assert_float_eq(ta, ts, 1e-9, "grace_close = all: %g s, sync %g s", ta, ts);
+    cr_assert_float_eq(td, 48.0, 1e-9, "grace_close = deadline: %g s", td);
+    cr_assert_eq(max_diff(all, dl), 0.0, "the two closes applied different arrivals");
+    free(ja), free(jd), free(js);
+    rm_run(all), rm_run(dl), rm_run(sy);
+}
+
 /* The real clock's paths (emulated slowdowns, measured DyLU speeds, a grace window that
  * closes on a deadline, the sync barrier): they run to the end, every local step of the
  * budget is done and arrives, and the result has learnt something. Under ThreadSanitizer

@@ -105,3 +105,37 @@ Test(evaluator, val_loss_uses_the_same_fixed_windows_every_time) {
     cr_assert(strstr(e.msg, "eval.batches"), "%s", e.msg);
     teardown(&f);
 }
+
+/* The final figure's standard error against a scalar reference: the windows' mean losses,
+ * one forward each, their sample standard deviation over the square root of their count;
+ * the loss is the same as the plain validation loss on the same batches. */
+Test(evaluator, the_final_figure_has_the_standard_error_of_its_windows) {
+    fixture f;
+    setup(&f, 3);
+    loco_err e;
+    enum { B = 2, NB = 4 };
+    double loss, se;
+    cr_assert_eq(loco_eval_final(&f.m, &f.d, B, T, NB, f.params, &loss, &se, &e), 0, "%s", e.msg);
+    loco_evaluator ev;
+    cr_assert_eq(loco_evaluator_init(&ev, &f.m, &f.d, B, T, NB, &e), 0, "%s", e.msg);
+    cr_assert_eq(loss, loco_evaluator_val_loss(&ev, f.params), "the same loss as val_loss");
+    loco_evaluator_free(&ev);
+    loco_acts a;
+    cr_assert_eq(loco_acts_alloc(&a, &f.m, 1, T, NULL), 0);
+    int inp[B * T], tgt[B * T];
+    double w[B * NB], mean = 0, var = 0;
+    for (int i = 0; i < NB; i++) {
+        cr_assert_eq(loco_data_val_batch(&f.d, i, NB, B, T, inp, tgt, &e), 0);
+        for (int r = 0; r < B; r++) {
+            w[i * B + r] = loco_model_forward(&f.m, f.params, &a, inp + r * T, tgt + r * T, 1, T);
+            mean += w[i * B + r] / (B * NB);
+        }
+    }
+    for (int i = 0; i < B * NB; i++) var += (w[i] - mean) * (w[i] - mean) / (B * NB - 1);
+    loco_acts_free(&a);
+    cr_assert_float_eq(loss, mean, 1e-5, "loss %g, windows' mean %g", loss, mean);
+    cr_assert_gt(sqrt(var), 1e-3, "the windows' losses differ");
+    cr_assert_float_eq(se, sqrt(var / (B * NB)), 1e-5, "se %g, reference %g", se,
+                       sqrt(var / (B * NB)));
+    teardown(&f);
+}

@@ -229,6 +229,36 @@ Test(main, a_users_openblas_coretype_is_kept_and_named, .timeout = 120) {
     cli_close(&c);
 }
 
+/* summary.json says what made the run (the build's commit, the CPU) and measures its final
+ * figure on eval.final_batches, with the standard error; a final set too large for the
+ * validation part (eval.set's half) is refused before anything is written. */
+Test(main, the_summary_names_the_build_and_cpu_and_the_final_figures_error, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *out = in_dir(&c, "run");
+    cr_assert_eq(run(&c, "train", "-c", "configs/tiny.ini", "--set", "train.steps=20", "--set",
+                     "eval.batches=2", "--set", "eval.final_batches=64", "--set",
+                     "eval.set=report", "--out", out, NULL), 0, "%s", c.err);
+    char *sum = slurp(in_dir(&c, "run/summary.json"));
+    cr_assert_eq(json_number(sum, "final_val_windows"), 64 * 8, "%s", sum);
+    double se = json_number(sum, "final_val_se"), loss = json_number(sum, "final_val_loss");
+    cr_assert(se > 0 && se < 0.05 * loss, "se %g of a loss of %g", se, loss);
+    loco_cpu cpu;
+    char name[160], key[256];
+    loco_cpu_detect(&cpu);
+    snprintf(key, sizeof key, "\"commit\":\"%s\",\"cpu\":\"%s\"", loco_commit,
+             loco_cpu_name(&cpu, name, sizeof name));
+    cr_assert_not_null(strstr(sum, key), "%s in %s", key, sum);
+    free(sum);
+    const char *big = in_dir(&c, "big");
+    cr_assert_eq(run(&c, "train", "-c", "configs/tiny.ini", "--set", "eval.final_batches=100000",
+                     "--set", "eval.set=tune", "--out", big, NULL), 1, "%s", c.err);
+    expect_err(&c, "eval.final_batches * train.batch");
+    expect_err(&c, "in eval.set's half");
+    cr_assert_neq(access(in_dir(&c, "big/summary.json"), F_OK), 0, "nothing is written");
+    cli_close(&c);
+}
+
 /* ------------------------------------------------------ argument errors */
 
 Test(main, unknown_commands_and_options_exit_2_and_name_them, .timeout = 60) {

@@ -112,9 +112,15 @@ Test(sweep, results_have_the_rows_and_columns_of_the_spec, .timeout = 180) {
     for (int i = 0; i < 3; i++) cr_assert_not_null(strstr(md, rows[i]), "row %s:\n%s", rows[i], md);
     cr_assert_not_null(strstr(md, "(2 seeds)"), "dn at very has two seeds:\n%s", md);
     cr_assert_not_null(strstr(md, "Time to `sync`'s final loss"), "%s", md);
-    char kernels[96];   /* the runs are children of this process: the same kernel set */
-    snprintf(kernels, sizeof kernels, "Products in fp32 on OpenBLAS kernels %s.", loco_blas()->core);
-    cr_assert_not_null(strstr(md, kernels), "'%s' in:\n%s", kernels, md);
+    /* the runs are children of this process: the same kernel set, CPU and build */
+    char made[400], cpu_name[160];
+    loco_cpu cpu;
+    loco_cpu_detect(&cpu);
+    snprintf(made, sizeof made, "Products in fp32. OpenBLAS kernels: %s. CPU: %s. loco commit: %s.",
+             loco_blas()->core, loco_cpu_name(&cpu, cpu_name, sizeof cpu_name), loco_commit);
+    cr_assert_not_null(strstr(md, made), "'%s' in:\n%s", made, md);
+    cr_assert_not_null(strstr(md, "the even-numbered validation windows (standard error"), "%s", md);
+    cr_assert_not_null(strstr(md, "scored on the odd-numbered validation windows"), "%s", md);
     snprintf(path, sizeof path, "%s/results.json", f.out);
     char *json = read_or_fail(path);
     cr_assert_not_null(strstr(json, "\"columns\":[\"no\",\"very\"]"), "%.300s", json);
@@ -143,6 +149,17 @@ Test(sweep, results_have_the_rows_and_columns_of_the_spec, .timeout = 180) {
     char *ini = read_or_fail(pre);
     cr_assert_not_null(strstr(ini, "first_stream = 1048576"), "%s", ini);
     free(ini);
+    /* a rate is chosen on validation windows the reported figures never use */
+    const char *sets[][2] = {{"tune/dn-*/config.ini", "set = tune"},
+                             {"runs/dn-*/config.ini", "set = report"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(pattern, sizeof pattern, "%s/%s", f.out, sets[i][0]);
+        find_file(pattern, pre, sizeof pre);
+        cr_assert(pre[0], "no %s under %s", sets[i][0], f.out);
+        ini = read_or_fail(pre);
+        cr_assert_not_null(strstr(ini, sets[i][1]), "%s: no '%s' in\n%s", pre, sets[i][1], ini);
+        free(ini);
+    }
     teardown(&f);
 }
 

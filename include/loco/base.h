@@ -12,6 +12,10 @@
 #define LOCO_PATH_LEN 1024
 #define LOCO_ALIGN 64
 
+/* The commit the binary was built from (git describe; "-dirty" with uncommitted changes;
+ * "unknown" outside a git checkout), written by the Makefile into build/commit.c. */
+extern const char loco_commit[];
+
 /* A user error: functions that can fail return 0 on success, -1 with a message here. */
 typedef struct {
     char msg[LOCO_ERR_LEN];

@@ -47,6 +47,8 @@ typedef struct {
     } train;
     struct {
         long every, batches;
+        long final_batches;   /* the final figure's validation batches; 0 = batches */
+        int set;              /* LOCO_VAL_* (data.h): which validation windows */
         long every_updates;   /* asynchronous runs: evaluate every this many arrivals */
         long every_local_steps; /* evaluate each time the local steps pass a multiple */
     } eval;
@@ -58,6 +60,7 @@ typedef struct {
         long dn_period;       /* N; 0 = run.workers */
         double dn_c;
         double grace_s;
+        int grace_close;      /* LOCO_GRACE_* (outer.h) */
         int staleness;        /* LOCO_STALE_* (outer.h) */
         long stale_max;
         double delay_comp;    /* lambda; 0 = off */
@@ -130,9 +133,11 @@ int loco_config_validate(const loco_config *c, loco_err *e);
 
 /* Values the config implies: the DN period N (outer.dn_period, or run.workers when 0)
  * and the run's length in local steps summed over workers (outer.total_local_steps, or
- * run.workers x train.steps when 0). */
+ * run.workers x train.steps when 0), and the final figure's validation batches
+ * (eval.final_batches, or eval.batches when 0). */
 long loco_config_dn_period(const loco_config *c);
 long loco_config_total_local_steps(const loco_config *c);
+long loco_config_final_batches(const loco_config *c);
 
 /* train.checkpoint_every: every *updates server updates (single: steps), or every
  * *seconds; both 0: never (the run still checkpoints when it is stopped). */

@@ -19,6 +19,12 @@ extern const loco_enum loco_data_formats[];   /* "text", "llmc" */
 #define LOCO_LLMC_SHARD_VERSION 1
 #define LOCO_LLMC_HEADER_INTS 256
 
+/* Which validation windows a run evaluates on (eval.set): all of them, or the even- or
+ * odd-numbered ones, so that a sweep's tuning runs are scored on windows its reported
+ * figures never use. */
+enum { LOCO_VAL_ALL, LOCO_VAL_REPORT, LOCO_VAL_TUNE };
+extern const loco_enum loco_val_sets[];       /* "all", "report", "tune" */
+
 /* A run of consecutive tokens [start, start + len) of one kind (train or val). */
 typedef struct {
     size_t start, len;
@@ -40,6 +46,7 @@ typedef struct {
     loco_span *train, *val;
     int ntrain, nval;
     size_t train_tokens, val_tokens;
+    int val_set;              /* LOCO_VAL_*: the validation windows evaluated (set after open) */
 } loco_data;
 
 /* Maps path and splits it (val_every = 0: no split, the whole file is one train span,
@@ -78,12 +85,13 @@ void loco_stream_init(loco_stream *s, const loco_data *d, uint64_t seed, uint64_
 void loco_stream_next(loco_stream *s, int B, int T, int *inputs, int *targets);
 
 /* The validation part as consecutive non-overlapping windows of T+1 tokens (stride T,
- * never crossing a span): how many there are. */
+ * never crossing a span): how many there are in the run's set (d->val_set). */
 size_t loco_data_val_windows(const loco_data *d, int T);
 
-/* 0 when the validation part holds nbatches * B windows of T+1 tokens; otherwise -1 with
- * a message that says what to lower. */
-int loco_data_check_val(const loco_data *d, int nbatches, int B, int T, loco_err *e);
+/* 0 when the validation part (the run's set) holds nbatches * B windows of T+1 tokens;
+ * otherwise -1 with a message that says what to lower (key: the key nbatches came from). */
+int loco_data_check_val(const loco_data *d, int nbatches, int B, int T, const char *key,
+                        loco_err *e);
 
 /* Fixed validation batch i of nbatches: B windows spread evenly over all validation
  * windows (window j = (i*B + b) * nwin / (nbatches*B)); the same on every call.

@@ -33,7 +33,7 @@ typedef struct {
 
 typedef struct {
     float *theta;                    /* the final global parameters (m->nparams) */
-    double final_val;                /* validation loss of theta */
+    double final_val, final_se;      /* validation loss of theta, its standard error */
     long tokens, local_steps, updates;
     double wall_s, time_s;           /* time_s: virtual seconds in the virtual clock */
     double wait_s;                   /* worker seconds spent waiting for stripes, turns, windows */

@@ -27,6 +27,15 @@ void loco_evaluator_free(loco_evaluator *ev);
 /* Mean cross-entropy over the fixed validation batches. */
 double loco_evaluator_val_loss(loco_evaluator *ev, const float *params);
 
+/* The same, and in *se its standard error: the standard deviation of the windows' mean
+ * losses over the square root of their number (se may be NULL). */
+double loco_evaluator_val_loss_se(loco_evaluator *ev, const float *params, double *se);
+
+/* A run's final figure: the loss and its standard error on nbatches validation batches
+ * (eval.final_batches), with an evaluator of its own. */
+int loco_eval_final(const loco_model *m, const loco_data *d, int B, int T, int nbatches,
+                    const float *params, double *loss, double *se, loco_err *e);
+
 /* Mean cross-entropy over all floor((n-1)/T) consecutive windows of d (opened without a
  * split), B windows per forward, on `threads` threads (each with its own activations);
  * the same result whatever the thread count. *tokens gets the number of predicted

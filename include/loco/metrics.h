@@ -152,7 +152,9 @@ typedef struct {
 
 typedef struct {
     const char *status;              /* "finished", "stopped", "incomplete" or "failed" */
-    double final_val;
+    double final_val, final_se;      /* the final figure and its standard error */
+    const char *commit, *cpu;        /* what made it: loco_commit, loco_cpu_name */
+    long final_windows;              /* the validation windows it was measured on */
     long steps, tokens, params;
     double wall_s, train_s;
     long local_steps;                /* summed over workers (single: steps x run.workers) */

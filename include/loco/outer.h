@@ -114,6 +114,11 @@ const loco_outer_method *loco_outer_method_of(int id);
 /* The rule of the t-th applied arrival (t >= 1) of method id with period N >= 1. */
 int loco_outer_rule_for(int id, long t, long N);
 
+/* When a grace window closes (outer.grace_close): at its deadline, or as soon as every
+ * live worker has joined it (the paper's restart at the last member's completion). */
+enum { LOCO_GRACE_ALL, LOCO_GRACE_DEADLINE };
+extern const loco_enum loco_grace_close_names[];
+
 /* ------------------------------------------------------------- staleness */
 
 enum { LOCO_STALE_NONE, LOCO_STALE_POLY, LOCO_STALE_POLYTHRES };

@@ -30,8 +30,11 @@ typedef struct {
     char status[16];           /* "finished", "stopped", "failed"; "" without a summary */
     char method[32], clock[16];
     char blas_core[32];        /* the OpenBLAS kernel set it ran on; "" when not recorded */
+    char commit[48], cpu[160]; /* the build and the CPU it ran on; "" when not recorded */
     int workers;
     double final_val_loss, final_val_ppl, time_s;
+    double final_val_se;       /* the final figure's standard error; NaN when not recorded */
+    long final_val_windows;
     long local_steps;
     loco_point *evals;         /* in file order */
     int nevals;

@@ -35,6 +35,7 @@ typedef struct {
     loco_outer_hp hp;          /* lr, beta, c (N and gscale are set per arrival) */
     float lambda;              /* delay compensation; 0 = off */
     double grace_s;            /* grace period; 0 = none */
+    int grace_close;           /* LOCO_GRACE_* (outer.h): may the window close early */
     double sync_timeout_s;     /* a barrier round closes this long after its first arrival at
                                   the latest; 0 = when every live worker has arrived */
     double virtual_step_s;     /* virtual seconds per inner step of a worker at slowdown 1 */
