@@ -217,13 +217,52 @@ static void md_time(FILE *f, const loco_results *r, const loco_result **buf) {
 }
 
 /* the outer learning rate each (row, column) ran with */
+/* the arrivals each cell's runs dropped as too stale, of all that arrived (the mean over
+ * its finished runs) */
+static void md_dropped(FILE *f, const loco_results *r, const loco_result **buf) {
+    md_header(f, r, "variant");
+    for (int i = 0; i < r->nrows; i++) {
+        fprintf(f, "| %s |", r->rows[i]);
+        for (int c = 0; c < r->ncolumns; c++) {
+            int done;
+            cell(r, r->rows[i], r->columns[c], buf, &done);
+            double dropped = 0, arrived = 0;
+            for (int k = 0; k < done; k++) {
+                dropped += (double)buf[k]->log->rejected_stale / done;
+                arrived += (double)(buf[k]->log->updates + buf[k]->log->rejected_stale) / done;
+            }
+            if (done > 0 && arrived > 0) fprintf(f, " %.0f of %.0f |", dropped, arrived);
+            else fprintf(f, " – |");
+        }
+        fputc('\n', f);
+    }
+}
+
+/* the rate chosen, the range its tuning runs tried, and whether it is at an end of it */
+static void md_rate(FILE *f, const loco_results *r, const loco_result *x) {
+    double lo = INFINITY, hi = 0;
+    for (int k = 0; k < r->ntuning; k++) {
+        const loco_result *t = &r->tuning[k];
+        if (strcmp(t->row, x->row) || strcmp(t->column, x->column)) continue;
+        lo = fmin(lo, t->lr), hi = fmax(hi, t->lr);
+    }
+    if (!(hi > lo)) {
+        fprintf(f, " %g |", x->lr);
+        return;
+    }
+    fprintf(f, " %g (of %g–%g%s) |", x->lr, lo, hi,
+            x->lr == lo || x->lr == hi ? ", at an end" : "");
+}
+
 static void md_rates(FILE *f, const loco_results *r, const loco_result **buf) {
+    fprintf(f, "The rate each cell's runs used; in brackets, the lowest and highest its tuning "
+               "runs tried (a grid extended by `[tune] extend` where its best was at an end).\n\n");
     md_header(f, r, "variant");
     for (int i = 0; i < r->nrows; i++) {
         fprintf(f, "| %s |", r->rows[i]);
         for (int c = 0; c < r->ncolumns; c++) {
             int n = cell(r, r->rows[i], r->columns[c], buf, NULL);
-            if (n > 0 && buf[0]->lr > 0) fprintf(f, " %g |", buf[0]->lr);
+            if (n > 0 && buf[0]->lr > 0) md_rate(f, r, buf[0]);
             else fprintf(f, " – |"); /* no runs, or a method without an outer rate */
         }
         fputc('\n', f);
@@ -262,6 +301,12 @@ static int write_md(const loco_results *r, const char *dir, int plots, loco_err 
     }
     fprintf(f, "\n## Outer learning rates\n\n");
     md_rates(f, r, buf);
+    if (r->dropped) {
+        fprintf(f, "\n## Arrivals dropped as too stale\n\nArrivals staler than "
+                   "`outer.stale_max` that `polythres` dropped, of all that arrived (mean over "
+                   "the cell's finished runs; other methods drop none for staleness).\n\n");
+        md_dropped(f, r, buf);
+    }
     if (plots)
         fprintf(f, "\n## Curves\n\n![against local steps](curves_steps.png)\n\n"
                    "![against simulated time](curves_time.png)\n");

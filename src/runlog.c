@@ -77,6 +77,8 @@ static int read_summary(const char *dir, loco_runlog *r, loco_err *e) {
     str(j, "cpu", r->cpu, sizeof r->cpu);
     r->final_val_se = num(j, "final_val_se", NAN);
     r->final_val_windows = (long)num(j, "final_val_windows", 0);
+    r->updates = (long)num(j, "updates", 0);
+    r->rejected_stale = (long)num(j, "rejected_stale", 0);
     if (!r->method[0]) snprintf(r->method, sizeof r->method, "single");
     r->workers = (int)num(j, "workers", 1);
     r->final_val_loss = num(j, "final_val_loss", NAN);

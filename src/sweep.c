@@ -29,7 +29,7 @@
 
 enum {
     MAX_ENTRIES = 256, MAX_VARIANTS = 24, MAX_SETS = 32, MAX_AXES = 6, MAX_VALUES = 12,
-    MAX_SEEDS = 12, MAX_LRS = 8, KEY_LEN = 96, VAL_LEN = LOCO_LIST_LEN, NAME_LEN = 48,
+    MAX_SEEDS = 12, MAX_LRS = 8, MAX_EXTEND = 4, KEY_LEN = 96, VAL_LEN = LOCO_LIST_LEN, NAME_LEN = 48,
 };
 
 /* ------------------------------------------------------------------ the spec */
@@ -67,6 +67,7 @@ typedef struct {
     int nax, table;                      /* table: the axis the tables spread over */
     double lrs[MAX_LRS];
     int nlrs;
+    long extend;                         /* [tune] extend: rates added beyond each end */
     int rep_variants[MAX_VARIANTS], nrep_variants;  /* [repeat]: extra seeds for these */
     const entry *rep_where[MAX_AXES];    /*   where the axes have these values */
     int nrep_where;
@@ -238,6 +239,14 @@ static int grid_key(spec *sp, const entry *en, loco_err *e) {
 }
 
 static int tune_key(spec *sp, const entry *en, loco_err *e) {
+    if (!strcmp(en->key, "extend")) {
+        char *end;
+        sp->extend = strtol(en->value, &end, 10);
+        if (*end || end == en->value || sp->extend < 0 || sp->extend > MAX_EXTEND)
+            return loco_errf(e, "%s:%d: extend = %s: expected a count of rates from 0 to %d",
+                             sp->path, en->line, en->value, MAX_EXTEND);
+        return 0;
+    }
     if (strcmp(en->key, "outer.lr") != 0) return add_set(sp, en, sp->tune, &sp->ntune, e);
     char items[MAX_LRS][32];
     int n = split_list(en->value, &items[0][0], MAX_LRS, 32);
@@ -768,7 +777,7 @@ static int execute(sweep *sw, run **list, int n) {
         list[i]->alias = NULL;
         for (int j = 0; j < i && !list[i]->alias; j++)
             if (!strcmp(list[j]->dir, list[i]->dir)) list[i]->alias = list[j]->alias ? list[j]->alias : list[j];
-        if (list[i]->alias) continue;
+        if (list[i]->alias || list[i]->done) continue; /* done: in an earlier round of these */
         if (done_before(list[i])) {
             list[i]->done = 1;
             sw->skipped++;
@@ -863,18 +872,80 @@ static double loss_of(const run *r) {
                ? r->log.final_val_loss : INFINITY;
 }
 
+/* The best of the cell's tuning runs (lowest final loss; the first tried on a tie), and
+ * the lowest and highest rates tried; NULL when the cell has none. */
+static const run *best_of_cell(const sweep *sw, const run *cell, double *lo, double *hi) {
+    const run *best = NULL;
+    *lo = INFINITY, *hi = 0;
+    for (int j = 0; j < sw->nruns; j++) {
+        const run *t = &sw->runs[j];
+        if (t->kind != RUN_TUNE || !same_cell(&sw->sp, t, cell)) continue;
+        *lo = fmin(*lo, t->lr), *hi = fmax(*hi, t->lr);
+        if (!best || loss_of(t) < loss_of(best)) best = t;
+    }
+    return best;
+}
+
+/* The rate one step beyond the end of the cell's tried rates that `at` is (the ratio of
+ * its two outermost rates again, to two significant digits), or 0 when the cell may not
+ * go further: [tune] extend rates beyond the spec's grid on each side at most. */
+static double beyond(const sweep *sw, const run *cell, double at, int up) {
+    const spec *sp = &sw->sp;
+    double lo = INFINITY, hi = 0, next = up ? 0 : INFINITY; /* the spec's ends; at's neighbour */
+    for (int l = 0; l < sp->nlrs; l++) lo = fmin(lo, sp->lrs[l]), hi = fmax(hi, sp->lrs[l]);
+    int outside = 0;
+    for (int j = 0; j < sw->nruns; j++) {
+        const run *t = &sw->runs[j];
+        if (t->kind != RUN_TUNE || !same_cell(sp, t, cell)) continue;
+        outside += up ? t->lr > hi : t->lr < lo;
+        if (t->lr != at) next = up ? fmax(next, t->lr) : fmin(next, t->lr);
+    }
+    if (outside >= sp->extend || !isfinite(next) || next <= 0) return 0;
+    char v[32];
+    snprintf(v, sizeof v, "%.2g", at * at / next);
+    return strtod(v, NULL);
+}
+
+/* [tune] extend: while a cell's best rate is the lowest or the highest it tried, it tries
+ * the next rate beyond, so the rate chosen is inside the rates tried (or the page says it
+ * is not). Each round runs the new rates of every cell together. */
+static int extend_rates(sweep *sw, loco_err *e) {
+    for (int added = 1; added && sw->sp.extend > 0;) {
+        added = 0;
+        int n = sw->nruns;
+        for (int i = 0; i < n; i++) {
+            run *c = &sw->runs[i];
+            int first = c->kind == RUN_TUNE;
+            for (int j = 0; j < i && first; j++)
+                first = !(sw->runs[j].kind == RUN_TUNE && same_cell(&sw->sp, &sw->runs[j], c));
+            double lo, hi;
+            const run *best = first ? best_of_cell(sw, c, &lo, &hi) : NULL;
+            if (!best || !isfinite(loss_of(best)) || lo == hi) continue;
+            double lr = best->lr == lo ? beyond(sw, c, lo, 0) : best->lr == hi ? beyond(sw, c, hi, 1) : 0;
+            if (lr <= 0) continue;
+            int variant = c->variant, vals[MAX_AXES];
+            long seed = c->seed;
+            memcpy(vals, c->vals, sizeof vals);
+            run *r = add_run(sw, RUN_TUNE, variant, vals, seed, lr); /* c may move */
+            if (!r) return loco_errf(e, "out of memory");
+            if (build(sw, r, e) != 0) return -1;
+            fprintf(stderr, "sweep: %s: the best rate is at the end of those tried: trying %g\n",
+                    r->label, lr);
+            added++;
+        }
+        if (added && execute_kind(sw, RUN_TUNE) != 0) return loco_errf(e, "stopped");
+    }
+    return 0;
+}
+
 /* each main run gets the rate its cell's tuning runs found best (lowest final loss; the
  * smaller rate on a tie) */
 static int choose_rates(sweep *sw, loco_err *e) {
     for (int i = 0; i < sw->nruns; i++) {
         run *m = &sw->runs[i];
         if (m->kind != RUN_MAIN || !tuned(sw, m->variant)) continue;
-        const run *best = NULL;
-        for (int j = 0; j < sw->nruns; j++) {
-            const run *t = &sw->runs[j];
-            if (t->kind != RUN_TUNE || !same_cell(&sw->sp, t, m)) continue;
-            if (!best || loss_of(t) < loss_of(best)) best = t;
-        }
+        double lo, hi;
+        const run *best = best_of_cell(sw, m, &lo, &hi);
         if (!best || !isfinite(loss_of(best)))
             return loco_errf(e, "%s: every outer learning rate tried failed", m->label);
         m->lr = best->lr;
@@ -1038,7 +1109,7 @@ static int write_results(sweep *sw, loco_err *e) {
         free(res), free(rows), free(variants);
         return loco_errf(e, "out of memory");
     }
-    int nmain = 0, ntune = 0, nvar = 0;
+    int nmain = 0, ntune = 0, nvar = 0, polythres = 0;
     loco_result *tune = res + sw->nruns; /* filled from the end */
     for (int i = 0; i < sw->nruns; i++) {
         const run *r = &sw->runs[i];
@@ -1053,6 +1124,7 @@ static int write_results(sweep *sw, loco_err *e) {
                            .status = status_of(r), .log = r->done ? &r->log : &no_log,
                            .dir = r->dir + strlen(sw->out) + 1};
         if (r->kind == RUN_TUNE) ntune++;
+        polythres |= r->kind == RUN_MAIN && r->cfg.outer.staleness == LOCO_STALE_POLYTHRES;
         int seen = 0;
         for (int v = 0; v < nvar; v++) seen |= !strcmp(variants[v], rows[i]);
         if (r->kind == RUN_MAIN && !seen) variants[nvar++] = rows[i];
@@ -1065,6 +1137,7 @@ static int write_results(sweep *sw, loco_err *e) {
                         .axis = sp->table >= 0 ? sp->ax[sp->table].key : NULL,
                         .target = sp->target[0] ? sp->target : NULL,
                         .timeline = sp->timeline[0] ? sp->timeline : NULL, .settings = settings,
+                        .dropped = polythres,
                         .runs = res, .nruns = nmain, .tuning = tune, .ntuning = ntune,
                         .rows = variants, .nrows = nvar, .columns = columns, .ncolumns = ncol};
     int rc = loco_results_write(&out, sw->out, e);
@@ -1115,6 +1188,7 @@ int loco_sweep_run(const loco_sweep_opts *o, loco_err *e) {
     double t0 = loco_now();
     if (rc == 0) rc = pretrain(sw, e);
     if (rc == 0 && sw->sp.nlrs > 0 && execute_kind(sw, RUN_TUNE) != 0) rc = loco_errf(e, "stopped");
+    if (rc == 0) rc = extend_rates(sw, e);
     if (rc == 0) rc = choose_rates(sw, e);
     if (rc == 0 && execute_kind(sw, RUN_MAIN) != 0) rc = loco_errf(e, "stopped");
     if (rc == 0) {

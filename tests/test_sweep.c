@@ -163,6 +163,52 @@ Test(sweep, results_have_the_rows_and_columns_of_the_spec, .timeout = 180) {
     teardown(&f);
 }
 
+/* [tune] extend: with two rates a cell's best is always at an end, so with extend = 1 each
+ * tuned cell tries exactly one rate beyond it (the grid's ratio, 5x, again: 0.02 or 2.5),
+ * the page gives every cell's range, and a second sweep runs nothing. */
+static const char extended[] =
+    "[sweep]\nname = ext\nseeds = 1\ntable = hetero.level\n" MICRO_SET
+    "[pretrain]\ntrain.steps = 10\n"
+    "[variant dn]\nouter.method = async-dn\n"
+    "[grid]\nvariant = dn\nhetero.level = no, very\n"
+    "[tune]\nouter.lr = 0.1, 0.5\nouter.total_local_steps = 10\nextend = 1\n";
+
+/* how many files match pattern */
+static int count_files(const char *pattern) {
+    glob_t g;
+    int n = glob(pattern, 0, NULL, &g) == 0 ? (int)g.gl_pathc : 0;
+    globfree(&g);
+    return n;
+}
+
+Test(sweep, a_best_rate_at_the_end_of_the_grid_gets_the_next_rate_tried, .timeout = 180) {
+    fixture f;
+    setup(&f, extended);
+    loco_err e;
+    cr_assert_eq(sweep(&f, 0, &e), 0, "%s", e.msg);
+    char pattern[200];
+    snprintf(pattern, sizeof pattern, "%s/tune/dn-lr*/summary.json", f.out);
+    cr_assert_eq(count_files(pattern), 6, "2 cells x (2 rates + 1 beyond)");
+    snprintf(pattern, sizeof pattern, "%s/tune/dn-lr0.02-*/summary.json", f.out);
+    int low = count_files(pattern);
+    snprintf(pattern, sizeof pattern, "%s/tune/dn-lr2.5-*/summary.json", f.out);
+    cr_assert_eq(low + count_files(pattern), 2, "one rate beyond per cell");
+    char path[160];
+    snprintf(path, sizeof path, "%s/results.md", f.out);
+    char *md = read_or_fail(path);
+    const char *ranges[] = {"(of 0.02–0.5", "(of 0.1–2.5"};
+    int shown = 0;
+    for (const char *p = md; (p = strstr(p, "(of ")); p++)
+        shown += !strncmp(p, ranges[0], strlen(ranges[0])) || !strncmp(p, ranges[1], strlen(ranges[1]));
+    cr_assert_eq(shown, 2, "each cell's range:\n%s", md);
+    free(md);
+    /* the same sweep again finds every run done, the extended ones too, and adds none */
+    cr_assert_eq(sweep(&f, 0, &e), 0, "%s", e.msg);
+    snprintf(pattern, sizeof pattern, "%s/tune/dn-lr*/summary.json", f.out);
+    cr_assert_eq(count_files(pattern), 6);
+    teardown(&f);
+}
+
 Test(sweep, a_second_sweep_skips_finished_runs_and_redoes_one_cut_short, .timeout = 180) {
     fixture f;
     setup(&f, micro);
@@ -216,6 +262,7 @@ Test(sweep, a_bad_spec_is_refused_before_anything_is_written, .timeout = 60) {
         {NULL, "[bogus]\nx = 1\n", "unknown section [bogus]", "spec.ini:"},
         {NULL, "[set]\nmodel.nosuch = 3\n", "spec.ini:", "unknown key 'nosuch'"},
         {NULL, "[variant sync]\nouter.grace_s = 1\n", "outer.grace_s = 1", "sync round"},
+        {"outer.lr = 0.1, 0.5\n", "outer.lr = 0.1, 0.5\nextend = 9\n", "spec.ini:", "extend = 9: expected a count of rates from 0 to 4"},
         {NULL, "[sweep]\ntable = run.workers\n", "duplicate key", "line 5"},
         {"table = hetero.level", "table = run.nosuch", "table = run.nosuch", "not a key of [grid]"},
         {"seeds = 1\n", "seeds = 1, x\n", "seeds", "'x' is not an integer"},

@@ -38,6 +38,7 @@ typedef struct {
     const char *target;              /* variant whose final loss is the time-to-target target */
     const char *timeline;            /* variant whose first run gets a timeline; NULL: none */
     const char *settings;            /* what was run, one paragraph */
+    int dropped;                     /* a table of the arrivals dropped as too stale */
     const loco_result *runs, *tuning;
     int nruns, ntuning;
     const char *const *rows, *const *columns;   /* in table order */

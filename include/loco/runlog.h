@@ -35,6 +35,7 @@ typedef struct {
     double final_val_loss, final_val_ppl, time_s;
     double final_val_se;       /* the final figure's standard error; NaN when not recorded */
     long final_val_windows;
+    long updates, rejected_stale;  /* arrivals applied; dropped as too stale (polythres) */
     long local_steps;
     loco_point *evals;         /* in file order */
     int nevals;
