@@ -38,7 +38,7 @@ static const char usage_main[] =
     "  export   to llm.c's format:        loco export --llmc MODEL OUT\n"
     "  check    verify a model file:      loco check FILE\n"
     "  bench    benchmarks:               loco bench step|apply|scale|soak [-c FILE] [--set KEY=VALUE]...\n"
-    "  sweep    run an experiment grid:   loco sweep SPEC [--quick] [--out DIR] [--jobs N]\n"
+    "  sweep    run an experiment grid:   loco sweep SPEC [--quick] [--out DIR] [--jobs N] [--plan]\n"
     "  topo     the machine and the plan: loco topo [-c FILE] [--set KEY=VALUE]...\n"
     "  plot     pictures of runs (PNG):   loco plot RUN_DIR... [--x steps|time|updates] [--timeline]\n"
     "  help     this text; 'loco help config' lists every config key\n"
@@ -574,7 +574,7 @@ static int cmd_topo(int argc, char **argv) {
 }
 
 static const char usage_sweep[] =
-    "usage: loco sweep SPEC [--quick] [--out DIR] [--jobs N]\n"
+    "usage: loco sweep SPEC [--quick] [--out DIR] [--jobs N] [--plan]\n"
     "\n"
     "Runs the experiment SPEC describes (an INI file, see configs/paper-table1.ini): trains\n"
     "theta(0) once with one worker ([pretrain]), tunes the outer learning rate per variant\n"
@@ -589,6 +589,8 @@ static const char usage_sweep[] =
     "  --quick     apply the spec's [quick] section (a smaller version of the same sweep)\n"
     "  --out DIR   output directory\n"
     "  --jobs N    runs at once (default 1: each run already uses every worker thread)\n"
+    "  --plan      check the spec and every run's config, list the runs and the local steps\n"
+    "              they train, and stop: nothing is run or written\n"
     "Ctrl-C stops the sweep: running runs save what they did, no new run starts.\n"
     "\n"
     "Exit status: 0 when every run of the grid finished; 3 when the sweep completed but some\n"
@@ -605,6 +607,8 @@ static int cmd_sweep(int argc, char **argv) {
         long jobs = 1;
         if (!strcmp(a, "--quick")) {
             o.quick = 1;
+        } else if (!strcmp(a, "--plan")) {
+            o.plan = 1;
         } else if (!strcmp(a, "--out") || !strcmp(a, "--jobs")) {
             if (!(v = flag_value(argc, argv, &i, &e))) return fail_usage(e.msg, "sweep");
             if (a[2] == 'o') {

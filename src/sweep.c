@@ -1169,6 +1169,26 @@ static void free_sweep(sweep *sw) {
     loco_runlock_release(&sw->lock);
 }
 
+/* --plan: every run the spec makes (before any tuning extends a grid) and what it trains */
+static void print_plan(sweep *sw, loco_err *e) {
+    run probe = {.kind = RUN_PRETRAIN};  /* built as plan() built it: it cannot fail now */
+    if (sw->sp.pretrain && build(sw, &probe, e) == 0)
+        printf("pretrain: %ld steps of one worker\n", probe.cfg.train.steps);
+    free(probe.text);
+    const char *kinds[] = {"tuning", "main"};
+    long steps[2] = {0}, count[2] = {0};
+    for (int i = 0; i < sw->nruns; i++) {
+        const run *r = &sw->runs[i];
+        long n = loco_config_total_local_steps(&r->cfg);
+        if (r->kind == RUN_MAIN) printf("  %s: %ld local steps\n", r->label, n);
+        steps[r->kind == RUN_MAIN] += n, count[r->kind == RUN_MAIN]++;
+    }
+    for (int k = 0; k < 2; k++)
+        printf("%s: %ld runs, %ld local steps\n", kinds[k], count[k], steps[k]);
+    if (sw->sp.extend > 0)
+        printf("tune: up to %ld more rates beyond each end of the grid, per cell\n", sw->sp.extend);
+}
+
 int loco_sweep_run(const loco_sweep_opts *o, loco_err *e) {
     sweep *sw = calloc(1, sizeof *sw);
     if (!sw) return loco_errf(e, "out of memory");
@@ -1179,6 +1199,12 @@ int loco_sweep_run(const loco_sweep_opts *o, loco_err *e) {
         if (!o->out) snprintf(sw->out, sizeof sw->out, "runs/sweep-%s%s", sw->sp.name, o->quick ? "-quick" : "");
     }
     if (rc == 0) rc = plan(sw, e);
+    if (rc == 0 && o->plan) {
+        print_plan(sw, e);
+        free_sweep(sw);
+        free(sw);
+        return 0;
+    }
     if (rc == 0) rc = loco_mkdirs(sw->out, e);
     if (rc == 0) { /* one sweep at a time in a directory: two would run the same runs */
         char what[LOCO_PATH_LEN + 16];

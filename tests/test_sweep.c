@@ -254,6 +254,32 @@ static char *edited(const char *from, const char *to) {
     return t;
 }
 
+/* Every spec in configs/ plans: `loco sweep SPEC --plan` checks its every run's config
+ * (data file and memory too), lists the main runs and writes nothing, so a spec a later
+ * session is to run is known to be well-formed now. */
+Test(sweep, every_spec_in_configs_plans_and_writes_nothing, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    glob_t g;
+    cr_assert_eq(glob("configs/*.ini", 0, NULL, &g), 0, "no configs/*.ini (run from the root)");
+    int specs = 0;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        char *text = slurp(g.gl_pathv[i]);
+        int is_spec = text && strstr(text, "\n[sweep]") != NULL;
+        free(text);
+        if (!is_spec) continue;
+        specs++;
+        const char *out = in_dir(&c, "plan");
+        cr_assert_eq(run(&c, "sweep", g.gl_pathv[i], "--plan", "--out", out, NULL), 0, "%s: %s",
+                     g.gl_pathv[i], c.err);
+        expect_out(&c, "main: ");
+        cr_assert_neq(access(out, F_OK), 0, "%s: --plan wrote %s", g.gl_pathv[i], out);
+    }
+    globfree(&g);
+    cr_assert_geq(specs, 6, "only %d sweep specs", specs);
+    cli_close(&c);
+}
+
 Test(sweep, a_bad_spec_is_refused_before_anything_is_written, .timeout = 60) {
     struct {
         const char *from, *to, *want1, *want2;

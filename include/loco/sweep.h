@@ -15,6 +15,7 @@ typedef struct {
     const char *out;                 /* output directory; NULL: runs/sweep-NAME */
     int quick;                       /* apply the spec's [quick] section */
     int jobs;                        /* runs at once (>= 1) */
+    int plan;                        /* only check the spec and print its runs (stdout) */
     volatile sig_atomic_t *stop;     /* set to stop: no new runs, running ones save */
 } loco_sweep_opts;
 
@@ -23,7 +24,8 @@ typedef struct {
  * into it is refused); then runs what is not done yet (resuming runs cut short) and
  * writes the results. Returns 0 when every main run finished, 1 when the results are
  * written but some main runs did not finish (they are listed), -1 with a message on an
- * error or when stopped. */
+ * error or when stopped. With o->plan it stops after the checks, prints the runs and the
+ * local steps they train, and writes nothing. */
 int loco_sweep_run(const loco_sweep_opts *o, loco_err *e);
 
 #endif
