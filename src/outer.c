@@ -163,14 +163,15 @@ int loco_outer_polythres_drop(long staleness, long stale_max) {
     return staleness > stale_max;
 }
 
-/* g, theta_now, theta_start are (n). The test is written so that NaN fails it too, and
- * as a select so the loop still vectorises. */
+/* g, theta_now, theta_start are (n). Selects, not branches, so the loop still vectorises;
+ * the comparisons are false for NaN, which so becomes 0. */
 void loco_outer_delay_comp(float *g, const float *theta_now, const float *theta_start, size_t n,
                            float lambda) {
     for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float ci = gi + lambda * gi * gi * (theta_now[i] - theta_start[i]);
-        g[i] = fabsf(ci) <= FLT_MAX ? ci : gi;
+        float gi = g[i], lim = fabsf(gi);
+        float d = lambda * gi * gi * (theta_now[i] - theta_start[i]);
+        d = fabsf(d) <= lim ? d : d > 0 ? lim : d < 0 ? -lim : 0.0f;
+        g[i] = gi + d;
     }
 }
 

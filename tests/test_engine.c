@@ -10,6 +10,7 @@
 
 #include "loco/checkpoint.h"
 #include "loco/config.h"
+#include "loco/outer.h"
 #include "loco/train.h"
 
 /* a tiny model, short rounds, every arrival counted */
@@ -350,6 +351,27 @@ Test(engine, a_grace_window_closes_when_every_live_worker_has_joined, .timeout =
     cr_assert_eq(max_diff(all, dl), 0.0, "the two closes applied different arrivals");
     free(ja), free(jd), free(js);
     rm_run(all), rm_run(dl), rm_run(sy);
+}
+
+/* No delay-compensation strength can corrupt the global parameters: at the largest
+ * outer.delay_comp (1e6) the corrections are held to |g| and theta stays finite through a
+ * whole heterogeneous run (before the hold, theta reached Inf within a few hundred
+ * arrivals and the final loss was NaN). */
+Test(engine, the_largest_delay_compensation_keeps_theta_finite, .timeout = 300) {
+    char d[128];
+    dir_for(d, "dc");
+    const char *sets[] = {"run.workers=4", "outer.method=async", "outer.delay_comp=1e6",
+                          "outer.lr=0.7", "hetero.level=very", "train.steps=80", NULL};
+    run_into(d, sets);
+    loco_model_file f = model_of(d);
+    cr_assert(loco_all_finite(f.params, f.m.nparams), "theta is not finite");
+    loco_model_file_free(&f);
+    size_t len;
+    char *sum = file_bytes(d, "summary.json", &len);
+    cr_assert(strstr(sum, "\"status\":\"finished\""), "%.300s", sum);
+    cr_assert(isfinite(num_field(sum, "final_val_loss")), "%.300s", sum);
+    free(sum);
+    rm_run(d);
 }
 
 /* The real clock's paths (emulated slowdowns, measured DyLU speeds, a grace window that

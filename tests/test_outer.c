@@ -314,16 +314,22 @@ Test(outer, delay_compensation_matches_the_formula) {
     loco_rng_seed(&r, 9, 0);
     fill_normal(g, NEL, &r, 1.0);
     fill_normal(start, NEL, &r, 1.0);
-    for (int i = 0; i < NEL; i++) now[i] = start[i] + (float)(0.3 * loco_rng_normal(&r));
+    for (int i = 0; i < NEL; i++) now[i] = start[i] + (float)(2.0 * loco_rng_normal(&r));
     memcpy(g0, g, sizeof g);
     loco_outer_delay_comp(g, now, start, NEL, lambda);
+    int clamped = 0;
     for (int i = 0; i < NEL; i++) {
         double corr = (double)lambda * g0[i] * g0[i] * ((double)now[i] - start[i]);
+        double lim = fabs((double)g0[i]);
+        corr = corr > lim ? lim : corr < -lim ? -lim : corr; /* held to |g| */
+        clamped += fabs(corr) == lim;
         double want = g0[i] + corr;
         /* the difference, three products and the sum: a few roundings of |g| + |corr| */
         double tol = 4 * FLT_EPSILON * (fabs((double)g0[i]) + fabs(corr));
         cr_assert_float_eq(g[i], want, tol, "g[%d]: %.9g vs formula %.9g", i, g[i], want);
     }
+    cr_assert(clamped > 0 && clamped < NEL / 2, "%d of %d corrections held to |g|: both cases "
+              "tested", clamped, NEL);
     memcpy(g, g0, sizeof g);
     loco_outer_delay_comp(g, start, start, NEL, lambda);
     cr_assert(memcmp(g, g0, sizeof g) == 0, "no drift since the start: g unchanged");
@@ -548,15 +554,17 @@ Test(outer, an_unknown_rule_or_method_is_a_broken_invariant) {
     }
 }
 
-/* Delay compensation must not turn a finite delta into Inf or NaN (it runs after the
- * finiteness check): an element whose compensated value overflows keeps its plain g. */
+/* Delay compensation must not turn a sane delta into Inf or NaN (it runs after the checks):
+ * a correction is held to |g| (an overflowing one too), and one that is not a number is 0. */
 Test(outer, delay_compensation_keeps_a_finite_delta_finite) {
-    float g[4] = {1e20f, -3e38f, 2.0f, 0.0f};
-    const float now[4] = {1.0f, 3e38f, 1.5f, 3e38f}, start[4] = {0.0f, -3e38f, 0.5f, -3e38f};
-    loco_outer_delay_comp(g, now, start, 4, 1.0f);
-    cr_assert_eq(g[0], 1e20f, "g^2 overflows: plain g kept");
-    cr_assert_eq(g[1], -3e38f, "theta_now - theta_start overflows: plain g kept");
-    cr_assert_float_eq(g[2], 2.0f + 4.0f * 1.0f, 1e-6, "an ordinary element is compensated");
-    cr_assert_eq(g[3], 0.0f, "0 x Inf would be NaN: plain g kept");
-    cr_assert(loco_all_finite(g, 4));
+    float g[5] = {1e20f, -1e30f, 2.0f, 0.0f, 0.5f};
+    const float now[5] = {1.0f, 3e38f, 1.5f, 3e38f, 1.1f};
+    const float start[5] = {0.0f, -3e38f, 0.5f, -3e38f, 1.0f};
+    loco_outer_delay_comp(g, now, start, 5, 1.0f);
+    cr_assert_eq(g[0], 2e20f, "g^2 overflows: the correction held to |g|");
+    cr_assert_eq(g[1], 0.0f, "-1e30 with a correction of +Inf held to +1e30");
+    cr_assert_float_eq(g[2], 4.0f, 1e-6, "2 + 4 held to 2 + 2");
+    cr_assert_eq(g[3], 0.0f, "0 x Inf would be NaN: no correction");
+    cr_assert_float_eq(g[4], 0.5f + 0.25f * 0.1f, 1e-6, "a small correction is the formula's");
+    cr_assert(loco_all_finite(g, 5));
 }

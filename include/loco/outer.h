@@ -130,9 +130,11 @@ float loco_outer_poly(long staleness);
 /* PolyThres: nonzero when the arrival is to be dropped (staleness > stale_max). */
 int loco_outer_polythres_drop(long staleness, long stale_max);
 
-/* Delay compensation, in place: g += lambda g (.) g (.) (theta_now - theta_start). An
- * element whose compensated value would not be finite keeps its plain value: the
- * compensation must never turn a delta that passed the finiteness check into Inf or NaN. */
+/* Delay compensation, in place: g += lambda g (.) g (.) (theta_now - theta_start), each
+ * element's correction held to at most |g| (it is a first-order correction: one larger
+ * than the delta itself is outside where it holds); a correction that is not a number
+ * (Inf x 0) is 0. So |g| at most doubles: a delta that passed the checks stays sane, and
+ * no lambda can drive theta to Inf over many arrivals. */
 void loco_outer_delay_comp(float *g, const float *theta_now, const float *theta_start, size_t n,
                            float lambda);
 
