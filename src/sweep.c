@@ -71,6 +71,8 @@ typedef struct {
     int rep_variants[MAX_VARIANTS], nrep_variants;  /* [repeat]: extra seeds for these */
     const entry *rep_where[MAX_AXES];    /*   where the axes have these values */
     int nrep_where;
+    int rep_axis[MAX_AXES];              /*   resolved: each one's axis, and which of */
+    unsigned rep_values[MAX_AXES];       /*   its values (a bit per value index) */
     long rep_seeds[MAX_SEEDS];
     int nrep_seeds;
 } spec;
@@ -338,6 +340,32 @@ static const entry *find_entry(const spec *sp, const char *section, const char *
     return NULL;
 }
 
+/* [repeat]'s KEY = VALUE, ...: an axis of [grid] and some of its values, so that a typo
+ * is an error rather than a cell that silently gets no extra seeds */
+static int resolve_repeat(spec *sp, loco_err *e) {
+    for (int w = 0; w < sp->nrep_where; w++) {
+        const entry *en = sp->rep_where[w];
+        int a = 0;
+        while (a < sp->nax && strcmp(sp->ax[a].key, en->key)) a++;
+        if (a == sp->nax)
+            return loco_errf(e, "%s:%d: [repeat] %s: not a key of [grid]", sp->path, en->line, en->key);
+        char items[MAX_VALUES][64];
+        int n = split_list(en->value, &items[0][0], MAX_VALUES, 64);
+        if (n < 0) return list_error(sp, en, MAX_VALUES, e);
+        if (check_distinct(sp, en, &items[0][0], n, sizeof items[0], e) != 0) return -1;
+        sp->rep_axis[w] = a, sp->rep_values[w] = 0;
+        for (int i = 0; i < n; i++) {
+            int k = 0;
+            while (k < sp->ax[a].nvalues && strcmp(sp->ax[a].values[k], items[i])) k++;
+            if (k == sp->ax[a].nvalues)
+                return loco_errf(e, "%s:%d: [repeat] %s = %s: '%s' is not one of [grid]'s values",
+                                 sp->path, en->line, en->key, en->value, items[i]);
+            sp->rep_values[w] |= 1u << k;
+        }
+    }
+    return 0;
+}
+
 /* what needs the whole spec: the table's axis, the target and timeline variants */
 static int finish_spec(spec *sp, loco_err *e) {
     if (sp->ngrid == 0) return loco_errf(e, "%s: [grid] needs variant = NAME, ...", sp->path);
@@ -355,6 +383,7 @@ static int finish_spec(spec *sp, loco_err *e) {
             return loco_errf(e, "%s:%d: [%s]: expected [when KEY=VALUE] with KEY a key of [grid] "
                              "and VALUE one of its values", sp->path, sp->entries[i].line,
                              sp->entries[i].section);
+    if (resolve_repeat(sp, e) != 0) return -1;
     const char *names[] = {sp->target, sp->timeline};
     for (int i = 0; i < 2; i++)
         if (names[i][0] && find_variant(sp, names[i]) < 0)
@@ -546,9 +575,7 @@ static int repeated(const spec *sp, int vi, const int *vals) {
     int hit = 0;
     for (int i = 0; i < sp->nrep_variants; i++) hit |= sp->rep_variants[i] == vi;
     for (int w = 0; hit && w < sp->nrep_where; w++)
-        for (int a = 0; a < sp->nax; a++)
-            if (!strcmp(sp->ax[a].key, sp->rep_where[w]->key))
-                hit &= !strcmp(sp->ax[a].values[vals[a]], sp->rep_where[w]->value);
+        hit = (sp->rep_values[w] >> vals[sp->rep_axis[w]]) & 1u;
     return hit;
 }
 

@@ -280,6 +280,22 @@ Test(sweep, every_spec_in_configs_plans_and_writes_nothing, .timeout = 120) {
     cli_close(&c);
 }
 
+/* [repeat] KEY = a list: the extra seeds go to every listed value's cells, no others */
+Test(sweep, repeat_takes_a_list_of_an_axis_values, .timeout = 60) {
+    fixture f;
+    char *text = edited("level = very\nseeds", "level = no, very\nseeds");
+    setup(&f, text);
+    free(text);
+    cli c;
+    cli_open(&c);
+    cr_assert_eq(run(&c, "sweep", f.spec, "--plan", "--out", f.out, NULL), 0, "%s", c.err);
+    expect_out(&c, "dn-no-s2:");
+    expect_out(&c, "dn-very-s2:");
+    cr_assert_null(strstr(c.out, "sync-no-s2"), "only [repeat]'s variants: %s", c.out);
+    cli_close(&c);
+    teardown(&f);
+}
+
 Test(sweep, a_bad_spec_is_refused_before_anything_is_written, .timeout = 60) {
     struct {
         const char *from, *to, *want1, *want2;
@@ -292,6 +308,8 @@ Test(sweep, a_bad_spec_is_refused_before_anything_is_written, .timeout = 60) {
         {NULL, "[sweep]\ntable = run.workers\n", "duplicate key", "line 5"},
         {"table = hetero.level", "table = run.nosuch", "table = run.nosuch", "not a key of [grid]"},
         {"seeds = 1\n", "seeds = 1, x\n", "seeds", "'x' is not an integer"},
+        {"level = very\nseeds", "level = vrey\nseeds", "spec.ini:", "'vrey' is not one of [grid]'s values"},
+        {"hetero.level = very\nseeds", "hetero.lvl = very\nseeds", "[repeat] hetero.lvl", "not a key of [grid]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fixture f;
