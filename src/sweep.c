@@ -879,7 +879,10 @@ static int pretrain(sweep *sw, loco_err *e) {
     if (!sw->sp.pretrain) return 0;
     run *r = add_run(sw, RUN_PRETRAIN, 0, NULL, 0, 0);
     if (!r || build(sw, r, e) != 0) return -1;
-    fprintf(stderr, "sweep: pre-training theta(0): %ld steps, one worker\n", r->cfg.train.steps);
+    if (dir_state(r) == DIR_ENDED)
+        fprintf(stderr, "sweep: theta(0) made before: %s\n", r->dir);
+    else
+        fprintf(stderr, "sweep: pre-training theta(0): %ld steps, one worker\n", r->cfg.train.steps);
     if (execute_kind(sw, RUN_PRETRAIN) != 0) return loco_errf(e, "stopped");
     if (!r->done || strcmp(r->log.status, "finished"))
         return loco_errf(e, "the pre-training failed: see %s/log.txt", r->dir);

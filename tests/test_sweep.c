@@ -357,6 +357,20 @@ static int run_sweep(const fixture *f, char **err) {
 }
 
 
+/* the second sweep says it found theta(0) rather than that it pre-trains again */
+Test(sweep, a_second_sweep_says_theta0_was_made_before, .timeout = 120) {
+    fixture f;
+    setup(&f, micro);
+    char *err;
+    cr_assert_eq(run_sweep(&f, &err), 0, "%s", err);
+    cr_assert_not_null(strstr(err, "sweep: pre-training theta(0): 10 steps"), "%s", err);
+    free(err);
+    cr_assert_eq(run_sweep(&f, &err), 0, "%s", err);
+    cr_assert(strstr(err, "sweep: theta(0) made before: ") && !strstr(err, "pre-training theta(0)"), "%s", err);
+    free(err);
+    teardown(&f);
+}
+
 /* waits until the file matching pattern has text in it; fails if pid ends first */
 static void wait_for(pid_t pid, const char *pattern, const char *text) {
     for (int i = 0; i < 12000; i++) {
