@@ -40,7 +40,7 @@ static const char usage_main[] =
     "  bench    benchmarks:               loco bench step|apply|scale|soak [-c FILE] [--set KEY=VALUE]...\n"
     "  sweep    run an experiment grid:   loco sweep SPEC [--quick] [--out DIR] [--jobs N] [--plan]\n"
     "  topo     the machine and the plan: loco topo [-c FILE] [--set KEY=VALUE]...\n"
-    "  plot     pictures of runs (PNG):   loco plot RUN_DIR... [--x steps|time|updates] [--timeline]\n"
+    "  plot     pictures of runs (PNG):   loco plot RUN_DIR... [--x steps|time|updates] [--timeline] [--lr]\n"
     "  help     this text; 'loco help config' lists every config key\n"
     "\n"
     "'loco COMMAND --help' describes a command's options.\n";
@@ -641,6 +641,7 @@ static int cmd_sweep(int argc, char **argv) {
 static const char usage_plot[] =
     "usage: loco plot RUN_DIR... [--x steps|time|updates] [--out FILE.png] [--title T]\n"
     "       loco plot --timeline RUN_DIR [--out FILE.png] [--title T]\n"
+    "       loco plot --lr RUN_DIR [--out FILE.png] [--title T]\n"
     "\n"
     "Draws runs that train wrote, as PNG pictures made by gnuplot, and prints where.\n"
     "\n"
@@ -654,17 +655,23 @@ static const char usage_plot[] =
     "--timeline: one asynchronous run, one row per worker: each round as bars (computing,\n"
     "emulated slowdown, waiting for the next round) and each arrival as a marker coloured\n"
     "by its staleness, rejected arrivals crossed; past 300 rounds, only the start of the\n"
-    "run. --out defaults to RUN_DIR/timeline.png.\n";
+    "run. --out defaults to RUN_DIR/timeline.png.\n"
+    "\n"
+    "--lr: one asynchronous run, the inner learning rate at the end of each worker's\n"
+    "rounds against time, one line per worker: whether the workers anneal together\n"
+    "(train.lr_progress). --out defaults to RUN_DIR/lr.png.\n";
 
 typedef struct {
     const char **dirs;
-    int ndirs, x, x_given, timeline;
+    int ndirs, x, x_given;
+    int timeline, lr;          /* one run's rounds: as a timeline, or their learning rates */
     const char *out, *title;
 } plot_flags;
 
 static int plot_flag(plot_flags *f, int argc, char **argv, int *i, loco_err *e) {
     const char *a = argv[*i], *v;
     if (!strcmp(a, "--timeline")) return f->timeline = 1, 0;
+    if (!strcmp(a, "--lr")) return f->lr = 1, 0;
     if (a[0] != '-' || !a[1]) return f->dirs[f->ndirs++] = a, 0;
     if (strcmp(a, "--x") && strcmp(a, "--out") && strcmp(a, "--title"))
         return loco_errf(e, "unknown option '%s'", a);
@@ -685,9 +692,11 @@ static int parse_plot_flags(plot_flags *f, int argc, char **argv, loco_err *e) {
     for (int i = 0; i < argc; i++)
         if (plot_flag(f, argc, argv, &i, e) != 0) return -1;
     if (f->ndirs == 0) return loco_errf(e, "expected at least one RUN_DIR");
-    if (f->timeline && f->ndirs != 1)
-        return loco_errf(e, "--timeline draws one run; got %d run directories", f->ndirs);
-    if (f->timeline && f->x_given) return loco_errf(e, "--x is for curves, not --timeline");
+    const char *one = f->timeline ? "--timeline" : f->lr ? "--lr" : NULL;
+    if (f->timeline && f->lr) return loco_errf(e, "--timeline and --lr are two pictures: one at a time");
+    if (one && f->ndirs != 1)
+        return loco_errf(e, "%s draws one run; got %d run directories", one, f->ndirs);
+    if (one && f->x_given) return loco_errf(e, "--x is for curves, not %s", one);
     return 0;
 }
 
@@ -695,10 +704,10 @@ static int parse_plot_flags(plot_flags *f, int argc, char **argv, loco_err *e) {
 static int read_runs(const plot_flags *f, loco_runlog *runs, loco_err *e) {
     for (int i = 0; i < f->ndirs; i++) {
         if (loco_runlog_read(f->dirs[i], &runs[i], e) != 0) return -1;
-        if (f->timeline && runs[i].nrounds == 0)
-            return loco_errf(e, "%s: no arrivals in metrics.jsonl: a timeline needs an "
-                             "asynchronous run", f->dirs[i]);
-        if (!f->timeline && runs[i].nevals == 0)
+        if ((f->timeline || f->lr) && runs[i].nrounds == 0)
+            return loco_errf(e, "%s: no arrivals in metrics.jsonl: %s needs an asynchronous "
+                             "run", f->dirs[i], f->lr ? "--lr" : "a timeline");
+        if (!f->timeline && !f->lr && runs[i].nevals == 0)
             return loco_errf(e, "%s: no evaluations in metrics.jsonl: nothing to draw a "
                              "curve from", f->dirs[i]);
     }
@@ -742,10 +751,14 @@ static int cmd_plot(int argc, char **argv) {
     char png[LOCO_PATH_LEN];
     if (f.out) snprintf(png, sizeof png, "%s", f.out);
     else if (f.ndirs > 1) snprintf(png, sizeof png, "curves.png");
-    else snprintf(png, sizeof png, "%s/%s", f.dirs[0], f.timeline ? "timeline.png" : "curve.png");
+    else snprintf(png, sizeof png, "%s/%s", f.dirs[0],
+                  f.timeline ? "timeline.png" : f.lr ? "lr.png" : "curve.png");
     loco_runlog *runs = calloc((size_t)f.ndirs, sizeof *runs);
     int rc = runs ? read_runs(&f, runs, &e) : loco_errf(&e, "out of memory");
-    if (rc == 0) rc = f.timeline ? draw_timeline(&f, runs, png, &e) : draw_curves(&f, runs, png, &e);
+    if (rc == 0)
+        rc = f.timeline ? draw_timeline(&f, runs, png, &e)
+             : f.lr     ? loco_plot_lr(runs, f.title, 1000, 500, png, &e)
+                        : draw_curves(&f, runs, png, &e);
     for (int i = 0; runs && i < f.ndirs; i++) loco_runlog_free(&runs[i]);
     free(runs);
     free(f.dirs);

@@ -557,3 +557,65 @@ int loco_plot_timeline(const loco_runlog *run, const char *title, int width, int
     }
     return drawing_end(&d, ok, e);
 }
+
+/* ------------------------------------------------------ learning rates */
+
+/* lr.dat: one block per worker (x: arrival, y: rate), blank lines between blocks so that
+ * gnuplot's `index` picks a worker; how many rounds each block has into counts */
+static int lr_data(const drawing *d, const loco_runlog *r, int workers, long *counts,
+                   loco_err *e) {
+    FILE *f = open_file(d, "lr.dat", e);
+    if (!f) return -1;
+    for (int w = 0; w < workers; w++) {
+        for (int i = 0; i < r->nrounds; i++) {
+            const loco_round_rec *q = &r->rounds[i];
+            if (q->worker != w || !isfinite(q->lr)) continue;
+            fprintf(f, "%.9g %.9g\n", q->end_s, q->lr);
+            counts[w]++;
+        }
+        fputs("\n\n", f);
+    }
+    return close_file(f, d, "lr.dat", e);
+}
+
+int loco_plot_lr(const loco_runlog *run, const char *title, int width, int height,
+                 const char *png, loco_err *e) {
+    timeline t = {0};
+    timeline_extent(run, &t); /* for t.workers */
+    long *counts = calloc((size_t)t.workers, sizeof *counts);
+    if (!counts) return loco_errf(e, "out of memory");
+    drawing d;
+    if (drawing_open(&d, png, width, height, e) != 0) {
+        free(counts);
+        return -1;
+    }
+    int ok = lr_data(&d, run, t.workers, counts, e) == 0;
+    long total = 0;
+    for (int w = 0; w < t.workers; w++) total += counts[w];
+    if (ok && total == 0) {
+        loco_errf(e, "%s: no arrival records its inner learning rate (\"lr\"; recorded since "
+                  "2026-12-07)", run->dir[0] ? run->dir : "the run");
+        ok = 0;
+    }
+    if (ok) {
+        char buf[LOCO_PATH_LEN + 128], dir[LOCO_PATH_LEN];
+        snprintf(dir, sizeof dir, "%s", run->dir);
+        if (!title)
+            snprintf(buf, sizeof buf, "%s: the inner learning rate of each worker's rounds (%s, "
+                     "%d workers)", basename(dir), run->method[0] ? run->method : "?", t.workers);
+        fputs("set title ", d.gp);
+        put_quoted(d.gp, title ? title : buf);
+        fprintf(d.gp, "\nset xlabel '%s'\nset ylabel 'inner learning rate at the round''s end'\n"
+                      "set grid\nset key outside top center horizontal\nplot NaN notitle",
+                !strcmp(run->clock, "virtual") ? "virtual time (s)" : "wall time (s)");
+        for (int w = 0; w < t.workers; w++) {
+            if (!counts[w]) continue;
+            fputs(", \\\n     ", d.gp);
+            put_file(&d, "lr.dat");
+            fprintf(d.gp, " index %d using 1:2 with linespoints pt 7 ps 0.5 lw 2 title 'worker %d'", w, w);
+        }
+        fputc('\n', d.gp);
+    }
+    free(counts);
+    return drawing_end(&d, ok, e);
+}

@@ -311,6 +311,9 @@ static int write_md(const loco_results *r, const char *dir, int plots, loco_err 
         fprintf(f, "\n## Curves\n\n![against local steps](curves_steps.png)\n\n"
                    "![against simulated time](curves_time.png)\n");
     if (plots > 1) fprintf(f, "\n## Timeline of `%s`\n\n![timeline](timeline.png)\n", r->timeline);
+    if (plots > 2)
+        fprintf(f, "\n## Inner learning rates of `%s`\n\nThe same run: the inner learning rate "
+                   "at the end of each worker's rounds.\n\n![learning rates](lr.png)\n", r->timeline);
     fclose(f);
     free(buf);
     int rc = loco_write_text(dir, "results.md", text, e);
@@ -349,7 +352,16 @@ static const loco_result *timeline_run(const loco_results *r) {
     return NULL;
 }
 
-/* curves_steps.png, curves_time.png and timeline.png; returns how many kinds it drew */
+/* whether any of its arrivals records the inner learning rate (runs before 2026-12-07:
+ * none does) */
+static int records_lr(const loco_runlog *log) {
+    for (int i = 0; i < log->nrounds; i++)
+        if (isfinite(log->rounds[i].lr)) return 1;
+    return 0;
+}
+
+/* curves_steps.png, curves_time.png, timeline.png and lr.png; returns how many kinds it
+ * drew */
 static int draw(const loco_results *r, const char *dir, loco_err *e) {
     loco_curve *c = malloc(sizeof *c * (size_t)(r->nruns + 1));
     if (!c) return loco_errf(e, "out of memory");
@@ -372,7 +384,11 @@ static int draw(const loco_results *r, const char *dir, loco_err *e) {
     snprintf(title, sizeof title, "%s: %s, %s = %s, seed %ld", r->name, t->row,
              r->axis ? r->axis : "", t->column, t->seed);
     if (loco_plot_timeline(t->log, title, 1200, 500, png, e) != 0) return -1;
-    return 2;
+    if (!records_lr(t->log)) return 2;
+    snprintf(png, sizeof png, "%s/lr.png", dir);
+    snprintf(title, sizeof title, "%s: %s, %s = %s, seed %ld: the inner learning rate of each "
+             "worker's rounds", r->name, t->row, r->axis ? r->axis : "", t->column, t->seed);
+    return loco_plot_lr(t->log, title, 1000, 500, png, e) != 0 ? -1 : 3;
 }
 
 int loco_results_write(const loco_results *r, const char *dir, loco_err *e) {

@@ -116,7 +116,7 @@ static int add_round(loco_runlog *r, const cJSON *o, int *cap) {
         .worker = (int)num(o, "worker", 0), .start_s = num(o, "start_s", 0),
         .end_s = num(o, "time_s", 0), .slowdown_s = num(o, "slowdown_s", 0),
         .steps = (long)num(o, "local_steps", 0), .staleness = (long)num(o, "staleness", 0),
-        .applied = !strcmp(status, "applied")};
+        .applied = !strcmp(status, "applied"), .lr = num(o, "lr", NAN)};
     return 0;
 }
 

@@ -599,6 +599,19 @@ Test(main, plot_timeline_draws_one_asynchronous_run, .timeout = 120) {
     cli_close(&c);
 }
 
+Test(main, plot_lr_draws_one_asynchronous_run_and_refuses_a_single_one, .timeout = 120) {
+    cli c;
+    cli_open(&c);
+    const char *async = train_async(&c);
+    cr_assert_eq(run(&c, "plot", "--lr", async, NULL), 0, "plot --lr: %s", c.err);
+    expect_png(&c, in_dir(&c, "async/lr.png"), 1000, 500);
+    expect_err(&c, "async/lr.png");
+    const char *single = train_marked(&c, "single");
+    cr_assert_eq(run(&c, "plot", "--lr", single, NULL), 1, "a run without arrivals");
+    expect_err(&c, "no arrivals in metrics.jsonl: --lr needs an asynchronous run");
+    cli_close(&c);
+}
+
 Test(main, plot_argument_errors_exit_2, .timeout = 60) {
     cli c;
     cli_open(&c);
@@ -616,6 +629,10 @@ Test(main, plot_argument_errors_exit_2, .timeout = 60) {
     expect_err(&c, "--timeline draws one run; got 2");
     cr_assert_eq(run(&c, "plot", "--timeline", c.dir, "--x", "time", NULL), 2, "--x timeline");
     expect_err(&c, "--x is for curves");
+    cr_assert_eq(run(&c, "plot", "--lr", c.dir, c.dir, NULL), 2, "two --lr runs");
+    expect_err(&c, "--lr draws one run; got 2");
+    cr_assert_eq(run(&c, "plot", "--lr", "--timeline", c.dir, NULL), 2, "--lr and --timeline");
+    expect_err(&c, "one at a time");
     cli_close(&c);
 }
 

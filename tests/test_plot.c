@@ -175,7 +175,7 @@ Test(plot, a_run_directory_read_back_draws_its_curve_and_timeline, .timeout = 60
     write_text(file,
                "{\"event\":\"eval\",\"updates\":0,\"local_steps\":0,\"time_s\":0,\"val_loss\":5.5}\n"
                "{\"event\":\"arrival\",\"worker\":0,\"staleness\":0,\"local_steps\":5,\"time_s\":0.5,"
-               "\"status\":\"applied\",\"start_s\":0,\"slowdown_s\":0}\n"
+               "\"status\":\"applied\",\"start_s\":0,\"slowdown_s\":0,\"lr\":0.002}\n"
                "{\"event\":\"arrival\",\"worker\":1,\"staleness\":1,\"local_steps\":5,\"time_s\":1,"
                "\"status\":\"applied\",\"start_s\":0,\"slowdown_s\":0.5}\n"
                "{\"event\":\"eval\",\"updates\":2,\"local_steps\":10,\"time_s\":1,\"val_loss\":4.1,"
@@ -185,6 +185,8 @@ Test(plot, a_run_directory_read_back_draws_its_curve_and_timeline, .timeout = 60
     loco_runlog r;
     loco_err e = {{0}};
     cr_assert_eq(loco_runlog_read(run, &r, &e), 0, "%s", e.msg);
+    cr_assert_float_eq(r.rounds[0].lr, 0.002, 1e-12, "the arrival's lr is read");
+    cr_assert(isnan(r.rounds[1].lr), "an arrival without lr reads as NaN");
     loco_curve c = {&r, "run", NULL};
     path_in(&s, "curve.png", png, sizeof png);
     cr_assert_eq(loco_plot_curves(&c, 1, LOCO_PLOT_STEPS, NULL, 800, 600, png, &e), 0,
@@ -235,6 +237,31 @@ Test(plot, a_timeline_has_the_requested_size, .timeout = 60) {
     path_in(&s, "timeline.png", png, sizeof png);
     cr_assert_eq(loco_plot_timeline(&r, "three workers", 1200, 500, png, &e), 0, "%s", e.msg);
     expect_png(png, 1200, 500);
+    expect_nothing_left(&s, png);
+    loco_runlog_free(&r);
+    scratch_close(&s);
+}
+
+/* One line per worker; the rounds without a rate are left out, and a run none of whose
+ * rounds has one is an error that says so, with nothing written. */
+Test(plot, learning_rates_draw_and_a_run_without_them_is_refused, .timeout = 60) {
+    scratch s;
+    scratch_open(&s);
+    loco_runlog r;
+    fake_rounds(&r, 3, 40);
+    for (int i = 0; i < r.nrounds; i++)
+        r.rounds[i].lr = i % 7 == 3 ? NAN : 1e-3 / (1 + r.rounds[i].worker + 0.01 * i);
+    char png[128];
+    loco_err e = {{0}};
+    path_in(&s, "lr.png", png, sizeof png);
+    cr_assert_eq(loco_plot_lr(&r, NULL, 1000, 500, png, &e), 0, "%s", e.msg);
+    expect_png(png, 1000, 500);
+    for (int i = 0; i < r.nrounds; i++) r.rounds[i].lr = NAN;
+    path_in(&s, "none.png", png, sizeof png);
+    cr_assert_eq(loco_plot_lr(&r, NULL, 1000, 500, png, &e), -1, "no rates");
+    cr_assert_not_null(strstr(e.msg, "no arrival records its inner learning rate"), "%s", e.msg);
+    cr_assert_not_null(strstr(e.msg, "runs/fake"), "the message names the run: %s", e.msg);
+    cr_assert_neq(access(png, F_OK), 0, "%s was written", png);
     expect_nothing_left(&s, png);
     loco_runlog_free(&r);
     scratch_close(&s);

@@ -126,8 +126,9 @@ Test(sweep, results_have_the_rows_and_columns_of_the_spec, .timeout = 180) {
     cr_assert_not_null(strstr(json, "\"columns\":[\"no\",\"very\"]"), "%.300s", json);
     cr_assert_not_null(strstr(json, "\"rows\":[\"single\",\"sync\",\"dn\"]"), "%.300s", json);
     cr_assert_not_null(strstr(md, "![timeline](timeline.png)"), "%s", md);
-    const char *pngs[] = {"curves_steps.png", "curves_time.png", "timeline.png"};
-    for (int i = 0; i < 3; i++) {
+    cr_assert_not_null(strstr(md, "![learning rates](lr.png)"), "%s", md);
+    const char *pngs[] = {"curves_steps.png", "curves_time.png", "timeline.png", "lr.png"};
+    for (size_t i = 0; i < sizeof pngs / sizeof pngs[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", f.out, pngs[i]);
         FILE *p = fopen(path, "rb");
         unsigned char sig[8] = {0};

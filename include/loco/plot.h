@@ -41,4 +41,11 @@ enum { LOCO_PLOT_MAX_ROUNDS = 300 };
 int loco_plot_timeline(const loco_runlog *run, const char *title, int width, int height,
                        const char *png, loco_err *e);
 
+/* The inner learning rate at the end of each worker's rounds against the round's arrival,
+ * one line per worker: whether the workers anneal together (train.lr_progress). Rounds
+ * without a recorded rate (runs before it was recorded) are left out; -1 with a message
+ * when none has one. title NULL: the run's directory, method and workers. */
+int loco_plot_lr(const loco_runlog *run, const char *title, int width, int height,
+                 const char *png, loco_err *e);
+
 #endif

@@ -23,6 +23,7 @@ typedef struct {
     double slowdown_s;         /* how much of it was emulated slowdown */
     long steps, staleness;
     int applied;               /* 0: rejected */
+    double lr;                 /* the inner learning rate at its last step; NaN: not recorded */
 } loco_round_rec;
 
 typedef struct {
