@@ -104,6 +104,7 @@ static void json_run(const loco_results *r, const loco_result *x, loco_json *j) 
     loco_json_num(j, "time_s", has ? x->log->time_s : NAN);
     double t = reach_time(r, x);
     if (!isnan(t)) loco_json_num(j, "time_to_target_s", t >= 0 ? t : NAN);
+    if (x->rerun) loco_json_str(j, "rerun", x->rerun);
     loco_json_close(j, '}');
 }
 
@@ -279,8 +280,14 @@ static int write_md(const loco_results *r, const char *dir, int plots, loco_err 
         free(text), free(buf);
         return loco_errf(e, "out of memory");
     }
-    fprintf(f, "# %s\n\n%s\n\nSpec: `%s`. Columns: `%s`.\n\n", r->name, r->settings, r->spec,
+    fprintf(f, "# %s\n\n%s\n\nSpec: `%s`. Columns: `%s`.", r->name, r->settings, r->spec,
             r->axis ? r->axis : "-");
+    int reruns = 0;
+    for (int i = 0; i < r->nruns; i++) reruns += r->runs[i].rerun != NULL;
+    if (reruns)
+        fprintf(f, " Each finished run's `rerun` in results.json is the command that makes it "
+                   "again, bit for bit: its recorded config, the same θ(0), the same BLAS kernels.");
+    fputs("\n\n", f);
     fprintf(f, "## Final validation perplexity\n\nMean ± standard deviation over seeds where "
                "there are several.\n\n");
     if (md_ppl(f, r, buf) > 0)

@@ -1127,16 +1127,47 @@ static void settings_of(const sweep *sw, char *buf, size_t n) {
     }
 }
 
+/* s for a POSIX shell: as it is when it has nothing the shell reads, else in single
+ * quotes (a quote inside as '\'') */
+static size_t shell_word(char *buf, size_t n, const char *s) {
+    if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-=+,") == strlen(s))
+        return (size_t)snprintf(buf, n, " %s", s);
+    size_t k = (size_t)snprintf(buf, n, " '");
+    for (; *s && k < n; s++) k += (size_t)(*s == '\'' ? snprintf(buf + k, n - k, "'\\''")
+                                                   : snprintf(buf + k, n - k, "%c", *s));
+    return k < n ? k + (size_t)snprintf(buf + k, n - k, "'") : k;
+}
+
+/* The command that makes a finished main run again, bit for bit: its recorded config from
+ * the same theta(0) on the BLAS kernels it ran on (they decide the bits), into
+ * DIR/rerun/NAME; "" for a run without a result. */
+static void rerun_of(const sweep *sw, const run *r, char *buf, size_t n) {
+    buf[0] = '\0';
+    if (!r->done || !r->log.status[0]) return;
+    char config[LOCO_PATH_LEN + 16], out[2 * LOCO_PATH_LEN];
+    snprintf(config, sizeof config, "%s/config.ini", r->dir);
+    snprintf(out, sizeof out, "%s/rerun/%s", sw->out, strrchr(r->dir, '/') + 1);
+    size_t k = 0;
+    if (r->log.blas_core[0]) k = (size_t)snprintf(buf, n, "OPENBLAS_CORETYPE=%s", r->log.blas_core);
+    const char *words[8] = {"./loco", "train", "-c", config};
+    int nw = 4;
+    if (sw->init[0]) words[nw++] = "--init", words[nw++] = sw->init;
+    words[nw++] = "--out", words[nw++] = out;
+    for (int i = 0; i < nw && k < n; i++) k += shell_word(buf + k, n - k, words[i]);
+    if (buf[0] == ' ') memmove(buf, buf + 1, strlen(buf));
+}
+
 /* Every main and tuning run, each with its status; the figures of those that ended. */
 static int write_results(sweep *sw, loco_err *e) {
     static const loco_runlog no_log; /* a run with no result: no figures, no curve */
     const spec *sp = &sw->sp;
     loco_result *res = calloc((size_t)sw->nruns, sizeof *res);
     char (*rows)[128] = calloc((size_t)sw->nruns, sizeof *rows);
+    char (*reruns)[4 * LOCO_PATH_LEN] = calloc((size_t)sw->nruns, sizeof *reruns);
     const char **variants = calloc((size_t)sw->nruns + 1, sizeof *variants);
     char settings[4096];
-    if (!res || !rows || !variants) {
-        free(res), free(rows), free(variants);
+    if (!res || !rows || !reruns || !variants) {
+        free(res), free(rows), free(reruns), free(variants);
         return loco_errf(e, "out of memory");
     }
     int nmain = 0, ntune = 0, nvar = 0, polythres = 0;
@@ -1153,6 +1184,8 @@ static int write_results(sweep *sw, loco_err *e) {
                                  : r->lr > 0 ? r->lr : r->cfg.outer.lr,
                            .status = status_of(r), .log = r->done ? &r->log : &no_log,
                            .dir = r->dir + strlen(sw->out) + 1};
+        if (r->kind == RUN_MAIN) rerun_of(sw, r, reruns[i], sizeof reruns[i]);
+        x->rerun = reruns[i][0] ? reruns[i] : NULL;
         if (r->kind == RUN_TUNE) ntune++;
         polythres |= r->kind == RUN_MAIN && r->cfg.outer.staleness == LOCO_STALE_POLYTHRES;
         int seen = 0;
@@ -1171,7 +1204,7 @@ static int write_results(sweep *sw, loco_err *e) {
                         .runs = res, .nruns = nmain, .tuning = tune, .ntuning = ntune,
                         .rows = variants, .nrows = nvar, .columns = columns, .ncolumns = ncol};
     int rc = loco_results_write(&out, sw->out, e);
-    free(res), free(rows), free(variants);
+    free(res), free(rows), free(reruns), free(variants);
     return rc;
 }
 

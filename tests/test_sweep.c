@@ -372,6 +372,46 @@ Test(sweep, a_second_sweep_says_theta0_was_made_before, .timeout = 120) {
     teardown(&f);
 }
 
+/* whether files a and b hold the same bytes */
+static int same_bytes(const char *a, const char *b) {
+    FILE *f = fopen(a, "rb"), *g = fopen(b, "rb");
+    int same = f && g;
+    while (same) {
+        int x = fgetc(f), y = fgetc(g);
+        same = x == y;
+        if (x == EOF) break;
+    }
+    if (f) fclose(f);
+    if (g) fclose(g);
+    return same;
+}
+
+/* A finished cell's recorded command, run by a shell, makes its model again bit for bit. */
+Test(sweep, a_finished_run_reruns_bit_for_bit_from_its_recorded_command, .timeout = 120) {
+    fixture f;
+    setup(&f, micro);
+    char *err, path[256];
+    cr_assert_eq(run_sweep(&f, &err), 0, "%s", err);
+    free(err);
+    snprintf(path, sizeof path, "%s/results.json", f.out);
+    char *json = read_or_fail(path);
+    const char *at = strstr(json, "\"variant\":\"dn\",\"column\":\"very\",\"seed\":2");
+    cr_assert_not_null(at, "%s", json);
+    const char *dir = strstr(at, "\"dir\":\""), *cmd = strstr(at, "\"rerun\":\"");
+    cr_assert(dir && cmd && cmd < strchr(at, '}'), "the run has a rerun: %.400s", at);
+    char name[128], line[1024], orig[512], again[512];
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(dir + 7, "\""), dir + 7);
+    snprintf(line, sizeof line, "%.*s 2>/dev/null", (int)strcspn(cmd + 9, "\""), cmd + 9);
+    cr_assert_not_null(strstr(line, "OPENBLAS_CORETYPE="), "the kernels are part of it: %s", line);
+    cr_assert_not_null(strstr(line, "--init "), "theta(0) is part of it: %s", line);
+    cr_assert_eq(system(line), 0, "%s", line);
+    snprintf(orig, sizeof orig, "%s/%s/model.bin", f.out, name);
+    snprintf(again, sizeof again, "%s/rerun/%s/model.bin", f.out, strrchr(name, '/') + 1);
+    cr_assert(same_bytes(orig, again), "%s and %s differ", orig, again);
+    free(json);
+    teardown(&f);
+}
+
 /* waits until the file matching pattern has text in it; fails if pid ends first */
 static void wait_for(pid_t pid, const char *pattern, const char *text) {
     for (int i = 0; i < 12000; i++) {

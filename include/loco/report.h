@@ -30,6 +30,7 @@ typedef struct {
                                         what kept it from a summary: "crashed", "not run" */
     const loco_runlog *log;          /* its figures (empty without a result) */
     const char *dir;
+    const char *rerun;               /* the command that makes it again, bit for bit; or NULL */
 } loco_result;
 
 typedef struct {
