@@ -463,6 +463,7 @@ static int summarise(engine *en, loco_engine_out *out, loco_err *e) {
     s->returns = ss.returns;
     s->evals_skipped = ss.evals_skipped;
     memcpy(s->stale_hist, ss.stale_hist, sizeof s->stale_hist);
+    s->dc_held = ss.dc_held, s->dc_all = ss.dc_all;
     unsigned long waits;
     loco_globalbuf_contention(&en->gb, &waits, &s->stripe_wait_s);
     s->stripe_waits = (long)waits;

@@ -11,7 +11,13 @@ static void run_stripe(void *ctx, loco_globalbuf *gb, int s, size_t lo, size_t h
     float *th = gb->theta + lo;
     if (rule->apply) {
         float *g = j->g ? j->g + lo : NULL;
-        if (g && j->lambda > 0) loco_outer_delay_comp(g, th, j->theta_start + lo, n, j->lambda);
+        if (g && j->lambda > 0) {
+            size_t held = loco_outer_delay_comp(g, th, j->theta_start + lo, n, j->lambda);
+            if (j->dc_held) {
+                atomic_fetch_add_explicit(j->dc_held, (long)held, memory_order_relaxed);
+                atomic_fetch_add_explicit(j->dc_all, (long)n, memory_order_relaxed);
+            }
+        }
         rule->apply(th, gb->m + lo, gb->a + lo, g, n, &j->hp);
 #ifdef LOCO_SANITIZE
         /* sanitizer builds: the deltas let in (loco_all_sane) never make theta non-finite */

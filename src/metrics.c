@@ -382,6 +382,7 @@ static void summary_async(const loco_summary *s, loco_json *j) {
     loco_json_open(j, "staleness_hist", '[');
     for (int b = 0; b < LOCO_STALE_BUCKETS; b++) loco_json_int(j, NULL, s->stale_hist[b]);
     loco_json_close(j, ']');
+    if (s->dc_all > 0) loco_json_num(j, "dc_held_share", (double)s->dc_held / (double)s->dc_all);
     loco_json_int(j, "stripes", s->stripes);
     loco_json_int(j, "stripe_kib", s->stripe_kib);
     loco_json_int(j, "stripe_waits", s->stripe_waits);

@@ -165,14 +165,18 @@ int loco_outer_polythres_drop(long staleness, long stale_max) {
 
 /* g, theta_now, theta_start are (n). Selects, not branches, so the loop still vectorises;
  * the comparisons are false for NaN, which so becomes 0. */
-void loco_outer_delay_comp(float *g, const float *theta_now, const float *theta_start, size_t n,
-                           float lambda) {
+size_t loco_outer_delay_comp(float *g, const float *theta_now, const float *theta_start,
+                             size_t n, float lambda) {
+    size_t held = 0;
     for (size_t i = 0; i < n; i++) {
         float gi = g[i], lim = fabsf(gi);
         float d = lambda * gi * gi * (theta_now[i] - theta_start[i]);
-        d = fabsf(d) <= lim ? d : d > 0 ? lim : d < 0 ? -lim : 0.0f;
+        int within = fabsf(d) <= lim;
+        held += !within && d == d; /* a NaN correction is dropped, not held */
+        d = within ? d : d > 0 ? lim : d < 0 ? -lim : 0.0f;
         g[i] = gi + d;
     }
+    return held;
 }
 
 /* Whether no float's exponent field (bits 23..30) is above max. A bit test rather than

@@ -46,6 +46,8 @@ int loco_server_init(loco_server *s, const loco_server_settings *st, loco_global
                      loco_clock *clock, const loco_hetero *het, loco_eval_thread *ev,
                      loco_metrics *mt, loco_err *e) {
     memset(s, 0, sizeof *s);
+    atomic_init(&s->dc_held, 0);
+    atomic_init(&s->dc_all, 0);
     s->st = *st;
     s->method = loco_outer_method_of(st->method);
     LOCO_CHECK(s->method->engine && st->workers >= 1 && st->N >= 0 && st->H >= 1,
@@ -111,6 +113,8 @@ void loco_server_read_stats(loco_server *s, loco_server_stats *out) {
     memcpy(out->stale_hist, s->stale_hist, sizeof out->stale_hist);
     pthread_mutex_unlock(&s->entry);
     out->busy_s = loco_sweeper_busy(&s->sweeper);
+    out->dc_held = atomic_load(&s->dc_held);
+    out->dc_all = atomic_load(&s->dc_all);
 }
 
 /* ------------------------------------------------------------ the rounds */
@@ -389,6 +393,7 @@ static int decide(loco_server *s, loco_round *r, const loco_round_report *rep, d
         push->g = r->delta;
         push->theta_start = r->theta0;
         push->lambda = s->st.lambda;
+        push->dc_held = &s->dc_held, push->dc_all = &s->dc_all;
         s->version += rule->moves_theta;
         s->accumulated = rule->accumulates ? s->accumulated + 1 : 0;
     } else {

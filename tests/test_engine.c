@@ -370,6 +370,8 @@ Test(engine, the_largest_delay_compensation_keeps_theta_finite, .timeout = 300) 
     char *sum = file_bytes(d, "summary.json", &len);
     cr_assert(strstr(sum, "\"status\":\"finished\""), "%.300s", sum);
     cr_assert(isfinite(num_field(sum, "final_val_loss")), "%.300s", sum);
+    double share = num_field(sum, "dc_held_share");
+    cr_assert(share > 0 && share <= 1, "the share of corrections held: %g", share);
     free(sum);
     rm_run(d);
 }

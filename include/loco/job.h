@@ -6,6 +6,7 @@
 #ifndef LOCO_JOB_H
 #define LOCO_JOB_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "loco/evaluator.h"
@@ -19,6 +20,7 @@ typedef struct {
     float *g;                  /* the pseudo-gradient (n floats; delay compensation edits it) */
     const float *theta_start;  /* the arriving worker's theta_start, for delay compensation */
     float lambda;              /* delay compensation; 0 = off */
+    atomic_long *dc_held, *dc_all;  /* if set: add the corrections held to |g|, and all */
     float *out0, *out1;        /* copy theta here after the rule (a pull), or NULL */
     loco_snapshot *snap;       /* and into this snapshot, handed to ev after the walk */
     loco_eval_thread *ev;

@@ -174,6 +174,7 @@ typedef struct {
     long rejected_nonfinite, rejected_stale, evals_skipped;
     long rejected_norm, rejected_diverged, faults, returns;
     long stale_hist[LOCO_STALE_BUCKETS];
+    long dc_held, dc_all;            /* delay compensation's corrections held to |g|, of all */
     int stripes;
     long stripe_kib, stripe_waits;
     double stripe_wait_s;

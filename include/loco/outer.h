@@ -134,9 +134,10 @@ int loco_outer_polythres_drop(long staleness, long stale_max);
  * element's correction held to at most |g| (it is a first-order correction: one larger
  * than the delta itself is outside where it holds); a correction that is not a number
  * (Inf x 0) is 0. So |g| at most doubles: a delta that passed the checks stays sane, and
- * no lambda can drive theta to Inf over many arrivals. */
-void loco_outer_delay_comp(float *g, const float *theta_now, const float *theta_start, size_t n,
-                           float lambda);
+ * no lambda can drive theta to Inf over many arrivals. Returns how many corrections were
+ * held (where that share is large, the method is no longer the formula). */
+size_t loco_outer_delay_comp(float *g, const float *theta_now, const float *theta_start,
+                             size_t n, float lambda);
 
 /* Nonzero when every element of x is finite (a diverged worker's delta is not). */
 int loco_all_finite(const float *x, size_t n);

@@ -108,6 +108,8 @@ typedef struct {
     long evals_skipped;        /* real clock: snapshots skipped, the evaluator being behind */
     long stale_hist[LOCO_STALE_BUCKETS];
     double busy_s;             /* seconds the server thread spent sweeping */
+    long dc_held, dc_all;      /* delay compensation's corrections held to |g|, of all (by
+                                  this process: a resumed run counts its own part) */
 } loco_server_stats;
 
 typedef struct {
@@ -131,6 +133,7 @@ typedef struct {
     long rejected_nonfinite, rejected_stale, evals_skipped;
     long rejected_norm, rejected_diverged, faults, returns;
     long stale_hist[LOCO_STALE_BUCKETS];
+    atomic_long dc_held, dc_all; /* added by whoever walks a push (loco_job) */
     int active;                /* workers neither retired nor away */
     int stopped;               /* loco_server_stop_early was called */
     long dn_count, dn_N;       /* arrivals in the current window of N, and its N */
