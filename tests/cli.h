@@ -69,6 +69,19 @@ static inline const char *in_dir(cli *c, const char *name) {
     return c->paths[c->npaths++] = p;
 }
 
+/* 1 when the two files hold the same bytes (both must exist) */
+static inline int same_bytes(const char *p, const char *q) {
+    FILE *a = fopen(p, "rb"), *b = fopen(q, "rb");
+    cr_assert(a && b, "%s or %s missing", p, q);
+    int same = 1, x, y;
+    do {
+        x = getc(a), y = getc(b);
+        if (x != y) same = 0;
+    } while (same && x != EOF);
+    fclose(a), fclose(b);
+    return same;
+}
+
 /* the whole file, NUL-terminated; NULL when it cannot be read */
 static inline char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");

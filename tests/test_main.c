@@ -765,19 +765,6 @@ Test(main, a_run_stopped_while_checkpointing_every_update_resumes_to_its_end, .t
 
 /* ------------------------------------------------------------ precision */
 
-/* 1 when the two files hold the same bytes (both must exist) */
-static int same_bytes(const char *p, const char *q) {
-    FILE *a = fopen(p, "rb"), *b = fopen(q, "rb");
-    cr_assert(a && b, "%s or %s missing", p, q);
-    int same = 1, x, y;
-    do {
-        x = getc(a), y = getc(b);
-        if (x != y) same = 0;
-    } while (same && x != EOF);
-    fclose(a), fclose(b);
-    return same;
-}
-
 Test(main, train_in_bf16_says_so_in_the_summary, .timeout = 120) {
     SKIP_WITHOUT_BF16();
     cli c;

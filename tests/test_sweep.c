@@ -376,20 +376,6 @@ Test(sweep, a_second_sweep_says_theta0_was_made_before, .timeout = 120) {
     teardown(&f);
 }
 
-/* whether files a and b hold the same bytes */
-static int same_bytes(const char *a, const char *b) {
-    FILE *f = fopen(a, "rb"), *g = fopen(b, "rb");
-    int same = f && g;
-    while (same) {
-        int x = fgetc(f), y = fgetc(g);
-        same = x == y;
-        if (x == EOF) break;
-    }
-    if (f) fclose(f);
-    if (g) fclose(g);
-    return same;
-}
-
 /* A finished cell's recorded command, run by a shell, makes its model again bit for bit. */
 Test(sweep, a_finished_run_reruns_bit_for_bit_from_its_recorded_command, .timeout = 120) {
     fixture f;
