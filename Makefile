@@ -128,8 +128,9 @@ test:
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory SAN=thread check-threads
 
-# the suite without the set-up step; tests find ./loco and data/ from the root
-check: $(LOCO) $(BUILD)/loco_tests
+# the suite without the set-up step; tests find ./loco and data/ from the root. The fuzz
+# targets are compiled too (with this compiler, not run) so they never fall behind the API
+check: $(LOCO) $(BUILD)/loco_tests $(patsubst %,$(BUILD)/tests/fuzz/fuzz_%.o,$(FUZZ_TARGETS))
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(BUILD)/loco_tests --jobs 2
 
 # the tests whose threads really race, under ThreadSanitizer (part of make test: about a

@@ -49,10 +49,14 @@ static void sample(const loco_data *d, int T) {
         check_windows(d, T, in, tg);
     }
     if ((size_t)T < d->n) loco_data_window(d, d->n - (size_t)T - 1, T, in, tg);
-    if (loco_data_check_val(d, NBATCHES, B, T, &e) != 0) return;
-    for (int i = 0; i < NBATCHES; i++) {
-        FUZZ_ASSERT(loco_data_val_batch(d, i, NBATCHES, B, T, in, tg, &e) == 0, "%s", e.msg);
-        check_windows(d, T, in, tg);
+    /* every validation set: all windows, and the even and odd ones (eval.set) */
+    loco_data v = *d;
+    for (v.val_set = LOCO_VAL_ALL; v.val_set <= LOCO_VAL_TUNE; v.val_set++) {
+        if (loco_data_check_val(&v, NBATCHES, B, T, "eval.batches", &e) != 0) continue;
+        for (int i = 0; i < NBATCHES; i++) {
+            FUZZ_ASSERT(loco_data_val_batch(&v, i, NBATCHES, B, T, in, tg, &e) == 0, "%s", e.msg);
+            check_windows(&v, T, in, tg);
+        }
     }
 }
 
