@@ -587,7 +587,9 @@ Test(main, plot_draws_curves_on_each_x_axis, .timeout = 120) {
     cli_close(&c);
 }
 
-Test(main, plot_timeline_draws_one_asynchronous_run, .timeout = 120) {
+/* --timeline and --lr: pictures of one asynchronous run's rounds; a run without
+ * arrivals has none to draw */
+Test(main, plot_timeline_and_lr_draw_one_asynchronous_run, .timeout = 120) {
     cli c;
     cli_open(&c);
     const char *async = train_async(&c);
@@ -596,13 +598,6 @@ Test(main, plot_timeline_draws_one_asynchronous_run, .timeout = 120) {
     const char *png = in_dir(&c, "t.png");
     cr_assert_eq(run(&c, "plot", async, "--timeline", "--out", png, NULL), 0, "%s", c.err);
     expect_png(&c, png, 1200, 400);
-    cli_close(&c);
-}
-
-Test(main, plot_lr_draws_one_asynchronous_run_and_refuses_a_single_one, .timeout = 120) {
-    cli c;
-    cli_open(&c);
-    const char *async = train_async(&c);
     cr_assert_eq(run(&c, "plot", "--lr", async, NULL), 0, "plot --lr: %s", c.err);
     expect_png(&c, in_dir(&c, "async/lr.png"), 1000, 500);
     expect_err(&c, "async/lr.png");
