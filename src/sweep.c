@@ -1130,7 +1130,8 @@ static void settings_of(const sweep *sw, char *buf, size_t n) {
 /* s for a POSIX shell: as it is when it has nothing the shell reads, else in single
  * quotes (a quote inside as '\'') */
 static size_t shell_word(char *buf, size_t n, const char *s) {
-    if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-=+,") == strlen(s))
+    static const char plain[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./-=+,";
+    if (*s && strspn(s, plain) == strlen(s))
         return (size_t)snprintf(buf, n, " %s", s);
     size_t k = (size_t)snprintf(buf, n, " '");
     for (; *s && k < n; s++) k += (size_t)(*s == '\'' ? snprintf(buf + k, n - k, "'\\''")
