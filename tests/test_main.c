@@ -753,7 +753,8 @@ Test(main, a_stopped_real_clock_run_resumes_to_its_end, .timeout = 120) {
 /* Checkpoints on every update: the rounds under way after Ctrl-C arrive as updates, but a
  * stopped run (its budget gone) takes no more checkpoints, so the newest is the stop's and
  * the resumed run does all of its budget. */
-Test(main, a_run_stopped_while_checkpointing_every_update_resumes_to_its_end, .timeout = 120) {
+/* a checkpoint per update, twice over: about 100 s of the suite's time under TSan alone */
+Test(main, a_run_stopped_while_checkpointing_every_update_resumes_to_its_end, .timeout = 300) {
     stop_then_resume("run.clock=virtual", "1@100+50", 1, "train.checkpoint_every=1");
     stop_then_resume("run.clock=real", "1@1000+1", 0, "train.checkpoint_every=1");
 }
