@@ -786,7 +786,7 @@ static void report_run(sweep *sw, run *r, int code, double secs, int index, int 
     else if (!strcmp(status, "stopped")) status = "stopped (the next sweep goes on with it)";
     char val[64] = "";
     if (r->log.final_val_loss > 0)
-        snprintf(val, sizeof val, ", val loss %.4f (ppl %.2f)", r->log.final_val_loss,
+        snprintf(val, sizeof val, ", val loss %.4f (ppl %.4g)", r->log.final_val_loss,
                  r->log.final_val_ppl);
     fprintf(stderr, "sweep: [%d/%d] %s: %s%s in %.0fs\n", index, total, r->label, status, val,
             secs);
