@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 int loco_errf(loco_err *e, const char *fmt, ...) {
     if (e) {
@@ -185,4 +186,80 @@ int loco_mkdirs(const char *path, loco_err *e) {
         *p = saved;
         if (!saved) return 0;
     }
+}
+
+/* ------------------------------------------------------- checksums, hashes */
+
+uint32_t loco_crc32(uint32_t crc, const void *p, size_t n) {
+    const unsigned char *b = p;
+    while (n > 0) { /* zlib counts in uInt: 1 GiB a call */
+        size_t k = n < (1u << 30) ? n : (1u << 30);
+        crc = (uint32_t)crc32(crc, b, (uInt)k);
+        b += k;
+        n -= k;
+    }
+    return crc;
+}
+
+uint64_t loco_hash64_more(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+uint64_t loco_hash64(const void *p, size_t n) {
+    return loco_hash64_more(0xcbf29ce484222325ULL, p, n);
+}
+
+struct timespec loco_timespec(double s) {
+    time_t whole = (time_t)s;
+    return (struct timespec){whole, (long)((s - (double)whole) * 1e9)};
+}
+
+/* ------------------------------------------------------- numbers, lists */
+
+int loco_parse_long(const char *s, long *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (end == s || *end) return LOCO_PARSE_BAD;
+    if (errno == ERANGE) return LOCO_PARSE_RANGE;
+    *out = x;
+    return 0;
+}
+
+int loco_parse_double(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || *end) return LOCO_PARSE_BAD;
+    if (!isfinite(x)) return LOCO_PARSE_RANGE;
+    if (errno == ERANGE && fabs(x) < 1) return LOCO_PARSE_TINY;
+    *out = x;
+    return 0;
+}
+
+static int blank(int c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+int loco_list_count(const char *list) {
+    const char *s = list;
+    while (blank((unsigned char)*s)) s++;
+    if (!*s) return 0;
+    int n = 1;
+    for (; *s; s++) n += *s == ',';
+    return n;
+}
+
+int loco_list_next(const char **p, char *item, size_t len) {
+    const char *a = *p, *comma = strchr(a, ',');
+    const char *b = comma ? comma : a + strlen(a);
+    *p = comma ? comma + 1 : NULL;
+    while (a < b && blank((unsigned char)*a)) a++;
+    while (b > a && blank((unsigned char)b[-1])) b--;
+    if ((size_t)(b - a) >= len) return -1;
+    memcpy(item, a, (size_t)(b - a));
+    item[b - a] = '\0';
+    return 0;
 }

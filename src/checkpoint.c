@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 enum { HEADER_INTS = 256, HEADER_BYTES = HEADER_INTS * 4 };
 
@@ -14,28 +13,17 @@ enum { HEADER_INTS = 256, HEADER_BYTES = HEADER_INTS * 4 };
 /* An atomic output file with a running CRC-32 of what went in. */
 typedef struct {
     loco_outfile o;
-    uLong crc;
+    uint32_t crc;
 } out_file;
 
 static int out_open(out_file *o, const char *path, loco_err *e) {
-    o->crc = crc32(0L, Z_NULL, 0);
+    o->crc = 0;
     return loco_outfile_open(&o->o, path, e);
-}
-
-/* zlib counts in uInt: feed it at most 1 GiB at a time */
-static uLong crc_update(uLong crc, const unsigned char *p, size_t n) {
-    while (n > 0) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = crc32(crc, p, k);
-        p += k;
-        n -= k;
-    }
-    return crc;
 }
 
 static void out_write(out_file *o, const void *p, size_t n) {
     loco_outfile_write(&o->o, p, n);
-    o->crc = crc_update(o->crc, p, n);
+    o->crc = loco_crc32(o->crc, p, n);
 }
 
 static int out_commit(out_file *o, loco_err *e) {
@@ -62,7 +50,7 @@ int loco_model_write(const char *path, const loco_model *m, const float *params,
     out_write(&o, h, sizeof h);
     out_write(&o, config, clen);
     write_tensors(&o, m, params);
-    uint32_t crc = (uint32_t)o.crc;
+    uint32_t crc = o.crc;
     out_write(&o, &crc, sizeof crc);
     return out_commit(&o, e);
 }
@@ -159,7 +147,7 @@ static int parse_loco(loco_model_file *f, const char *path, const unsigned char 
     if (h[8] < 0) return loco_errf(e, "%s: bad config length %d in header", path, h[8]);
     size_t clen = (size_t)h[8], body = HEADER_BYTES + clen + f->m.ntrue * sizeof(float);
     if (check_size(path, len, body + 4, e) != 0) return -1;
-    uint32_t stored, crc = (uint32_t)crc_update(crc32(0L, Z_NULL, 0), buf, body);
+    uint32_t stored, crc = loco_crc32(0, buf, body);
     memcpy(&stored, buf + body, 4);
     if (stored != crc)
         return loco_errf(e, "%s: checksum mismatch (stored %08x, computed %08x): the file is "

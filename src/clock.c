@@ -128,7 +128,7 @@ void loco_clock_sleep_until(loco_clock *c, double t) {
         if (left <= 0 && !c->paused) break;
         /* a timed wait on the clock's condition: woken by resume, or after at most 50 ms */
         double until = loco_now() + (left > 0 && left < 0.05 ? left : 0.05);
-        struct timespec ts = {(time_t)until, (long)((until - (double)(time_t)until) * 1e9)};
+        struct timespec ts = loco_timespec(until);
         pthread_cond_timedwait(&c->cv, &c->mu, &ts);
     }
     c->waiting--;
@@ -185,7 +185,7 @@ double loco_clock_pay(double *owed, int spin) {
         }
     } else {
         /* an absolute deadline: a signal (Ctrl-C) does not cut the wait short */
-        struct timespec ts = {(time_t)end, (long)((end - (double)(time_t)end) * 1e9)};
+        struct timespec ts = loco_timespec(end);
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
         }
     }

@@ -226,8 +226,8 @@ static int key_named(const char *full) {
             !strcmp(full + n + 1, table[i].name))
             return i;
     }
-    fprintf(stderr, "%s:%d: config key '%s' is not in the table\n", __FILE__, __LINE__, full);
-    abort();
+    loco_check_failed(__FILE__, __LINE__, "key in table", "config key '%s' is not in the table",
+                      full);
 }
 
 /* ---- values: text to field ---- */
@@ -273,27 +273,25 @@ static int out_of_range(const key *k, const char *v, loco_err *e) {
 }
 
 static int parse_int(const key *k, const char *v, long *out, loco_err *e) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (end == v || *end)
+    long x;
+    int rc = loco_parse_long(v, &x);
+    if (rc == LOCO_PARSE_BAD)
         return loco_errf(e, "%s.%s: expected an integer, got '%s'", k->section, k->name, v);
-    if (errno == ERANGE || x < k->imin || x > k->imax) return out_of_range(k, v, e);
-    *out = (long)x;
+    if (rc != 0 || x < k->imin || x > k->imax) return out_of_range(k, v, e);
+    *out = x;
     return 0;
 }
 
 static int parse_real(const key *k, const char *v, double *out, loco_err *e) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (end == v || *end)
+    double x;
+    int rc = loco_parse_double(v, &x);
+    if (rc == LOCO_PARSE_BAD)
         return loco_errf(e, "%s.%s: expected a real number, got '%s'", k->section, k->name, v);
-    if (!isfinite(x))
+    if (rc == LOCO_PARSE_RANGE)
         return loco_errf(e, "%s.%s: expected a finite number, got '%s'", k->section, k->name, v);
     /* below DBL_MIN in magnitude: loco's threads count such a number as zero (flush-to-zero,
      * cpu.h), and so would the range check below */
-    if (errno == ERANGE && fabs(x) < 1)
+    if (rc == LOCO_PARSE_TINY)
         return loco_errf(e, "%s.%s: '%s' is too small to compute with (magnitude below "
                          "2.2e-308); write 0", k->section, k->name, v);
     if (x < k->rmin || x > k->rmax || (k->open_max && x == k->rmax))
@@ -423,8 +421,7 @@ void loco_config_default(loco_config *c) {
         loco_err e;
         if (apply(c, i, table[i].def, SRC_DEFAULT, 0, &e) != 0) {
             /* the table contradicts itself: a programmer error */
-            fprintf(stderr, "%s:%d: bad default: %s\n", __FILE__, __LINE__, e.msg);
-            abort();
+            loco_check_failed(__FILE__, __LINE__, "default applies", "bad default: %s", e.msg);
         }
     }
 }

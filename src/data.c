@@ -1,6 +1,5 @@
 #include "loco/data.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -175,8 +174,9 @@ const loco_enum loco_data_formats[] = {
 int loco_data_open(loco_data *d, const char *path, int format, int vocab, size_t block,
                    long val_every, loco_err *e) {
     /* ranges are the config's job; these are contract violations */
-    assert(format == LOCO_FORMAT_TEXT || format == LOCO_FORMAT_LLMC);
-    assert(vocab > 0 && block > 0 && val_every >= 0);
+    LOCO_CHECK(format == LOCO_FORMAT_TEXT || format == LOCO_FORMAT_LLMC, "format %d", format);
+    LOCO_CHECK(vocab > 0 && block > 0 && val_every >= 0, "vocab %d, block %zu, val_every %ld", vocab,
+               block, val_every);
     memset(d, 0, sizeof *d);
     snprintf(d->path, sizeof d->path, "%s", path);
     d->format = format;
@@ -204,7 +204,7 @@ static size_t span_train_windows(const loco_span *s, int T) {
 }
 
 size_t loco_data_train_windows(const loco_data *d, int T) {
-    assert(T > 0);
+    LOCO_CHECK(T > 0, "T %d", T);
     size_t total = 0;
     for (int k = 0; k < d->ntrain; k++) total += span_train_windows(&d->train[k], T);
     return total;
@@ -217,8 +217,7 @@ static size_t train_window_start(const loco_data *d, int T, size_t r) {
         if (r < w) return d->train[k].start + r;
         r -= w;
     }
-    assert(0 && "window index past the train part");
-    return 0;
+    loco_check_failed(__FILE__, __LINE__, "r < train windows", "window index past the train part");
 }
 
 /* inputs and targets are (T): tokens p..p+T-1 and p+1..p+T */
@@ -230,7 +229,7 @@ static void copy_window(const loco_data *d, size_t p, int T, int *inputs, int *t
 }
 
 void loco_data_window(const loco_data *d, size_t p, int T, int *inputs, int *targets) {
-    assert(p + (size_t)T < d->n);
+    LOCO_CHECK(p + (size_t)T < d->n, "window at %zu of %d past %zu tokens", p, T, d->n);
     copy_window(d, p, T, inputs, targets);
 }
 
@@ -240,9 +239,9 @@ void loco_stream_init(loco_stream *s, const loco_data *d, uint64_t seed, uint64_
 }
 
 void loco_stream_next(loco_stream *s, int B, int T, int *inputs, int *targets) {
-    assert(B > 0 && T > 0);
+    LOCO_CHECK(B > 0 && T > 0, "B %d, T %d", B, T);
     size_t nwin = loco_data_train_windows(s->d, T);
-    assert(nwin > 0 && "model.seq_len does not fit in any train span");
+    LOCO_CHECK(nwin > 0, "model.seq_len %d does not fit in any train span", T);
     for (int b = 0; b < B; b++) {
         size_t p = train_window_start(s->d, T, (size_t)loco_rng_below(&s->rng, nwin));
         copy_window(s->d, p, T, inputs + (size_t)b * T, targets + (size_t)b * T);
@@ -256,7 +255,7 @@ const loco_enum loco_val_sets[] = {
     {NULL, 0, NULL}};
 
 size_t loco_data_val_windows(const loco_data *d, int T) {
-    assert(T > 0);
+    LOCO_CHECK(T > 0, "T %d", T);
     size_t total = 0;
     for (int k = 0; k < d->nval; k++) total += (d->val[k].len - 1) / (size_t)T;
     /* report: windows 0, 2, 4, ...; tune: 1, 3, 5, ... */
@@ -272,8 +271,7 @@ static size_t val_window_start(const loco_data *d, int T, size_t j) {
         if (j < w) return d->val[k].start + j * (size_t)T;
         j -= w;
     }
-    assert(0 && "window index past the val part");
-    return 0;
+    loco_check_failed(__FILE__, __LINE__, "j < val windows", "window index past the val part");
 }
 
 int loco_data_check_val(const loco_data *d, int nbatches, int B, int T, const char *key,
@@ -291,7 +289,8 @@ int loco_data_check_val(const loco_data *d, int nbatches, int B, int T, const ch
 
 int loco_data_val_batch(const loco_data *d, int i, int nbatches, int B, int T, int *inputs,
                         int *targets, loco_err *e) {
-    assert(nbatches > 0 && B > 0 && T > 0 && i >= 0 && i < nbatches);
+    LOCO_CHECK(nbatches > 0 && B > 0 && T > 0 && i >= 0 && i < nbatches,
+               "batch %d of %d, B %d, T %d", i, nbatches, B, T);
     if (loco_data_check_val(d, nbatches, B, T, "eval.batches", e) != 0) return -1;
     size_t nwin = loco_data_val_windows(d, T);
     uint64_t need = (uint64_t)nbatches * (uint64_t)B;

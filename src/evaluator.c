@@ -275,7 +275,3 @@ double loco_eval_thread_stop(loco_eval_thread *et) {
     memset(et, 0, sizeof *et);
     return busy;
 }
-
-double loco_bits_per_byte(double loss) {
-    return loss / log(2.0);
-}

@@ -45,47 +45,18 @@ void loco_hetero_level(int level, int k, double *out) {
 
 /* ---- parsing ---- */
 
-static int is_blank(const char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    return *s == '\0';
-}
+enum { ITEM_LEN = 128 };
 
-static int count_items(const char *s) {
-    int n = 1;
-    for (; *s; s++) n += *s == ',';
-    return n;
-}
-
-/* Cuts the next comma-separated item out of *p (a writable copy), trims the spaces
- * around it and moves *p past the comma; *p becomes NULL after the last item. Empty
- * items stay empty (unlike strtok) so "1,,2" is reported rather than read as "1,2". */
-static char *next_item(char **p) {
-    char *s = *p, *comma = strchr(s, ',');
-    if (comma) {
-        *comma = '\0';
-        *p = comma + 1;
-    } else {
-        *p = NULL;
-    }
-    while (isspace((unsigned char)*s)) s++;
-    char *end = s + strlen(s);
-    while (end > s && isspace((unsigned char)end[-1])) end--;
-    *end = '\0';
-    return s;
-}
-
-/* The whole of s as one finite number: 0, or -1 for "", "2x", "inf", "nan", overflow. */
-static int parse_real(const char *s, double *out) {
-    char *end;
-    double x = strtod(s, &end);
-    if (end == s || *end != '\0' || !isfinite(x)) return -1;
-    *out = x;
-    return 0;
+/* The next item of a list into item, or an error that quotes the list */
+static int next_item(const char **p, char *item, loco_err *e) {
+    const char *list = *p;
+    if (loco_list_next(p, item, ITEM_LEN) == 0) return 0;
+    return loco_errf(e, "\"%.40s...\": an item longer than %d characters", list, ITEM_LEN - 1);
 }
 
 static int parse_factor(const char *item, int i, double *out, loco_err *e) {
     double f;
-    if (parse_real(item, &f) != 0)
+    if (loco_parse_double(item, &f) != 0)
         return loco_errf(e, "\"%s\" (item %d) is not a finite number", item, i + 1);
     if (f < 1.0)
         return loco_errf(e,
@@ -97,13 +68,13 @@ static int parse_factor(const char *item, int i, double *out, loco_err *e) {
 }
 
 int loco_hetero_parse_slowdown(const char *list, int workers, double *out, loco_err *e) {
-    int n = count_items(list);
+    int n = loco_list_count(list);
     if (n != workers) return loco_errf(e, "%d factors for %d workers", n, workers);
-    char *copy = strdup(list), *p = copy;
-    if (!copy) return loco_errf(e, "out of memory");
+    const char *p = list;
+    char item[ITEM_LEN];
     int rc = 0;
-    for (int i = 0; i < n && rc == 0; i++) rc = parse_factor(next_item(&p), i, &out[i], e);
-    free(copy);
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = next_item(&p, item, e) != 0 ? -1 : parse_factor(item, i, &out[i], e);
     return rc;
 }
 
@@ -178,13 +149,14 @@ int loco_hetero_parse_faults(const char *list, int workers, loco_fault **out, in
                              loco_err *e) {
     *out = NULL;
     *n = 0;
-    if (is_blank(list)) return 0;
-    int count = count_items(list);
-    char *copy = strdup(list), *p = copy;
+    int count = loco_list_count(list);
+    if (count == 0) return 0;
+    const char *p = list;
+    char item[ITEM_LEN];
     loco_fault *f = calloc((size_t)count, sizeof *f);
-    int rc = copy && f ? 0 : loco_errf(e, "out of memory");
-    for (int i = 0; i < count && rc == 0; i++) rc = parse_fault(next_item(&p), workers, &f[i], e);
-    free(copy);
+    int rc = f ? 0 : loco_errf(e, "out of memory");
+    for (int i = 0; i < count && rc == 0; i++)
+        rc = next_item(&p, item, e) != 0 ? -1 : parse_fault(item, workers, &f[i], e);
     if (rc == 0) qsort(f, (size_t)count, sizeof *f, by_time);
     for (int i = 0; rc == 0 && i < count; i++)
         for (int j = i + 1; j < count; j++)
@@ -204,13 +176,18 @@ int loco_hetero_parse_injections(const char *list, int workers, loco_injection *
                                  loco_err *e) {
     *out = NULL;
     *n = 0;
-    if (is_blank(list)) return 0;
-    int count = count_items(list);
-    char *copy = strdup(list), *p = copy;
+    int count = loco_list_count(list);
+    if (count == 0) return 0;
+    const char *p = list;
+    char item[ITEM_LEN];
     loco_injection *in = calloc((size_t)count, sizeof *in);
-    int rc = copy && in ? 0 : loco_errf(e, "out of memory");
+    int rc = in ? 0 : loco_errf(e, "out of memory");
     for (int i = 0; i < count && rc == 0; i++) {
-        const char *item = next_item(&p), *r = item;
+        if (next_item(&p, item, e) != 0) {
+            rc = -1;
+            break;
+        }
+        const char *r = item;
         long w = worker_of(item, workers, &r);
         char *end;
         long round = w >= 0 ? strtol(r, &end, 10) : 0;
@@ -219,7 +196,6 @@ int loco_hetero_parse_injections(const char *list, int workers, loco_injection *
             rc = loco_errf(e, "\"%s\": expected W@R (worker W's round R, from 1)", item);
         else in[i] = (loco_injection){(int)w, round};
     }
-    free(copy);
     if (rc != 0) {
         free(in);
         return -1;
@@ -244,13 +220,14 @@ int loco_hetero_parse_changes(const char *list, int workers, loco_speed_change *
                               loco_err *e) {
     *out = NULL;
     *n = 0;
-    if (is_blank(list)) return 0;
-    int count = count_items(list);
-    char *copy = strdup(list), *p = copy;
+    int count = loco_list_count(list);
+    if (count == 0) return 0;
+    const char *p = list;
+    char item[ITEM_LEN];
     loco_speed_change *c = calloc((size_t)count, sizeof *c);
-    int rc = copy && c ? 0 : loco_errf(e, "out of memory");
-    for (int i = 0; i < count && rc == 0; i++) rc = parse_change(next_item(&p), workers, &c[i], e);
-    free(copy);
+    int rc = c ? 0 : loco_errf(e, "out of memory");
+    for (int i = 0; i < count && rc == 0; i++)
+        rc = next_item(&p, item, e) != 0 ? -1 : parse_change(item, workers, &c[i], e);
     if (rc != 0) {
         free(c);
         return -1;
@@ -274,7 +251,7 @@ int loco_hetero_init(loco_hetero *h, int workers, int level, const char *slowdow
         loco_errf(e, "out of memory for the speed profile");
         goto fail;
     }
-    if (slowdown && !is_blank(slowdown)) {
+    if (slowdown && loco_list_count(slowdown) > 0) {
         if (loco_hetero_parse_slowdown(slowdown, workers, h->slowdown, e) != 0) goto fail;
     } else {
         loco_hetero_level(level, workers, h->slowdown);

@@ -1,5 +1,4 @@
 /* loco: the command line. Parses arguments, calls the modules, prints errors, exits. */
-#include <errno.h>
 #include <libgen.h>
 #include <math.h>
 #include <signal.h>
@@ -150,10 +149,8 @@ static int wants_help(int argc, char **argv) {
 /* A number for a flag: the whole string, within [min, max]. */
 static int parse_long(const char *flag, const char *s, long min, long max, long *out,
                       loco_err *e) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
+    long v;
+    if (loco_parse_long(s, &v) != 0 || v < min || v > max)
         return loco_errf(e, "%s: expected an integer in [%ld, %ld], got '%s'", flag, min, max, s);
     *out = v;
     return 0;
@@ -161,10 +158,8 @@ static int parse_long(const char *flag, const char *s, long min, long max, long 
 
 static int parse_double(const char *flag, const char *s, double min, double max, double *out,
                         loco_err *e) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= min && v <= max))
+    double v;
+    if (loco_parse_double(s, &v) != 0 || !(v >= min && v <= max))
         return loco_errf(e, "%s: expected a number in [%g, %g], got '%s'", flag, min, max, s);
     *out = v;
     return 0;

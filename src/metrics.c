@@ -8,6 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+double loco_bits_per_byte(double loss) {
+    return loss / log(2.0);
+}
+
 /* ------------------------------------------------------------------- json */
 
 static void put(loco_json *j, const char *s, size_t n) {
@@ -15,7 +19,8 @@ static void put(loco_json *j, const char *s, size_t n) {
         size_t cap = j->cap ? j->cap : 256;
         while (j->len + n + 1 > cap) cap *= 2;
         char *b = realloc(j->buf, cap);
-        if (!b) abort(); /* a few KiB of text: out of memory here is not recoverable */
+        /* a few KiB of text: out of memory here is not recoverable */
+        LOCO_CHECK(b != NULL, "out of memory for %zu bytes of JSON", cap);
         j->buf = b;
         j->cap = cap;
     }
@@ -111,7 +116,7 @@ void loco_json_val(loco_json *j, const char *prefix, double loss, int byte_level
     snprintf(k, sizeof k, "%sval_ppl", prefix);
     loco_json_num(j, k, exp(loss));
     snprintf(k, sizeof k, "%sval_bpb", prefix);
-    loco_json_num(j, k, byte_level ? loss / log(2.0) : NAN);
+    loco_json_num(j, k, byte_level ? loco_bits_per_byte(loss) : NAN);
 }
 
 void loco_json_free(loco_json *j) {
@@ -203,7 +208,7 @@ static struct loco_line *new_line(loco_metrics *mt) {
     if (mt->nlines == mt->cap) {
         long cap = mt->cap ? 2 * mt->cap : 64;
         struct loco_line *l = realloc(mt->lines, sizeof *l * (size_t)cap);
-        if (!l) abort(); /* a few KiB of text: out of memory here is not recoverable */
+        LOCO_CHECK(l != NULL, "out of memory for %ld buffered events", cap);
         mt->lines = l;
         mt->cap = cap;
     }
@@ -228,7 +233,7 @@ static void add_event_at(loco_metrics *mt, long place, loco_json *j) {
     struct loco_line *l = place < 0 ? new_line(mt) : &mt->lines[place - mt->first];
     LOCO_CHECK(place < 0 || (place >= mt->first && !l->filled), "place %ld filled twice", place);
     char *t = realloc(l->text, l->len + j->len + 1);
-    if (!t) abort();
+    LOCO_CHECK(t != NULL, "out of memory for an event of %zu bytes", l->len + j->len + 1);
     memcpy(t + l->len, j->buf, j->len);
     t[l->len + j->len] = '\n';
     l->text = t;
@@ -266,7 +271,7 @@ int loco_metrics_load_waiting(loco_metrics *mt, loco_unpack *u) {
         pthread_mutex_lock(&mt->mu);
         struct loco_line *l = new_line(mt);
         l->text = malloc(len);
-        if (!l->text) abort();
+        LOCO_CHECK(l->text != NULL, "out of memory for a saved event of %zu bytes", len);
         loco_unpack_bytes(u, l->text, len);
         l->len = len;
         l->filled = 1;
@@ -467,7 +472,7 @@ void loco_metrics_say_summary(loco_metrics *mt, const loco_summary *s) {
                      s->train_s > 0 ? (double)s->tokens / s->train_s : 0, s->final_val,
                      exp(s->final_val));
     if (mt->byte_level)
-        loco_metrics_say(mt, "  %.3f bits per byte; %ld parameters", s->final_val / log(2.0),
+        loco_metrics_say(mt, "  %.3f bits per byte; %ld parameters", loco_bits_per_byte(s->final_val),
                          s->params);
 }
 

@@ -1,24 +1,18 @@
 #include "loco/pack.h"
 
 #include <string.h>
-#include <zlib.h>
 
 /* the fields are written as the machine holds them: loco runs on little-endian x86-64
  * and aarch64, and a state file is read back by the same build on the same machine */
 
 void loco_pack_begin(loco_pack *p, FILE *f) {
-    *p = (loco_pack){.f = f, .crc = (uint32_t)crc32(0L, Z_NULL, 0)};
+    *p = (loco_pack){.f = f, .crc = 0};
 }
 
 void loco_pack_bytes(loco_pack *p, const void *x, size_t n) {
     if (p->failed || n == 0) return;
     if (fwrite(x, 1, n, p->f) != n) p->failed = 1;
-    /* crc32 takes at most 4 GiB a call */
-    for (size_t done = 0; done < n;) {
-        size_t k = n - done < (1u << 30) ? n - done : (1u << 30);
-        p->crc = (uint32_t)crc32(p->crc, (const unsigned char *)x + done, (uInt)k);
-        done += k;
-    }
+    p->crc = loco_crc32(p->crc, x, n);
     p->bytes += n;
 }
 

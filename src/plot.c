@@ -248,9 +248,21 @@ static int assign_panels(const loco_curve *c, int n, int *panel, int *first) {
     return np;
 }
 
-/* A colour per distinct label, so a run keeps its colour from panel to panel. */
-static int label_colour(const loco_curve *c, int i) {
-    int colour = 1;
+/* Colours told apart on screen and in print: Tableau's ten, then six darker ones. */
+static const char *const series_colours[] = {
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#000000", "#08306b", "#7f2704", "#00441b", "#67000d", "#3f007d",
+};
+enum { NCOLOURS = sizeof series_colours / sizeof series_colours[0] };
+
+void loco_plot_series_style(int i, char *buf, size_t n) {
+    LOCO_CHECK(i >= 0, "series %d", i);
+    snprintf(buf, n, "lc rgb '%s' dt %d", series_colours[i % NCOLOURS], 1 + i / NCOLOURS);
+}
+
+/* A series index per distinct label, so a run keeps its style from panel to panel. */
+static int label_series(const loco_curve *c, int i) {
+    int colour = 0;
     for (int j = 0; j < i; j++) {
         int k = 0;
         while (!same(c[k].label, c[j].label)) k++;
@@ -312,7 +324,9 @@ static void plot_panel(const drawing *d, const loco_curve *c, int n, int p, cons
         } else {
             fputs("NaN", d->gp);   /* still in the key */
         }
-        fprintf(d->gp, " with linespoints lw 2 pt 7 ps 0.7 lc %d title ", label_colour(c, i));
+        char style[64];
+        loco_plot_series_style(label_series(c, i), style, sizeof style);
+        fprintf(d->gp, " with linespoints lw 2 pt 7 ps 0.7 %s title ", style);
         put_quoted(d->gp, label);
     }
     fputc('\n', d->gp);
@@ -612,7 +626,10 @@ int loco_plot_lr(const loco_runlog *run, const char *title, int width, int heigh
             if (!counts[w]) continue;
             fputs(", \\\n     ", d.gp);
             put_file(&d, "lr.dat");
-            fprintf(d.gp, " index %d using 1:2 with linespoints pt 7 ps 0.5 lw 2 title 'worker %d'", w, w);
+            char style[64];
+            loco_plot_series_style(w, style, sizeof style);
+            fprintf(d.gp, " index %d using 1:2 with linespoints pt 7 ps 0.5 lw 2 %s title 'worker %d'",
+                    w, style, w);
         }
         fputc('\n', d.gp);
     }

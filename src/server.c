@@ -530,7 +530,7 @@ static int join_window(loco_server *s, loco_round *r, double now) {
 static int closed_by(loco_server *s, loco_round *r, double end) {
     double left = end - loco_clock_wall(s->clock);
     double until = loco_now() + (left > 0 ? left : 0);
-    struct timespec ts = {(time_t)until, (long)((until - (double)(time_t)until) * 1e9)};
+    struct timespec ts = loco_timespec(until);
     pthread_mutex_lock(&s->window_mu);
     while (!r->window_done && pthread_cond_timedwait(&s->window_cv, &s->window_mu, &ts) == 0) {
     }

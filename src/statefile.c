@@ -9,15 +9,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 enum { HEADER_BYTES = 32, TRAILER_BYTES = 16 };
-
-uint64_t loco_hash64(const void *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ULL;
-    return h;
-}
 
 int loco_state_begin(loco_state_writer *w, const char *dir, int kind, uint64_t config_hash,
                      loco_err *e) {
@@ -92,13 +85,8 @@ int loco_state_read(const char *path, uint64_t config_hash, loco_state_file *f, 
     size_t payload = f->len - HEADER_BYTES - TRAILER_BYTES;
     if (t[0] != payload) return refuse(f, e, "truncated or extended (its length disagrees with its trailer)");
     const unsigned char *body = (const unsigned char *)f->map + HEADER_BYTES;
-    uLong crc = crc32(0L, Z_NULL, 0);
-    for (size_t done = 0; done < payload;) {
-        size_t k = payload - done < (1u << 30) ? payload - done : (1u << 30);
-        crc = crc32(crc, body + done, (uInt)k);
-        done += k;
-    }
-    if ((uint32_t)crc != (uint32_t)t[1]) return refuse(f, e, "checksum mismatch: the file is corrupt");
+    if (loco_crc32(0, body, payload) != (uint32_t)t[1])
+        return refuse(f, e, "checksum mismatch: the file is corrupt");
     if (h[2] != LOCO_STATE_SINGLE && h[2] != LOCO_STATE_ASYNC) return refuse(f, e, "unknown kind of run");
     if (config_hash && h[3] != config_hash)
         return refuse(f, e, "written by a run of another config (its config.ini changed?)");

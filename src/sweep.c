@@ -140,20 +140,14 @@ static int apply_quick(spec *sp, loco_err *e) {
 /* Splits a comma list into out[max][len] (trimmed items); returns the count, -1 when
  * there are more than max or an item is empty or too long. */
 static int split_list(const char *list, char *out, int max, size_t len) {
-    int n = 0;
+    int n = loco_list_count(list);
+    if (n == 0 || n > max) return -1;
     const char *p = list;
-    for (;;) {
-        size_t k = strcspn(p, ",");
-        const char *a = p, *b = p + k;
-        while (a < b && (*a == ' ' || *a == '\t')) a++;
-        while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
-        if (n == max || b == a || (size_t)(b - a) >= len) return -1;
-        memcpy(out + (size_t)n * len, a, (size_t)(b - a));
-        out[(size_t)n * len + (size_t)(b - a)] = '\0';
-        n++;
-        if (!p[k]) return n;
-        p += k + 1;
+    for (int i = 0; i < n; i++) {
+        char *item = out + (size_t)i * len;
+        if (loco_list_next(&p, item, len) != 0 || !*item) return -1;
     }
+    return n;
 }
 
 static int list_error(const spec *sp, const entry *en, int max, loco_err *e) {
@@ -179,10 +173,7 @@ static int parse_longs(const spec *sp, const entry *en, long *out, int max, loco
     int n = split_list(en->value, &items[0][0], max < MAX_SEEDS ? max : MAX_SEEDS, 32);
     if (n < 0) return list_error(sp, en, max, e);
     for (int i = 0; i < n; i++) {
-        char *end;
-        errno = 0;
-        out[i] = strtol(items[i], &end, 10);
-        if (errno || *end || out[i] < 0)
+        if (loco_parse_long(items[i], &out[i]) != 0 || out[i] < 0)
             return loco_errf(e, "%s:%d: %s: '%s' is not an integer >= 0", sp->path, en->line,
                              en->key, items[i]);
         snprintf(items[i], sizeof items[i], "%ld", out[i]); /* 7 and 07 are one seed */
@@ -242,9 +233,8 @@ static int grid_key(spec *sp, const entry *en, loco_err *e) {
 
 static int tune_key(spec *sp, const entry *en, loco_err *e) {
     if (!strcmp(en->key, "extend")) {
-        char *end;
-        sp->extend = strtol(en->value, &end, 10);
-        if (*end || end == en->value || sp->extend < 0 || sp->extend > MAX_EXTEND)
+        if (loco_parse_long(en->value, &sp->extend) != 0 || sp->extend < 0 ||
+            sp->extend > MAX_EXTEND)
             return loco_errf(e, "%s:%d: extend = %s: expected a count of rates from 0 to %d",
                              sp->path, en->line, en->value, MAX_EXTEND);
         return 0;
@@ -254,9 +244,7 @@ static int tune_key(spec *sp, const entry *en, loco_err *e) {
     int n = split_list(en->value, &items[0][0], MAX_LRS, 32);
     if (n < 0) return list_error(sp, en, MAX_LRS, e);
     for (int i = 0; i < n; i++) {
-        char *end;
-        sp->lrs[i] = strtod(items[i], &end);
-        if (*end || !(sp->lrs[i] > 0))
+        if (loco_parse_double(items[i], &sp->lrs[i]) != 0 || !(sp->lrs[i] > 0))
             return loco_errf(e, "%s:%d: outer.lr: '%s' is not a learning rate > 0", sp->path,
                              en->line, items[i]);
     }
@@ -481,11 +469,6 @@ static void normalise(loco_config *c) {
     c->hetero = d.hetero;
 }
 
-static uint64_t fnv1a(uint64_t h, const char *s) {
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
-}
-
 /* A config's identity: its keys that are not at their defaults (so runs made before a
  * key was added are still found). NULL when out of memory. */
 static char *identity(const loco_config *c) {
@@ -505,8 +488,8 @@ static char *identity(const loco_config *c) {
 static int resolve(sweep *sw, run *r, loco_err *e) {
     r->text = identity(&r->cfg);
     if (!r->text) return loco_errf(e, "out of memory");
-    uint64_t h = fnv1a(0xcbf29ce484222325ULL, r->text);
-    if (r->kind != RUN_PRETRAIN) h = fnv1a(h, sw->init);
+    uint64_t h = loco_hash64(r->text, strlen(r->text));
+    if (r->kind != RUN_PRETRAIN) h = loco_hash64_more(h, sw->init, strlen(sw->init));
     /* named by what the run is, not by its place in the grid: cells that are the same run
      * (single at every heterogeneity level, say) share one directory */
     char name[NAME_LEN + 32];

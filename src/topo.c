@@ -1,7 +1,6 @@
 /* topo: the hwloc topology, the pinning plan, binding threads and memory (topo.h). */
 #include "loco/topo.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -133,7 +132,7 @@ static int scatter_units(const loco_topo *t, hwloc_obj_type_t type, int *units, 
 static int pu_order(const loco_topo *t, int scatter, int *order) {
     hwloc_obj_type_t type = unit_type(t);
     int nunits = t->ncores, n = 0;   /* the cores, or the PUs when there are none */
-    assert(nunits > 0);
+    LOCO_CHECK(nunits > 0, "%d units", nunits);
     int *units = malloc((size_t)nunits * sizeof *units);
     char *taken = calloc((size_t)t->npus, 1);
     if (!units || !taken) goto fail;
@@ -153,7 +152,7 @@ static int pu_order(const loco_topo *t, int scatter, int *order) {
     /* PUs outside every core: hwloc does not build such machines, but none is lost */
     for (int i = 0; i < t->npus; i++)
         if (!taken[i]) order[n++] = i;
-    assert(n == t->npus);
+    LOCO_CHECK(n == t->npus, "%d PUs of %d", n, t->npus);
     free(units);
     free(taken);
     return 0;
@@ -198,8 +197,9 @@ const loco_enum loco_pin_kinds[] = {
 };
 
 int loco_topo_plan(const loco_topo *t, int workers, int pin, loco_plan *p, loco_err *e) {
-    assert(workers >= 1 && workers <= INT_MAX - 2);
-    assert(pin == LOCO_PIN_COMPACT || pin == LOCO_PIN_SCATTER || pin == LOCO_PIN_NONE);
+    LOCO_CHECK(workers >= 1 && workers <= INT_MAX - 2, "%d workers", workers);
+    LOCO_CHECK(pin == LOCO_PIN_COMPACT || pin == LOCO_PIN_SCATTER || pin == LOCO_PIN_NONE, "pin %d",
+               pin);
     memset(p, 0, sizeof *p);
     p->pin = pin;
     p->workers = workers;

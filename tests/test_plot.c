@@ -347,3 +347,74 @@ Test(plot, a_failing_gnuplot_is_quoted_and_leaves_the_old_picture, .timeout = 60
     loco_runlog_free(&a);
     scratch_close(&s);
 }
+
+/* The script a stand-in gnuplot on PATH was given, kept at s->dir/plot.gp; the plot call
+ * itself fails (the stand-in draws nothing). */
+static void fake_gnuplot_keeping_script(const scratch *s, char *bin, size_t n) {
+    char fake[160], script[160];
+    path_in(s, "bin", bin, n);
+    cr_assert_eq(mkdir(bin, 0700), 0, "mkdir");
+    snprintf(fake, sizeof fake, "%s/gnuplot", bin);
+    FILE *f = fopen(fake, "w");
+    cr_assert_not_null(f, "write %s", fake);
+    fprintf(f, "#!/bin/sh\n/bin/cp \"$1\" %s\nexit 3\n", path_in(s, "plot.gp", script, sizeof script));
+    fclose(f);
+    cr_assert_eq(chmod(fake, 0700), 0, "chmod");
+}
+
+/* Every "lc ... dt N" of a script's plot lines; returns how many, into styles. */
+static int styles_of(const char *path, char styles[][64], int max) {
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "no script at %s", path);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        for (char *p = line; (p = strstr(p, "lc rgb '")) && n < max; p++) {
+            char *dt = strstr(p, " dt ");
+            cr_assert_not_null(dt, "a series without a dash type: %s", p);
+            size_t len = strcspn(dt + 4, " ") + (size_t)(dt + 4 - p);
+            cr_assert_lt(len, 64u, "style");
+            memcpy(styles[n], p, len);
+            styles[n++][len] = '\0';
+        }
+    fclose(f);
+    return n;
+}
+
+/* 20 runs on one plot (more than the 16 colours): 20 styles, no two alike, and the same
+ * label keeps its style in a second panel. */
+Test(plot, no_two_series_of_a_plot_share_a_style, .timeout = 60) {
+    scratch s;
+    scratch_open(&s);
+    loco_runlog a;
+    fake_curve(&a, 5, 1, 1);
+    enum { RUNS = 20 };
+    loco_curve c[2 * RUNS];
+    char labels[RUNS][16];
+    for (int i = 0; i < RUNS; i++) {
+        snprintf(labels[i], sizeof labels[i], "run-%d", i);
+        c[i] = (loco_curve){&a, labels[i], "left"};
+        c[RUNS + i] = (loco_curve){&a, labels[i], "right"};
+    }
+    char bin[96], png[128], script[128];
+    fake_gnuplot_keeping_script(&s, bin, sizeof bin);
+    const char *path = getenv("PATH");
+    char *saved = strdup(path ? path : "");
+    cr_assert_eq(setenv("PATH", bin, 1), 0, "setenv");
+    loco_err e = {{0}};
+    path_in(&s, "many.png", png, sizeof png);
+    cr_assert_eq(loco_plot_curves(c, 2 * RUNS, LOCO_PLOT_STEPS, NULL, 800, 600, png, &e), -1,
+                 "the stand-in draws nothing");
+    setenv("PATH", saved, 1);
+    free(saved);
+    char styles[4 * RUNS][64];
+    int n = styles_of(path_in(&s, "plot.gp", script, sizeof script), styles, 4 * RUNS);
+    cr_assert_eq(n, 2 * RUNS, "%d series styled", n);
+    for (int i = 0; i < RUNS; i++) {
+        cr_assert_str_eq(styles[i], styles[RUNS + i], "run-%d changes style between panels", i);
+        for (int j = 0; j < i; j++)
+            cr_assert_str_neq(styles[i], styles[j], "run-%d and run-%d share %s", i, j, styles[i]);
+    }
+    loco_runlog_free(&a);
+    scratch_close(&s);
+}

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #define LOCO_ERR_LEN 1024
 #define LOCO_PATH_LEN 1024
@@ -123,5 +124,33 @@ int loco_outfile_commit(loco_outfile *o, loco_err *e);
 
 /* mkdir -p */
 int loco_mkdirs(const char *path, loco_err *e);
+
+/* CRC-32 (zlib's) of n bytes, continuing crc (0 to start): of any length, where zlib
+ * takes at most 4 GiB a call. */
+uint32_t loco_crc32(uint32_t crc, const void *p, size_t n);
+
+/* FNV-1a, 64 bits: loco_hash64 of n bytes, loco_hash64_more to continue a hash. Names
+ * files and checks configs; not for adversaries. */
+uint64_t loco_hash64(const void *p, size_t n);
+uint64_t loco_hash64_more(uint64_t h, const void *p, size_t n);
+
+/* seconds (of loco_now's clock, or a duration) as a struct timespec, for the waits that
+ * take one */
+struct timespec loco_timespec(double s);
+
+/* The whole of s as one number: 0; LOCO_PARSE_BAD (-1) when s is empty or has anything
+ * after the number; LOCO_PARSE_RANGE when it overflows (a double: or is inf or nan);
+ * LOCO_PARSE_TINY when a double's magnitude is below DBL_MIN, which loco's threads would
+ * count as zero. *out is set only on success. */
+enum { LOCO_PARSE_BAD = -1, LOCO_PARSE_RANGE = -2, LOCO_PARSE_TINY = -3 };
+int loco_parse_long(const char *s, long *out);
+int loco_parse_double(const char *s, double *out);
+
+/* Comma-separated lists: items are trimmed of blanks, and empty ones stay (so "1,,2" is
+ * reported rather than read as "1,2"). loco_list_count: the items of list, 0 for a blank
+ * one. loco_list_next copies the item *p starts with into item (len bytes) and moves *p
+ * past its comma (NULL after the last); -1 when it does not fit. */
+int loco_list_count(const char *list);
+int loco_list_next(const char **p, char *item, size_t len);
 
 #endif

@@ -109,7 +109,4 @@ void loco_eval_thread_drain(loco_eval_thread *et, int keep);
  * thread spent evaluating. */
 double loco_eval_thread_stop(loco_eval_thread *et);
 
-/* Bits per byte of a mean loss in nats, for byte-level tokens. */
-double loco_bits_per_byte(double loss);
-
 #endif

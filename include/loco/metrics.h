@@ -212,4 +212,7 @@ int loco_write_text(const char *dir, const char *name, const char *text, loco_er
 /* "1h02m", "3m05s", "12s" */
 void loco_format_duration(double s, char *buf, size_t n);
 
+/* Bits per byte of a mean loss in nats, for byte-level tokens. */
+double loco_bits_per_byte(double loss);
+
 #endif

@@ -48,4 +48,8 @@ int loco_plot_timeline(const loco_runlog *run, const char *title, int width, int
 int loco_plot_lr(const loco_runlog *run, const char *title, int width, int height,
                  const char *png, loco_err *e);
 
+/* The line style of a plot's i-th series (from 0): one of 16 distinct colours, and past
+ * them a dash type of its own, so that no two series of a plot look alike. */
+void loco_plot_series_style(int i, char *buf, size_t n);
+
 #endif

@@ -17,9 +17,6 @@
 
 enum { LOCO_STATE_SINGLE = 1, LOCO_STATE_ASYNC = 2 };
 
-/* A 64-bit hash of n bytes (FNV-1a): a config's identity in a checkpoint's header. */
-uint64_t loco_hash64(const void *p, size_t n);
-
 typedef struct {
     loco_outfile out;
     loco_pack p;
