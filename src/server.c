@@ -141,13 +141,14 @@ static long dylu_steps(const loco_server *s, const loco_round *r, double t) {
 }
 
 /* The run is over when no worker is left running and no step is left to hand out; the
- * workers away then do not come back (loco_server_back returns 0). */
+ * workers away then do not come back (loco_server_back returns 0). The caller parks r on
+ * the clock once it has scheduled everyone else: r may hold the turn, and until the others'
+ * events are on the clock its event is what keeps them from committing (close_window). */
 static void retire(loco_server *s, loco_round *r) {
     LOCO_CHECK(!r->retired && s->active > 0, "worker %d retired twice (%d active)", r->id,
                s->active);
     r->retired = 1;
     s->active--;
-    loco_clock_park(s->clock, r->id);
     if (s->active > 0 || s->budget > 0) return;
     for (int w = 0; w < s->st.workers; w++) {
         loco_round *a = &s->rounds[w];
@@ -197,6 +198,7 @@ static long plan_round(loco_server *s, loco_round *r, double t, int schedule) {
     r->lr_live = s->st.workers - s->down > 0 ? s->st.workers - s->down : 1;
     if (h == 0) {
         retire(s, r);
+        if (schedule) loco_clock_park(s->clock, r->id);
         return 0;
     }
     if (s->st.clock == LOCO_CLOCK_VIRTUAL) {
@@ -249,6 +251,7 @@ void loco_server_abandon(loco_server *s, loco_round *r) {
     /* a worker handed no round at begin is retired already: it must not count twice */
     if (!r->retired) retire(s, r);
     if (window_full(s)) close_window(s, loco_clock_time(s->clock), -1);
+    loco_clock_park(s->clock, r->id);
     pthread_mutex_unlock(&s->entry);
     loco_globalbuf_walk(s->gb, r->pull_ticket, NULL, NULL);
 }
@@ -481,14 +484,19 @@ static void close_window(loco_server *s, double t, int holder) {
         reserve_pull(s, m);
         plan_round(s, m, t, 0);
     }
-    if (s->st.clock == LOCO_CLOCK_VIRTUAL) {
-        for (int i = 0; i < s->nmembers; i++) {
-            loco_round *m = &s->rounds[s->members[i]];
-            if (m->id != holder && !m->retired) schedule_next(s, m);
-        }
-        loco_round *h = holder >= 0 ? &s->rounds[holder] : NULL;
-        if (h && !h->retired && !h->away && h->h > 0) schedule_next(s, h);
+    /* members retired by this close are parked with the rest, not when they retired: a
+     * worker parked before the others are scheduled could let the opener's deadline turn
+     * come first, and virtual time would run past this close */
+    int virtual_ = s->st.clock == LOCO_CLOCK_VIRTUAL;
+    for (int i = 0; i < s->nmembers; i++) {
+        loco_round *m = &s->rounds[s->members[i]];
+        if (m->id == holder) continue;
+        if (m->retired) loco_clock_park(s->clock, m->id);
+        else if (virtual_) schedule_next(s, m);
     }
+    loco_round *h = holder >= 0 ? &s->rounds[holder] : NULL;
+    if (h && h->retired) loco_clock_park(s->clock, h->id);
+    else if (h && virtual_ && !h->away && h->h > 0) schedule_next(s, h);
     /* members wake under their own mutex, not entry: their pulls are reserved now and
      * must not wait for entry, which a thread may hold while it waits for them */
     pthread_mutex_lock(&s->window_mu);
@@ -676,6 +684,7 @@ int loco_server_fail(loco_server *s, loco_round *r) {
     else s->active--;
     /* a window waits no more for it */
     if (window_full(s)) close_window(s, t, r->id);
+    if (gone) loco_clock_park(s->clock, r->id);
     if (!gone && s->st.clock == LOCO_CLOCK_VIRTUAL)
         loco_clock_schedule(s->clock, r->id, r->back_at, LOCO_EVENT_BACK);
     pthread_mutex_unlock(&s->entry);

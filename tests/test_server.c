@@ -389,3 +389,49 @@ Test(server, staleness_counts_changes_of_theta_not_arrivals) {
     cr_assert_eq(ss.stale_hist[1], 1, "worker 2 is one change behind (%ld)", ss.stale_hist[1]);
     destroy(&w);
 }
+
+typedef struct {
+    world *w;
+    int i;
+} sync_worker;
+
+/* a worker thread of a windowed run: rounds of zero deltas until no steps are left */
+static void *sync_worker_main(void *arg) {
+    sync_worker *sw = arg;
+    loco_round *r = sw->w->r[sw->i];
+    long h = r->h;
+    while (h > 0) {
+        memset(r->delta, 0, sw->w->n * sizeof(float));
+        loco_round_report rep = {.finite = 1, .steps = h};
+        loco_arrival_cost cost;
+        h = loco_server_arrive(&sw->w->s, r, &rep, &cost);
+    }
+    return NULL;
+}
+
+/* A sync round with a deadline whose close retires its last member (the budget runs out
+ * there): the retiring worker's event must stay on the clock until the others' next
+ * events are, or the opener, waiting for its deadline's turn, can take that turn first
+ * and virtual time runs past the close (a broken invariant in loco_clock_schedule).
+ * A race: many runs of it, on threads. */
+Test(server, a_close_that_retires_its_last_member_keeps_virtual_time_in_order, .timeout = 120) {
+    for (int run = 0; run < 400; run++) {
+        world w;
+        loco_server_settings st = settings(3, LOCO_METHOD_SYNC);
+        st.H = 10;
+        st.budget = 3 * 10 * 3 + 2 * 10; /* the close at 30 hands out 10, 10, 0 */
+        st.sync_timeout_s = 40;
+        make_n(&w, &st, LOCO_LEVEL_NO, 16, NULL);
+        for (int i = 0; i < 3; i++) start(&w, i);
+        pthread_t t[3];
+        sync_worker sw[3];
+        for (int i = 0; i < 3; i++) {
+            sw[i] = (sync_worker){&w, i};
+            cr_assert_eq(pthread_create(&t[i], NULL, sync_worker_main, &sw[i]), 0);
+        }
+        for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+        cr_assert_eq(w.s.local_steps, st.budget, "run %d", run);
+        cr_assert_eq(loco_clock_time(&w.clock), 40.0, "run %d: the run ends at the last arrival", run);
+        destroy(&w);
+    }
+}
