@@ -455,10 +455,7 @@ static int summarise(engine *en, loco_engine_out *out, loco_err *e) {
     s->checkpoint_write_s = en->ckpt_write_s;
     s->server_busy = out->wall_s > 0 ? ss.busy_s / out->wall_s : 0;
     s->evaluator_busy = out->wall_s > 0 ? en->eval_busy_s / out->wall_s : 0;
-    s->rejected_nonfinite = ss.rejected_nonfinite;
-    s->rejected_stale = ss.rejected_stale;
-    s->rejected_norm = ss.rejected_norm;
-    s->rejected_diverged = ss.rejected_diverged;
+    memcpy(s->rejected, ss.rejected, sizeof s->rejected);
     s->faults = ss.faults;
     s->returns = ss.returns;
     s->evals_skipped = ss.evals_skipped;

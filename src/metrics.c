@@ -377,10 +377,12 @@ static void summary_async(const loco_summary *s, loco_json *j) {
         loco_json_num(j, "virtual_tokens_per_s", s->time_s > 0 ? s->tokens / s->time_s : 0);
     loco_json_num(j, "server_busy", s->server_busy);
     loco_json_num(j, "evaluator_busy", s->evaluator_busy);
-    loco_json_int(j, "rejected_nonfinite", s->rejected_nonfinite);
-    loco_json_int(j, "rejected_stale", s->rejected_stale);
-    loco_json_int(j, "rejected_norm", s->rejected_norm);
-    loco_json_int(j, "rejected_diverged", s->rejected_diverged);
+    for (const loco_enum *a = loco_arrival_statuses; a->name; a++) {
+        if (a->value == LOCO_ARRIVAL_APPLIED) continue;
+        char key[64];
+        snprintf(key, sizeof key, "rejected_%s", a->name);
+        loco_json_int(j, key, s->rejected[a->value]);
+    }
     loco_json_int(j, "faults", s->faults);
     loco_json_int(j, "returns", s->returns);
     loco_json_int(j, "evals_skipped", s->evals_skipped);

@@ -1,5 +1,6 @@
 #include "loco/pack.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 /* the fields are written as the machine holds them: loco runs on little-endian x86-64
@@ -80,4 +81,39 @@ int64_t loco_unpack_range(loco_unpack *u, int64_t lo, int64_t hi) {
         return lo;
     }
     return x;
+}
+
+/* ------------------------------------------------------------ field tables */
+
+void loco_pack_fields(loco_pack *p, const void *base, const loco_field *f, int n) {
+    const char *b = base;
+    for (int i = 0; i < n; i++) {
+        const void *x = b + f[i].offset;
+        switch (f[i].kind) {
+        case LOCO_FIELD_LONG: loco_pack_i64(p, *(const long *)x); break;
+        case LOCO_FIELD_INT: loco_pack_i64(p, *(const int *)x); break;
+        case LOCO_FIELD_ATOMIC_LONG: loco_pack_i64(p, atomic_load((const atomic_long *)x)); break;
+        case LOCO_FIELD_U64: loco_pack_u64(p, *(const uint64_t *)x); break;
+        case LOCO_FIELD_F64: loco_pack_f64(p, *(const double *)x); break;
+        case LOCO_FIELD_F32: loco_pack_f64(p, *(const float *)x); break;
+        }
+    }
+}
+
+void loco_unpack_fields(loco_unpack *u, void *base, const loco_field *f, int n, int64_t limit) {
+    char *b = base;
+    for (int i = 0; i < n; i++) {
+        void *x = b + f[i].offset;
+        int64_t hi = f[i].hi < f[i].lo ? limit : f[i].hi;
+        switch (f[i].kind) {
+        case LOCO_FIELD_LONG: *(long *)x = (long)loco_unpack_range(u, f[i].lo, hi); break;
+        case LOCO_FIELD_INT: *(int *)x = (int)loco_unpack_range(u, f[i].lo, hi); break;
+        case LOCO_FIELD_ATOMIC_LONG:
+            atomic_store((atomic_long *)x, (long)loco_unpack_range(u, f[i].lo, hi));
+            break;
+        case LOCO_FIELD_U64: *(uint64_t *)x = loco_unpack_u64(u); break;
+        case LOCO_FIELD_F64: *(double *)x = loco_unpack_f64(u); break;
+        case LOCO_FIELD_F32: *(float *)x = (float)loco_unpack_f64(u); break;
+        }
+    }
 }

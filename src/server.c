@@ -34,6 +34,7 @@
 #include "loco/server.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -103,13 +104,9 @@ int loco_server_start(loco_server *s, const loco_topo *topo, const loco_place *p
 void loco_server_read_stats(loco_server *s, loco_server_stats *out) {
     pthread_mutex_lock(&s->entry);
     *out = (loco_server_stats){.updates = s->updates, .local_steps = s->local_steps,
-                               .planned = s->st.budget,
-                               .rejected_nonfinite = s->rejected_nonfinite,
-                               .rejected_stale = s->rejected_stale,
-                               .rejected_norm = s->rejected_norm,
-                               .rejected_diverged = s->rejected_diverged,
-                               .faults = s->faults, .returns = s->returns,
-                               .evals_skipped = s->evals_skipped};
+                               .planned = s->st.budget, .faults = s->faults,
+                               .returns = s->returns, .evals_skipped = s->evals_skipped};
+    memcpy(out->rejected, s->rejected, sizeof out->rejected);
     memcpy(out->stale_hist, s->stale_hist, sizeof out->stale_hist);
     pthread_mutex_unlock(&s->entry);
     out->busy_s = loco_sweeper_busy(&s->sweeper);
@@ -400,11 +397,7 @@ static int decide(loco_server *s, loco_round *r, const loco_round_report *rep, d
         s->version += rule->moves_theta;
         s->accumulated = rule->accumulates ? s->accumulated + 1 : 0;
     } else {
-        long *count[] = {[LOCO_ARRIVAL_NONFINITE] = &s->rejected_nonfinite,
-                         [LOCO_ARRIVAL_STALE] = &s->rejected_stale,
-                         [LOCO_ARRIVAL_NORM] = &s->rejected_norm,
-                         [LOCO_ARRIVAL_DIVERGED] = &s->rejected_diverged};
-        (*count[status])++;
+        s->rejected[status]++;
     }
     if (s->mt) {
         double slow = rep->slowdown_s;
@@ -777,81 +770,74 @@ static int load_snapshot(loco_server *s, loco_unpack *u) {
     return 0;
 }
 
-static void save_round(const loco_round *r, loco_pack *p) {
-    loco_pack_i64(p, r->v_start);
-    loco_pack_i64(p, r->h);
-    loco_pack_i64(p, r->lr_committed);
-    loco_pack_i64(p, r->lr_live);
-    loco_pack_f64(p, r->start_t);
-    loco_pack_f64(p, r->end_t);
-    loco_pack_u64(p, r->durations.s);
-    loco_pack_f64(p, r->step_s);
-    loco_pack_i64(p, r->retired);
-    loco_pack_i64(p, r->window_done);
-    loco_pack_i64(p, r->status);
-    loco_pack_i64(p, r->lost);
-    loco_pack_i64(p, r->away);
-    loco_pack_f64(p, r->fail_at);
-    loco_pack_f64(p, r->back_at);
-    loco_pack_f64(p, r->next_at);
-    loco_pack_i64(p, r->next_fault);
-    loco_pack_i64(p, r->faults);
-}
+/* A round's state in the checkpoint, in its order */
+#define ROUND(f, kind, lo, hi) {offsetof(loco_round, f), LOCO_FIELD_##kind, lo, hi}
+static const loco_field round_fields[] = {
+    ROUND(v_start, LONG, 0, LOCO_BIG),
+    ROUND(h, LONG, 0, LOCO_BIG),
+    ROUND(lr_committed, LONG, 0, LOCO_BIG),
+    ROUND(lr_live, LONG, 1, INT32_MAX),
+    ROUND(start_t, F64, 0, 0),
+    ROUND(end_t, F64, 0, 0),
+    ROUND(durations.s, U64, 0, 0),
+    ROUND(step_s, F64, 0, 0),
+    ROUND(retired, INT, 0, 1),
+    ROUND(window_done, INT, 0, 1),
+    ROUND(status, INT, LOCO_ARRIVAL_APPLIED, LOCO_ARRIVALS - 1),
+    ROUND(lost, INT, 0, 1),
+    ROUND(away, INT, 0, 1),
+    ROUND(fail_at, F64, 0, 0),
+    ROUND(back_at, F64, 0, 0),
+    ROUND(next_at, F64, 0, 0),
+    ROUND(next_fault, INT, 0, INT32_MAX),
+    ROUND(faults, LONG, 0, LOCO_BIG),
+};
+enum { NROUND_FIELDS = sizeof round_fields / sizeof round_fields[0] };
 
-static void load_round(loco_round *r, loco_unpack *u) {
-    r->v_start = loco_unpack_range(u, 0, INT64_MAX / 2);
-    r->h = loco_unpack_range(u, 0, INT64_MAX / 2);
-    r->lr_committed = loco_unpack_range(u, 0, INT64_MAX / 2);
-    r->lr_live = loco_unpack_range(u, 1, INT32_MAX);
-    r->start_t = loco_unpack_f64(u);
-    r->end_t = loco_unpack_f64(u);
-    r->durations.s = loco_unpack_u64(u);
-    r->step_s = loco_unpack_f64(u);
-    r->retired = (int)loco_unpack_range(u, 0, 1);
-    r->window_done = (int)loco_unpack_range(u, 0, 1);
-    r->status = (int)loco_unpack_range(u, LOCO_ARRIVAL_APPLIED, LOCO_ARRIVAL_DIVERGED);
-    r->lost = (int)loco_unpack_range(u, 0, 1);
-    r->away = (int)loco_unpack_range(u, 0, 1);
-    r->fail_at = loco_unpack_f64(u);
-    r->back_at = loco_unpack_f64(u);
-    r->next_at = loco_unpack_f64(u);
-    r->next_fault = (int)loco_unpack_range(u, 0, INT32_MAX);
-    r->faults = loco_unpack_range(u, 0, INT64_MAX / 2);
-}
+/* The protocol's counters in the checkpoint, in its order (a hi below lo: the workers) */
+#define COUNT(f, lo, hi) {offsetof(loco_server, f), LOCO_FIELD_LONG, lo, hi}
+#define FLAG(f, lo, hi) {offsetof(loco_server, f), LOCO_FIELD_INT, lo, hi}
+static const loco_field counters[] = {
+    COUNT(updates, 0, LOCO_BIG),
+    COUNT(version, 0, LOCO_BIG),
+    COUNT(local_steps, 0, LOCO_BIG),
+    COUNT(budget, 0, LOCO_BIG),
+    COUNT(rejected[LOCO_ARRIVAL_NONFINITE], 0, LOCO_BIG),
+    COUNT(rejected[LOCO_ARRIVAL_STALE], 0, LOCO_BIG),
+    COUNT(evals_skipped, 0, LOCO_BIG),
+    COUNT(rejected[LOCO_ARRIVAL_NORM], 0, LOCO_BIG),
+    COUNT(rejected[LOCO_ARRIVAL_DIVERGED], 0, LOCO_BIG),
+    COUNT(faults, 0, LOCO_BIG),
+    COUNT(returns, 0, LOCO_BIG),
+    COUNT(dn_count, 0, LOCO_BIG),
+    COUNT(dn_N, 0, LOCO_BIG),
+    FLAG(down, 0, -1),
+    FLAG(active, 0, -1),
+    COUNT(accumulated, 0, LOCO_BIG),
+    FLAG(win_open, 0, 1),
+    FLAG(nmembers, 0, -1),
+};
+enum { NCOUNTERS = sizeof counters / sizeof counters[0] };
 
 void loco_server_save(loco_server *s, loco_pack *p) {
     pthread_mutex_lock(&s->entry);
-    const long counts[] = {s->updates, s->version, s->local_steps, s->budget,
-                           s->rejected_nonfinite, s->rejected_stale, s->evals_skipped,
-                           s->rejected_norm, s->rejected_diverged, s->faults, s->returns,
-                           s->dn_count, s->dn_N, s->down,
-                           s->active, s->accumulated, s->win_open, s->nmembers};
-    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) loco_pack_i64(p, counts[i]);
+    loco_pack_fields(p, s, counters, NCOUNTERS);
     for (int b = 0; b < LOCO_STALE_BUCKETS; b++) loco_pack_i64(p, s->stale_hist[b]);
     loco_pack_f64(p, s->win_end);
     for (int i = 0; i < s->nmembers; i++) loco_pack_i64(p, s->members[i]);
     save_snapshot(s->snap, p);
-    for (int w = 0; w < s->st.workers; w++) save_round(&s->rounds[w], p);
+    for (int w = 0; w < s->st.workers; w++) loco_pack_fields(p, &s->rounds[w], round_fields, NROUND_FIELDS);
     pthread_mutex_unlock(&s->entry);
 }
 
 int loco_server_load(loco_server *s, loco_unpack *u) {
-    const int64_t big = INT64_MAX / 2, W = s->st.workers;
-    long *counts[] = {&s->updates, &s->version, &s->local_steps, &s->budget,
-                      &s->rejected_nonfinite, &s->rejected_stale, &s->evals_skipped,
-                      &s->rejected_norm, &s->rejected_diverged, &s->faults, &s->returns,
-                      &s->dn_count, &s->dn_N};
-    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) *counts[i] = loco_unpack_range(u, 0, big);
-    s->down = (int)loco_unpack_range(u, 0, W);
-    s->active = (int)loco_unpack_range(u, 0, W);
-    s->accumulated = loco_unpack_range(u, 0, big);
-    s->win_open = (int)loco_unpack_range(u, 0, 1);
-    s->nmembers = (int)loco_unpack_range(u, 0, W);
-    for (int b = 0; b < LOCO_STALE_BUCKETS; b++) s->stale_hist[b] = loco_unpack_range(u, 0, big);
+    const int64_t W = s->st.workers;
+    loco_unpack_fields(u, s, counters, NCOUNTERS, W);
+    for (int b = 0; b < LOCO_STALE_BUCKETS; b++) s->stale_hist[b] = loco_unpack_range(u, 0, LOCO_BIG);
     s->win_end = loco_unpack_f64(u);
     for (int i = 0; i < s->nmembers; i++) s->members[i] = (int)loco_unpack_range(u, 0, W - 1);
     if (load_snapshot(s, u) != 0) return -1;
-    for (int w = 0; w < W; w++) load_round(&s->rounds[w], u);
+    for (int w = 0; w < W; w++) loco_unpack_fields(u, &s->rounds[w], round_fields, NROUND_FIELDS, W);
     return u->bad ? -1 : 0;
 }
 

@@ -1,6 +1,7 @@
 #include "loco/worker.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,16 +108,23 @@ void loco_worker_reset_optimizer(loco_worker *w) {
     memset(w->adam_v, 0, w->m->nparams * sizeof(float));
 }
 
+/* the replica's scalars after its three arrays (params, m, v), in the checkpoint's order */
+#define REPLICA(f, kind, lo, hi) {offsetof(loco_worker, f), LOCO_FIELD_##kind, lo, hi}
+static const loco_field replica_fields[] = {
+    REPLICA(steps, LONG, 0, LOCO_BIG),
+    REPLICA(stream.rng.s, U64, 0, 0),
+    REPLICA(loss, F32, 0, 0),
+    REPLICA(grad_norm, F64, 0, 0),
+    REPLICA(lr, F64, 0, 0),
+};
+enum { NREPLICA_FIELDS = sizeof replica_fields / sizeof replica_fields[0], REPLICA_ARRAYS = 3 };
+
 void loco_worker_save(const loco_worker *w, loco_pack *p) {
     size_t n = w->m->nparams;
     loco_pack_floats(p, w->params, n);
     loco_pack_floats(p, w->adam_m, n);
     loco_pack_floats(p, w->adam_v, n);
-    loco_pack_i64(p, w->steps);
-    loco_pack_u64(p, w->stream.rng.s);
-    loco_pack_f64(p, w->loss);
-    loco_pack_f64(p, w->grad_norm);
-    loco_pack_f64(p, w->lr);
+    loco_pack_fields(p, w, replica_fields, NREPLICA_FIELDS);
 }
 
 int loco_worker_load(loco_worker *w, loco_unpack *u) {
@@ -124,11 +132,7 @@ int loco_worker_load(loco_worker *w, loco_unpack *u) {
     loco_unpack_floats(u, w->params, n);
     loco_unpack_floats(u, w->adam_m, n);
     loco_unpack_floats(u, w->adam_v, n);
-    w->steps = loco_unpack_range(u, 0, INT64_MAX / 2);
-    w->stream.rng.s = loco_unpack_u64(u);
-    w->loss = (float)loco_unpack_f64(u);
-    w->grad_norm = loco_unpack_f64(u);
-    w->lr = loco_unpack_f64(u);
+    loco_unpack_fields(u, w, replica_fields, NREPLICA_FIELDS, 0);
     return u->bad ? -1 : 0;
 }
 
@@ -312,29 +316,34 @@ static void *worker_main(void *arg) {
 
 /* ------------------------------------------------------------ checkpoints */
 
-enum { THREAD_SCALARS = 12 };   /* the 8-byte fields after the arrays (below) */
+/* the thread's scalars after theta_start, in the checkpoint's order */
+#define THREAD(f, kind, lo, hi) {offsetof(loco_worker_thread, f), LOCO_FIELD_##kind, lo, hi}
+static const loco_field thread_fields[] = {
+    THREAD(jitter.s, U64, 0, 0),
+    THREAD(last.diverged, INT, 0, 1),
+    THREAD(last.steps, LONG, 0, LOCO_BIG),
+    THREAD(last.step_s, F64, 0, 0),
+    THREAD(last.slowdown_s, F64, 0, 0),
+    THREAD(stats.steps, ATOMIC_LONG, 0, LOCO_BIG),
+    THREAD(stats.rounds, LONG, 0, LOCO_BIG),
+    THREAD(stats.rejected, LONG, 0, LOCO_BIG),
+    THREAD(stats.compute_s, F64, 0, 0),
+    THREAD(stats.slowdown_s, F64, 0, 0),
+    THREAD(stats.lockwait_s, F64, 0, 0),
+    THREAD(stats.idle_s, F64, 0, 0),
+};
+enum { NTHREAD_FIELDS = sizeof thread_fields / sizeof thread_fields[0] };
 
 size_t loco_worker_thread_state_bytes(size_t nparams) {
-    return 4 * nparams * sizeof(float) + 5 * 8 + THREAD_SCALARS * 8;
+    return (REPLICA_ARRAYS + 1) * nparams * sizeof(float) +
+           (NREPLICA_FIELDS + NTHREAD_FIELDS) * LOCO_FIELD_BYTES;
 }
 
 void loco_worker_thread_save(const loco_worker_thread *t, loco_pack *p) {
-    const loco_worker_stats *st = &t->stats;
     uint64_t before = p->bytes;
     loco_worker_save(&t->w, p);
     loco_pack_floats(p, t->r->theta0, t->m->nparams);
-    loco_pack_u64(p, t->jitter.s);
-    loco_pack_i64(p, t->last.diverged);
-    loco_pack_i64(p, t->last.steps);
-    loco_pack_f64(p, t->last.step_s);
-    loco_pack_f64(p, t->last.slowdown_s);
-    loco_pack_i64(p, atomic_load(&st->steps));
-    loco_pack_i64(p, st->rounds);
-    loco_pack_i64(p, st->rejected);
-    loco_pack_f64(p, st->compute_s);
-    loco_pack_f64(p, st->slowdown_s);
-    loco_pack_f64(p, st->lockwait_s);
-    loco_pack_f64(p, st->idle_s);
+    loco_pack_fields(p, t, thread_fields, NTHREAD_FIELDS);
     LOCO_CHECK(p->bytes - before == loco_worker_thread_state_bytes(t->m->nparams),
                "worker %d packed %llu bytes", t->r->id, (unsigned long long)(p->bytes - before));
 }
@@ -342,21 +351,9 @@ void loco_worker_thread_save(const loco_worker_thread *t, loco_pack *p) {
 /* on the thread, after its buffers are made (so they stay on its NUMA node) */
 static int load_thread(loco_worker_thread *t) {
     loco_unpack *u = &t->resume;
-    loco_worker_stats *st = &t->stats;
     if (loco_worker_load(&t->w, u) != 0) goto bad;
     loco_unpack_floats(u, t->r->theta0, t->m->nparams);
-    t->jitter.s = loco_unpack_u64(u);
-    t->last.diverged = (int)loco_unpack_range(u, 0, 1);
-    t->last.steps = (long)loco_unpack_range(u, 0, INT64_MAX / 2);
-    t->last.step_s = loco_unpack_f64(u);
-    t->last.slowdown_s = loco_unpack_f64(u);
-    atomic_store(&st->steps, (long)loco_unpack_range(u, 0, INT64_MAX / 2));
-    st->rounds = (long)loco_unpack_range(u, 0, INT64_MAX / 2);
-    st->rejected = (long)loco_unpack_range(u, 0, INT64_MAX / 2);
-    st->compute_s = loco_unpack_f64(u);
-    st->slowdown_s = loco_unpack_f64(u);
-    st->lockwait_s = loco_unpack_f64(u);
-    st->idle_s = loco_unpack_f64(u);
+    loco_unpack_fields(u, t, thread_fields, NTHREAD_FIELDS, 0);
     if (u->bad) goto bad;
     /* the delta of a round done but not arrived, as it was */
     t->last.lr = t->w.lr;

@@ -109,12 +109,12 @@ Test(server, a_nonfinite_delta_is_rejected_and_theta_stays_intact) {
     arrive_r(&w, 0, NAN, &rejected);
     cr_assert_eq(memcmp(w.gb.theta, w.init, w.n * sizeof(float)), 0, "theta changed by a NaN delta");
     for (int k = 0; k < N; k++) cr_assert(isfinite(w.gb.m[k]) && isfinite(w.gb.a[k]));
-    cr_assert_eq(w.s.rejected_nonfinite, 1);
+    cr_assert_eq(w.s.rejected[LOCO_ARRIVAL_NONFINITE], 1);
     cr_assert_eq(w.s.updates, 0, "a rejected arrival is no update");
     cr_assert(rejected);
     cr_assert_eq(memcmp(w.r[0]->params, w.init, w.n * sizeof(float)), 0, "the worker pulled theta again");
     arrive(&w, 0, INFINITY);
-    cr_assert_eq(w.s.rejected_nonfinite, 2);
+    cr_assert_eq(w.s.rejected[LOCO_ARRIVAL_NONFINITE], 2);
     arrive_r(&w, 0, 0.5f, &rejected); /* a good one is applied by the sweep: Nesterov on g = 0.5 */
     cr_assert(!rejected);
     cr_assert_eq(w.s.updates, 1);
@@ -158,7 +158,7 @@ Test(server, polythres_drops_arrivals_staler_than_the_limit) {
     float after_first = w.gb.theta[0];
     arrive(&w, 1, 1.0f); /* staleness 1 > 0: dropped */
     cr_assert_eq(w.gb.theta[0], after_first, "a dropped arrival changed theta");
-    cr_assert_eq(w.s.rejected_stale, 1);
+    cr_assert_eq(w.s.rejected[LOCO_ARRIVAL_STALE], 1);
     cr_assert_eq(w.s.updates, 1);
     destroy(&w);
 }

@@ -106,8 +106,10 @@ void loco_metrics_eval(loco_metrics *mt, const loco_eval_event *ev);
  * outer.max_delta_norm, or because its round's loss diverged (the round was abandoned). */
 enum {
     LOCO_ARRIVAL_APPLIED, LOCO_ARRIVAL_NONFINITE, LOCO_ARRIVAL_STALE, LOCO_ARRIVAL_NORM,
-    LOCO_ARRIVAL_DIVERGED
+    LOCO_ARRIVAL_DIVERGED, LOCO_ARRIVALS
 };
+/* Their names, which also name the summary's counts of rejections: "rejected_" + name
+ * for each but applied. A new reason is a row here and a value above. */
 extern const loco_enum loco_arrival_statuses[];
 
 /* {"event":"arrival","worker","ticket","staleness","local_steps","updates","time_s",
@@ -171,8 +173,8 @@ typedef struct {
     int workers, virtual_clock;
     long updates;
     double server_busy, evaluator_busy;
-    long rejected_nonfinite, rejected_stale, evals_skipped;
-    long rejected_norm, rejected_diverged, faults, returns;
+    long rejected[LOCO_ARRIVALS];    /* by LOCO_ARRIVAL_* ([APPLIED] unused) */
+    long evals_skipped, faults, returns;
     long stale_hist[LOCO_STALE_BUCKETS];
     long dc_held, dc_all;            /* delay compensation's corrections held to |g|, of all */
     int stripes;

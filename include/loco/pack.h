@@ -42,4 +42,28 @@ void loco_unpack_floats(loco_unpack *u, float *x, size_t n);
 /* an int64 that must lie in [lo, hi]: out of range marks the stream bad */
 int64_t loco_unpack_range(loco_unpack *u, int64_t lo, int64_t hi);
 
+/* ---- field tables: a struct's saved scalars, one row each, in the stream's order ---- */
+
+/* How a field is held in its struct; every kind takes 8 bytes in the stream (an int or a
+ * long as an int64, a float as a double). */
+typedef enum {
+    LOCO_FIELD_LONG, LOCO_FIELD_INT, LOCO_FIELD_ATOMIC_LONG, LOCO_FIELD_U64, LOCO_FIELD_F64,
+    LOCO_FIELD_F32
+} loco_field_kind;
+
+/* A field at offset in its struct; integers must lie in [lo, hi] when loaded, where a hi
+ * below lo stands for the caller's limit (a worker count known only at run time). */
+typedef struct {
+    size_t offset;
+    loco_field_kind kind;
+    int64_t lo, hi;
+} loco_field;
+
+enum { LOCO_FIELD_BYTES = 8 };
+#define LOCO_BIG (INT64_MAX / 2)  /* the bound of counts that only grow */
+
+void loco_pack_fields(loco_pack *p, const void *base, const loco_field *f, int n);
+/* Into base; a value out of its bounds marks the stream bad (and stores lo). */
+void loco_unpack_fields(loco_unpack *u, void *base, const loco_field *f, int n, int64_t limit);
+
 #endif

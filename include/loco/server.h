@@ -103,7 +103,7 @@ typedef struct {
     long updates;              /* applied arrivals: the server version */
     long local_steps;          /* inner steps of all arrivals so far */
     long planned;              /* the whole budget of inner steps */
-    long rejected_nonfinite, rejected_stale, rejected_norm, rejected_diverged;
+    long rejected[LOCO_ARRIVALS]; /* by LOCO_ARRIVAL_* ([APPLIED] unused) */
     long faults, returns;      /* workers' failures, and their comings back */
     long evals_skipped;        /* real clock: snapshots skipped, the evaluator being behind */
     long stale_hist[LOCO_STALE_BUCKETS];
@@ -130,8 +130,8 @@ typedef struct {
     long updates;              /* applied arrivals: t */
     long version;              /* changes of theta: what staleness counts */
     long local_steps, budget;
-    long rejected_nonfinite, rejected_stale, evals_skipped;
-    long rejected_norm, rejected_diverged, faults, returns;
+    long rejected[LOCO_ARRIVALS]; /* by LOCO_ARRIVAL_* ([APPLIED] unused) */
+    long evals_skipped, faults, returns;
     long stale_hist[LOCO_STALE_BUCKETS];
     atomic_long dc_held, dc_all; /* added by whoever walks a push (loco_job) */
     int active;                /* workers neither retired nor away */
