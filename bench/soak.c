@@ -199,9 +199,11 @@ static int read_outcome(const char *dir, outcome *o, loco_err *e) {
     if (!j) return loco_errf(e, "%s: missing or not JSON", path);
     *o = (outcome){0};
     o->applied = (long)field(j, "updates");
-    const char *kinds[] = {"rejected_nonfinite", "rejected_stale", "rejected_norm",
-                           "rejected_diverged"};
-    for (int k = 0; k < 4; k++) o->rejected += (long)field(j, kinds[k]);
+    for (const loco_enum *a = loco_arrival_statuses; a->name; a++) {
+        char key[64];
+        snprintf(key, sizeof key, "rejected_%s", a->name);
+        if (a->value != LOCO_ARRIVAL_APPLIED) o->rejected += (long)field(j, key);
+    }
     o->faults = (long)field(j, "faults");
     o->returns = (long)field(j, "returns");
     o->checkpoints = (long)field(j, "checkpoints");

@@ -63,7 +63,6 @@ static void server_settings(const loco_config *c, long batch_tokens, loco_server
         .grace_s = c->outer.grace_s,
         .grace_close = c->outer.grace_close,
         .sync_timeout_s = c->outer.sync_timeout_s,
-        .virtual_step_s = c->run.virtual_step_s,
         .eval_every = c->eval.every_updates,
         .eval_every_steps = c->eval.every_local_steps,
         .batch_tokens = batch_tokens,
@@ -234,9 +233,11 @@ static int setup_machine(engine *en, loco_err *e) {
     else if (en->plan.oversubscribed)
         loco_metrics_say(en->in->mt, "loco: warning: %d workers on %d hardware threads: "
                          "oversubscribed, workers share cores", en->W, en->topo.npus);
-    if (loco_hetero_init(&en->het, en->W, c->hetero.level, c->hetero.slowdown, c->hetero.jitter,
-                         c->hetero.speed_change, e) != 0)
-        return -1;
+    loco_hetero_settings hs = {.workers = en->W, .level = c->hetero.level,
+                               .slowdown = c->hetero.slowdown, .jitter = c->hetero.jitter,
+                               .changes = c->hetero.speed_change,
+                               .step_s = c->run.virtual_step_s};
+    if (loco_hetero_init(&en->het, &hs, e) != 0) return -1;
     en->done[HAS_HET] = 1;
     if (loco_hetero_parse_faults(c->faults.fail, en->W, &en->faults, &en->nfaults, e) != 0 ||
         loco_hetero_parse_injections(c->faults.inject_nan, en->W, &en->inject_nan,

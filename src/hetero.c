@@ -238,14 +238,18 @@ int loco_hetero_parse_changes(const char *list, int workers, loco_speed_change *
     return 0;
 }
 
-int loco_hetero_init(loco_hetero *h, int workers, int level, const char *slowdown, double jitter,
-                     const char *changes, loco_err *e) {
+int loco_hetero_init(loco_hetero *h, const loco_hetero_settings *st, loco_err *e) {
+    int workers = st->workers;
+    const char *slowdown = st->slowdown, *changes = st->changes;
     memset(h, 0, sizeof *h);
     if (workers < 1) return loco_errf(e, "%d workers: need at least 1", workers);
-    if (!isfinite(jitter) || jitter < 0)
-        return loco_errf(e, "jitter %g is not a standard deviation >= 0", jitter);
+    if (!isfinite(st->jitter) || st->jitter < 0)
+        return loco_errf(e, "jitter %g is not a standard deviation >= 0", st->jitter);
+    if (!(st->step_s >= 0) || !isfinite(st->step_s))
+        return loco_errf(e, "a step of %g s: need a finite time >= 0", st->step_s);
     h->workers = workers;
-    h->jitter = jitter;
+    h->jitter = st->jitter;
+    h->step_s = st->step_s;
     h->slowdown = calloc((size_t)workers, sizeof *h->slowdown);
     if (!h->slowdown) {
         loco_errf(e, "out of memory for the speed profile");
@@ -254,7 +258,7 @@ int loco_hetero_init(loco_hetero *h, int workers, int level, const char *slowdow
     if (slowdown && loco_list_count(slowdown) > 0) {
         if (loco_hetero_parse_slowdown(slowdown, workers, h->slowdown, e) != 0) goto fail;
     } else {
-        loco_hetero_level(level, workers, h->slowdown);
+        loco_hetero_level(st->level, workers, h->slowdown);
     }
     if (changes && loco_hetero_parse_changes(changes, workers, &h->changes, &h->nchanges, e) != 0)
         goto fail;
@@ -287,16 +291,38 @@ double loco_hetero_jitter(const loco_hetero *h, loco_rng *r) {
     return exp(h->jitter * loco_rng_normal(r));
 }
 
-double loco_hetero_round_s(const loco_hetero *h, int worker, double start, long n,
-                           double base_step_s, loco_rng *r) {
-    LOCO_CHECK(n >= 0 && base_step_s >= 0, "n %ld, base_step_s %g", n, base_step_s);
-    /* step by step: a change that falls inside the round applies from the next step on */
+double loco_hetero_speed(const loco_hetero *h, int worker, double t) {
+    return 1.0 / loco_hetero_slowdown_at(h, worker, t);
+}
+
+/* ---- the cost model ---- */
+
+double loco_hetero_step_factor(const loco_hetero *h, int worker, double t, loco_rng *r) {
+    return loco_hetero_slowdown_at(h, worker, t) * loco_hetero_jitter(h, r);
+}
+
+loco_round_cost loco_hetero_round_cost(const loco_hetero *h, int worker, double start, long n,
+                                       loco_rng *r) {
+    LOCO_CHECK(n >= 0, "n %ld", n);
+    /* step by step: a change that falls inside the round applies from the next step on;
+     * (step_s x factor) x jitter, in the order every earlier run's bits rest on */
     double elapsed = 0.0;
     for (long j = 0; j < n; j++) {
         double f = loco_hetero_slowdown_at(h, worker, start + elapsed);
-        elapsed += base_step_s * f * loco_hetero_jitter(h, r);
+        elapsed += h->step_s * f * loco_hetero_jitter(h, r);
     }
-    return elapsed;
+    return loco_hetero_cost_of(h, n, elapsed);
+}
+
+loco_round_cost loco_hetero_cost_of(const loco_hetero *h, long n, double total_s) {
+    double compute = (double)n * h->step_s;
+    return (loco_round_cost){.compute_s = compute, .slowdown_s = total_s - compute,
+                             .total_s = total_s};
+}
+
+double loco_hetero_step_owed(const loco_hetero *h, int worker, double t, double dt, loco_rng *r) {
+    double f = loco_hetero_step_factor(h, worker, t, r);
+    return f > 1 ? (f - 1) * dt : 0.0;
 }
 
 long loco_dylu_steps(double v, double vmax, long H) {

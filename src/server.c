@@ -122,7 +122,7 @@ void loco_server_read_stats(loco_server *s, loco_server_stats *out) {
 static double speed_of(const loco_server *s, int w, double t) {
     const loco_round *r = &s->rounds[w];
     if (r->away) return 0;
-    if (s->st.clock == LOCO_CLOCK_VIRTUAL) return 1.0 / loco_hetero_slowdown_at(s->het, w, t);
+    if (s->st.clock == LOCO_CLOCK_VIRTUAL) return loco_hetero_speed(s->het, w, t);
     return r->step_s > 0 ? 1.0 / r->step_s : 0;
 }
 
@@ -199,7 +199,7 @@ static long plan_round(loco_server *s, loco_round *r, double t, int schedule) {
         return 0;
     }
     if (s->st.clock == LOCO_CLOCK_VIRTUAL) {
-        r->end_t = t + loco_hetero_round_s(s->het, r->id, t, h, s->st.virtual_step_s, &r->durations);
+        r->end_t = t + loco_hetero_round_cost(s->het, r->id, t, h, &r->durations).total_s;
         plan_failure(s, r, t);
         if (schedule) schedule_next(s, r);
     }
@@ -401,7 +401,8 @@ static int decide(loco_server *s, loco_round *r, const loco_round_report *rep, d
     }
     if (s->mt) {
         double slow = rep->slowdown_s;
-        if (s->st.clock == LOCO_CLOCK_VIRTUAL) slow = now - r->start_t - r->h * s->st.virtual_step_s;
+        if (s->st.clock == LOCO_CLOCK_VIRTUAL) /* the round ends now: its cost's part */
+            slow = loco_hetero_cost_of(s->het, r->h, now - r->start_t).slowdown_s;
         loco_arrival a = {.worker = r->id, .ticket = status == LOCO_ARRIVAL_APPLIED ? s->updates : 0,
                           .staleness = staleness, .local_steps = r->h, .updates = s->updates,
                           .time_s = now, .wall_s = loco_clock_wall(s->clock), .status = status,

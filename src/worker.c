@@ -176,9 +176,7 @@ static int run_round(loco_worker_thread *t, long h, loco_round_report *rep) {
         st->compute_s += dt;
         atomic_fetch_add(&st->steps, 1);
         if (!real) continue;
-        double f = loco_hetero_slowdown_at(t->het, t->r->id, loco_clock_wall(t->clock)) *
-                   loco_hetero_jitter(t->het, &t->jitter);
-        if (f > 1) t->owed_s += (f - 1) * dt;
+        t->owed_s += loco_hetero_step_owed(t->het, t->r->id, loco_clock_wall(t->clock), dt, &t->jitter);
         if (t->owed_s > 0) {
             atomic_store(&st->activity, LOCO_ACT_SLOW);
             slow += loco_clock_pay(&t->owed_s, t->slowdown_mode == LOCO_SLOW_SPIN);

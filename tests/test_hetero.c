@@ -12,7 +12,9 @@
 static void init_ok(loco_hetero *h, int workers, int level, const char *slowdown, double jitter,
                     const char *changes) {
     loco_err e = {{0}};
-    int rc = loco_hetero_init(h, workers, level, slowdown, jitter, changes, &e);
+    loco_hetero_settings st = {.workers = workers, .level = level, .slowdown = slowdown,
+                               .jitter = jitter, .changes = changes, .step_s = 1};
+    int rc = loco_hetero_init(h, &st, &e);
     cr_assert_eq(rc, 0, "init(%d, \"%s\", \"%s\") failed: %s", workers, slowdown, changes, e.msg);
 }
 
@@ -22,7 +24,9 @@ static void init_fails(int workers, const char *slowdown, double jitter, const c
     loco_hetero h;
     loco_err e = {{0}};
     memset(&h, 0x5a, sizeof h);
-    int rc = loco_hetero_init(&h, workers, LOCO_LEVEL_NO, slowdown, jitter, changes, &e);
+    loco_hetero_settings st = {.workers = workers, .level = LOCO_LEVEL_NO, .slowdown = slowdown,
+                               .jitter = jitter, .changes = changes, .step_s = 1};
+    int rc = loco_hetero_init(&h, &st, &e);
     cr_assert_eq(rc, -1, "init(\"%s\", \"%s\") should fail", slowdown, changes);
     cr_assert(strstr(e.msg, needle1) != NULL, "message \"%s\" lacks \"%s\"", e.msg, needle1);
     cr_assert(strstr(e.msg, needle2) != NULL, "message \"%s\" lacks \"%s\"", e.msg, needle2);
@@ -184,13 +188,23 @@ Test(hetero, slowdown_at_applies_changes_from_their_time_on_and_only_to_their_wo
 
 /* ---- round durations ---- */
 
+/* a round's length with steps of step_s at slowdown 1, checked to be its parts' sum */
+static double round_s(loco_hetero *h, int w, double start, long n, double step_s, loco_rng *r) {
+    h->step_s = step_s;
+    loco_round_cost c = loco_hetero_round_cost(h, w, start, n, r);
+    cr_assert_eq(c.compute_s, (double)n * step_s, "compute part");
+    cr_assert_float_eq(c.compute_s + c.slowdown_s, c.total_s, 1e-12, "parts and total");
+    return c.total_s;
+}
+
+
 Test(hetero, round_without_jitter_is_steps_times_base_times_factor) {
     loco_hetero h;
     init_ok(&h, 4, LOCO_LEVEL_VERY, "", 0, "");
     const double factor[4] = {1, 1.29, 2.60, 5.74};
     for (int w = 0; w < 4; w++) {
-        cr_assert_eq(loco_hetero_round_s(&h, w, 0, 0, 0.1, NULL), 0.0, "no steps take no time");
-        double got = loco_hetero_round_s(&h, w, 12.5, 50, 0.02, NULL);
+        cr_assert_eq(round_s(&h, w, 0, 0, 0.1, NULL), 0.0, "no steps take no time");
+        double got = round_s(&h, w, 12.5, 50, 0.02, NULL);
         cr_assert_float_eq(got, 50 * 0.02 * factor[w], 1e-12, "worker %d: %.17g", w, got);
     }
     loco_hetero_free(&h);
@@ -201,18 +215,18 @@ Test(hetero, a_change_inside_a_round_applies_from_the_next_step_that_starts_afte
     init_ok(&h, 2, LOCO_LEVEL_NO, "2,1", 0, "0@0.5:3, 1@100:9");
     /* worker 0, base 0.1: steps start at 0, 0.2, 0.4 at 0.2 s each (the one from 0.4 runs
      * across the change at 0.5 at the old speed), then 0.6, 0.9 at 0.3 s each */
-    cr_assert_float_eq(loco_hetero_round_s(&h, 0, 0, 5, 0.1, NULL), 3 * 0.2 + 2 * 0.3, 1e-12, "split round");
+    cr_assert_float_eq(round_s(&h, 0, 0, 5, 0.1, NULL), 3 * 0.2 + 2 * 0.3, 1e-12, "split round");
     /* started after the change: all new speed */
-    cr_assert_float_eq(loco_hetero_round_s(&h, 0, 0.7, 4, 0.1, NULL), 4 * 0.3, 1e-12, "after the change");
+    cr_assert_float_eq(round_s(&h, 0, 0.7, 4, 0.1, NULL), 4 * 0.3, 1e-12, "after the change");
     /* worker 1's change is far away */
-    cr_assert_float_eq(loco_hetero_round_s(&h, 1, 0, 5, 0.1, NULL), 0.5, 1e-12, "other worker unaffected");
+    cr_assert_float_eq(round_s(&h, 1, 0, 5, 0.1, NULL), 0.5, 1e-12, "other worker unaffected");
     loco_hetero_free(&h);
 
     /* exact binary times: steps of 0.5 s start at 0, 0.5, 1.0; the one starting exactly at
      * the change (1.0) already runs at the new factor 4, i.e. 1.0 s per step */
     init_ok(&h, 1, LOCO_LEVEL_NO, "2", 0, "0@1:4");
-    cr_assert_eq(loco_hetero_round_s(&h, 0, 0, 4, 0.25, NULL), 0.5 + 0.5 + 1.0 + 1.0, "change at a step start");
-    cr_assert_eq(loco_hetero_round_s(&h, 0, 0.5, 2, 0.25, NULL), 0.5 + 1.0, "round starting before it");
+    cr_assert_eq(round_s(&h, 0, 0, 4, 0.25, NULL), 0.5 + 0.5 + 1.0 + 1.0, "change at a step start");
+    cr_assert_eq(round_s(&h, 0, 0.5, 2, 0.25, NULL), 0.5 + 1.0, "round starting before it");
     loco_hetero_free(&h);
 }
 
@@ -223,7 +237,7 @@ Test(hetero, jitter_zero_draws_nothing_and_multiplies_by_exactly_one) {
     loco_rng_seed(&r, 42, 7);
     uint64_t before = r.s;
     cr_assert_eq(loco_hetero_jitter(&h, &r), 1.0);
-    double got = loco_hetero_round_s(&h, 1, 0, 100, 0.01, &r);
+    double got = round_s(&h, 1, 0, 100, 0.01, &r);
     cr_assert_eq(r.s, before, "the generator was not advanced");
     cr_assert_float_eq(got, 100 * 0.01 * 3.0, 1e-12, "2 workers, moderate: worker 1 is 3x slower");
     loco_hetero_free(&h);
@@ -237,7 +251,7 @@ Test(hetero, round_with_jitter_draws_one_normal_per_step_and_is_reproducible) {
     loco_rng_seed(&r, 9, 1);
     loco_rng_seed(&ref, 9, 1);
     loco_rng_seed(&other, 10, 1);
-    double got = loco_hetero_round_s(&h, 1, 0, 20, base, &r);
+    double got = round_s(&h, 1, 0, 20, base, &r);
 
     /* the same round recomputed from the contract: factor 2 before t = 0.6, 4 from then on */
     double t = 0;
@@ -249,8 +263,8 @@ Test(hetero, round_with_jitter_draws_one_normal_per_step_and_is_reproducible) {
     cr_assert_eq(r.s, ref.s, "exactly one normal draw per step");
 
     loco_rng_seed(&r, 9, 1);
-    cr_assert_eq(loco_hetero_round_s(&h, 1, 0, 20, base, &r), got, "same seed, same round");
-    double diff = loco_hetero_round_s(&h, 1, 0, 20, base, &other);
+    cr_assert_eq(round_s(&h, 1, 0, 20, base, &r), got, "same seed, same round");
+    double diff = round_s(&h, 1, 0, 20, base, &other);
     cr_assert_neq(diff, got, "another seed gives another round");
     loco_hetero_free(&h);
 }
@@ -271,7 +285,7 @@ Test(hetero, jitter_is_log_normal_with_median_one_and_log_sd_sigma) {
     cr_assert_not_null(m);
     double sum = 0, sumsq = 0;
     for (int i = 0; i < N; i++) {
-        m[i] = loco_hetero_round_s(&h, 0, 0, 1, 1.0, &r);   /* one step of 1 s: the multiplier */
+        m[i] = round_s(&h, 0, 0, 1, 1.0, &r);   /* one step of 1 s: the multiplier */
         cr_assert_gt(m[i], 0.0, "a step never takes zero or negative time");
         double l = log(m[i]);
         sum += l;
@@ -317,4 +331,28 @@ Test(hetero, dylu_matches_exact_integer_floors_for_profile_speeds) {
             cr_assert_eq(got, want, "slowdown %g, H %ld: %ld steps, want %ld", s, H, got, want);
         }
     }
+}
+
+/* The real clock's part of the cost model: what a step owes is (factor x jitter - 1) x its
+ * measured time, nothing for a worker at the fastest speed, and it draws the jitter as
+ * the virtual clock does (one normal per step). */
+Test(hetero, a_real_step_owes_its_slowdown_times_its_measured_time) {
+    loco_hetero h;
+    init_ok(&h, 2, LOCO_LEVEL_NO, "1,2.5", 0, "1@10:4");
+    cr_assert_eq(loco_hetero_step_owed(&h, 0, 0, 0.3, NULL), 0.0, "the fastest owes nothing");
+    cr_assert_float_eq(loco_hetero_step_owed(&h, 1, 0, 0.2, NULL), 1.5 * 0.2, 1e-15, "before");
+    cr_assert_float_eq(loco_hetero_step_owed(&h, 1, 10, 0.2, NULL), 3.0 * 0.2, 1e-15, "after");
+    loco_hetero_free(&h);
+    init_ok(&h, 1, LOCO_LEVEL_NO, "2", 0.3, "");
+    loco_rng r, ref;
+    loco_rng_seed(&r, 5, 2);
+    loco_rng_seed(&ref, 5, 2);
+    for (int i = 0; i < 100; i++) {
+        double f = 2 * exp(0.3 * loco_rng_normal(&ref));
+        double want = f > 1 ? (f - 1) * 0.01 : 0;
+        double got = loco_hetero_step_owed(&h, 0, 0, 0.01, &r);
+        cr_assert_float_eq(got, want, 1e-15, "step %d: %.17g, want %.17g", i, got, want);
+    }
+    cr_assert_eq(r.s, ref.s, "one draw per step");
+    loco_hetero_free(&h);
 }

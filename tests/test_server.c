@@ -30,7 +30,7 @@ static loco_server_settings settings(int W, int method) {
                                   .staleness = LOCO_STALE_NONE, .stale_max = 10, .N = W,
                                   .H = 50, .budget = 1000000,
                                   .hp = {.lr = 0.7f, .beta = 0.9f, .gscale = 1.0f},
-                                  .virtual_step_s = 1, .batch_tokens = 1, .seed = 1};
+                                  .batch_tokens = 1, .seed = 1};
 }
 
 /* a world of W workers with slowdown profile level, n floats of theta and evaluator ev
@@ -46,7 +46,8 @@ static void make_n(world *w, const loco_server_settings *st, int level, size_t n
     for (size_t i = 0; i < n; i++) w->init[i] = (float)(i % 17) * 0.1f;
     cr_assert_eq(loco_globalbuf_init(&w->gb, w->init, n, 1, LOCO_LOCK_TICKET, NULL, &e), 0);
     cr_assert_eq(loco_clock_init(&w->clock, st->clock, W, &e), 0);
-    cr_assert_eq(loco_hetero_init(&w->het, W, level, "", 0, "", &e), 0);
+    loco_hetero_settings hs = {.workers = W, .level = level, .step_s = 1};
+    cr_assert_eq(loco_hetero_init(&w->het, &hs, &e), 0);
     cr_assert_eq(loco_server_init(&w->s, st, &w->gb, &w->clock, &w->het, ev, NULL, &e), 0,
                  "%s", e.msg);
     for (int i = 0; i < W; i++) {

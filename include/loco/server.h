@@ -38,7 +38,6 @@ typedef struct {
     int grace_close;           /* LOCO_GRACE_* (outer.h): may the window close early */
     double sync_timeout_s;     /* a barrier round closes this long after its first arrival at
                                   the latest; 0 = when every live worker has arrived */
-    double virtual_step_s;     /* virtual seconds per inner step of a worker at slowdown 1 */
     long eval_every;           /* snapshot every this many updates; 0 = never */
     long eval_every_steps;     /* snapshot each time the local steps pass a multiple of
                                   this; 0 = never */
