@@ -696,7 +696,7 @@ static const loco_outer_method *method_of(const loco_config *c) {
 
 static int check_dn_c(const loco_config *c, loco_err *e) {
     if (c->outer.dn_c == 0) return 0;
-    if (c->outer.method != LOCO_METHOD_ASYNC_DN)
+    if (!method_of(c)->activates)
         return reject_pair(c, "outer.dn_c", "outer.method", "only async-dn has a momentum "
                            "activation c", e);
     long N = loco_config_dn_period(c);
@@ -862,6 +862,10 @@ int loco_config_validate(const loco_config *c, loco_err *e) {
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
         if (checks[i](c, e) != 0) return -1;
     return 0;
+}
+
+int loco_config_on_engine(const loco_config *c) {
+    return method_of(c)->engine;
 }
 
 long loco_config_dn_period(const loco_config *c) {

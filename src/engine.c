@@ -210,24 +210,14 @@ static int checkpoint(engine *en, loco_err *e) {
 
 /* ------------------------------------------------------------- set-up */
 
-/* Virtual clock, more workers than PUs: at most one round per PU is computed at a time,
- * by whichever workers are ready, on whichever PU is free (the workers are not pinned
- * then: pinned, two slow workers could share one PU while another idles). The virtual
- * clock's results do not depend on when or where a round is computed, so only the wall
- * time changes (a tenth less at k = 4 on two PUs). The real clock keeps the plan and the
- * OS's time-slicing: waiting for a seat would be a slowdown of its own. */
-static int seated(const engine *en) {
-    return en->in->c->run.clock == LOCO_CLOCK_VIRTUAL && en->W > en->topo.npus;
-}
-
 static int setup_machine(engine *en, loco_err *e) {
     const loco_config *c = en->in->c;
     if (loco_topo_open(&en->topo, NULL, e) != 0) return -1;
     en->done[HAS_TOPO] = 1;
-    int pin = seated(en) ? LOCO_PIN_NONE : c->run.pin;
-    if (loco_topo_plan(&en->topo, en->W, pin, &en->plan, e) != 0) return -1;
+    int virtual_ = c->run.clock == LOCO_CLOCK_VIRTUAL;
+    if (loco_topo_run_plan(&en->topo, en->W, c->run.pin, virtual_, &en->plan, e) != 0) return -1;
     en->done[HAS_PLAN] = 1;
-    if (seated(en))
+    if (en->plan.seated)
         loco_metrics_say(en->in->mt, "loco: %d workers on %d hardware threads: the virtual "
                          "clock computes %d rounds at a time", en->W, en->topo.npus, en->topo.npus);
     else if (en->plan.oversubscribed)
@@ -291,7 +281,7 @@ static void evaluate_start(engine *en) {
 }
 
 static int make_seats(engine *en, loco_err *e) {
-    if (!seated(en)) return 0;
+    if (!en->plan.seated) return 0; /* loco_topo_run_plan says why */
     if (sem_init(&en->seats, 0, (unsigned)en->topo.npus) != 0)
         return loco_errf(e, "cannot make the workers' seats");
     en->has_seats = 1;
@@ -381,7 +371,7 @@ static int checkpoint_due(engine *en) {
     const loco_engine_in *in = en->in;
     if (!in->begin) return 0;
     if (loco_server_held(&en->server)) return 1;
-    return in->ckpt_seconds > 0 && loco_clock_wall(&en->clock) - en->ckpt_wall >= in->ckpt_seconds;
+    return loco_state_due(0, 0, loco_clock_wall(&en->clock), en->ckpt_wall, in->ckpt_seconds);
 }
 
 static void take_checkpoint(engine *en) {

@@ -275,3 +275,11 @@ double loco_eval_thread_stop(loco_eval_thread *et) {
     memset(et, 0, sizeof *et);
     return busy;
 }
+
+int loco_eval_marks(long before, long now, long every, long *first, long *last) {
+    *first = *last = 0;
+    if (every <= 0 || now / every == before / every) return 0;
+    *first = (before / every + 1) * every;
+    *last = now / every * every;
+    return 1;
+}

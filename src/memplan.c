@@ -97,7 +97,7 @@ void loco_memplan_make(loco_memplan *p, const loco_memplan_in *in) {
 
 void loco_memplan_in_from_config(loco_memplan_in *in, const loco_config *c, const loco_model *m,
                                  uint64_t data_bytes) {
-    int async = c->outer.method != LOCO_METHOD_SINGLE;
+    int async = loco_config_on_engine(c);
     *in = (loco_memplan_in){.m = m, .async = async, .workers = async ? (int)c->run.workers : 1,
                             .B = (int)c->train.batch, .T = (int)c->model.seq_len,
                             .stripe_kib = c->buffer.stripe_kib, .data_bytes = data_bytes};
@@ -363,7 +363,7 @@ void loco_memplan_print(const loco_memplan *p, const loco_mem_avail *a, FILE *f)
 /* "4 workers, async-dn, real clock, 3.2M parameters, batches of 8 x 128 tokens" */
 static void print_run(FILE *f, const loco_config *c, const loco_model *m, uint64_t data_bytes) {
     char sz[32];
-    int async = c->outer.method != LOCO_METHOD_SINGLE;
+    int async = loco_config_on_engine(c);
     fprintf(f, "run: %s, %ld worker%s, %s clock, %zu parameters, batches of %ld x %ld tokens, "
             "%s (%s)\n", loco_enum_name(loco_outer_methods, c->outer.method), c->run.workers,
             c->run.workers == 1 ? "" : "s", loco_enum_name(loco_clock_kinds, c->run.clock),
@@ -387,9 +387,10 @@ int loco_memplan_report(FILE *f, const loco_config *c, const loco_model *m, uint
                         int init_held, loco_err *e) {
     loco_topo t;
     loco_plan plan;
-    int async = c->outer.method != LOCO_METHOD_SINGLE;
+    int async = loco_config_on_engine(c);
     if (loco_topo_open(&t, NULL, e) != 0) return -1;
-    if (async && loco_topo_plan(&t, (int)c->run.workers, c->run.pin, &plan, e) != 0) {
+    int virtual_ = c->run.clock == LOCO_CLOCK_VIRTUAL;
+    if (async && loco_topo_run_plan(&t, (int)c->run.workers, c->run.pin, virtual_, &plan, e) != 0) {
         loco_topo_close(&t);
         return -1;
     }

@@ -123,7 +123,7 @@ const loco_enum loco_outer_methods[] = {
         .engine = 1, .rule = LOCO_RULE_NESTEROV, .period_rule = LOCO_RULE_NESTEROV}},
     {"async-dn", LOCO_METHOD_ASYNC_DN, &(const loco_outer_method){
         .engine = 1, .rule = LOCO_RULE_DN_BETWEEN, .period_rule = LOCO_RULE_DN_ACTIVATE,
-        .periodic = 1}},
+        .periodic = 1, .activates = 1}},
     {"async-buffer", LOCO_METHOD_ASYNC_BUFFER, &(const loco_outer_method){
         .engine = 1, .rule = LOCO_RULE_BUFFER_ADD, .period_rule = LOCO_RULE_BUFFER_APPLY,
         .periodic = 1, .close_rule = LOCO_RULE_FLUSH}},

@@ -40,6 +40,7 @@
 #include <time.h>
 
 #include "loco/job.h"
+#include "loco/statefile.h"
 
 /* ------------------------------------------------------------- lifecycle */
 
@@ -294,8 +295,9 @@ static void count_staleness(loco_server *s, long staleness) {
  * comparable x-axis: every method is evaluated at the same marks). */
 static int eval_due(const loco_server *s, int applied, long h) {
     if (!s->ev) return 0;
-    long E = s->st.eval_every_steps, U = s->st.eval_every;
-    if (E > 0 && (s->local_steps + h) / E > s->local_steps / E) return 1;
+    long first, last, U = s->st.eval_every;
+    if (loco_eval_marks(s->local_steps, s->local_steps + h, s->st.eval_every_steps, &first, &last))
+        return 1;
     return applied && U > 0 && (s->updates + 1) % U == 0;
 }
 
@@ -305,7 +307,6 @@ static int eval_due(const loco_server *s, int applied, long h) {
  * eval_every_steps the decision's h steps passed. The slot is filled later, by the job
  * after which theta holds every outer step these counts include (attach_snapshot). */
 static void take_snapshot(loco_server *s, long h, double now) {
-    long E = s->st.eval_every_steps;
     loco_snapshot *snap = s->snap;
     /* a barrier round's snapshot waits for the round's close: evaluations due again
      * before it stand with it for the same theta */
@@ -320,9 +321,8 @@ static void take_snapshot(loco_server *s, long h, double now) {
     snap->tokens = s->local_steps * s->st.batch_tokens;
     snap->time_s = now;
     snap->wall_s = loco_clock_wall(s->clock);
-    long first = E > 0 ? ((s->local_steps - h) / E + 1) * E : 0;
-    long last = E > 0 ? s->local_steps / E * E : 0;
-    if (first > last) first = last = 0; /* due by the update count alone */
+    long first, last; /* both 0 when due by the update count alone */
+    loco_eval_marks(s->local_steps - h, s->local_steps, s->st.eval_every_steps, &first, &last);
     if (!again || !snap->mark_first) snap->mark_first = first;
     if (!again || last) snap->mark_last = last;
     s->snap = snap;
@@ -375,7 +375,7 @@ static int decide(loco_server *s, loco_round *r, const loco_round_report *rep, d
         s->updates++;
         /* the checkpoint of this update count is taken before any other arrival is decided:
          * the protocol, not a poll, says when one is due (entry, then clock.mu) */
-        if (s->st.ckpt_every > 0 && !s->stopped && s->updates % s->st.ckpt_every == 0) {
+        if (!s->stopped && loco_state_due(s->updates, s->st.ckpt_every, 0, 0, 0)) {
             s->held = 1;
             loco_clock_pause(s->clock);
         }

@@ -145,3 +145,8 @@ int loco_state_set_aside(const char *dir, loco_state_file *f, loco_err *e) {
         return loco_errf(e, "%s: cannot set it aside as %s: %s", from, to, strerror(errno));
     return 0;
 }
+
+int loco_state_due(long count, long every, double now_s, double last_s, double every_s) {
+    if (every > 0 && count % every == 0) return 1;
+    return every_s > 0 && now_s - last_s >= every_s;
+}

@@ -364,11 +364,22 @@ static void print_place(const loco_place *pl, FILE *f) {
     fprintf(f, "package %d%s\n", pl->package, pl->shared ? "  (shared)" : "");
 }
 
+int loco_topo_run_plan(const loco_topo *t, int workers, int pin, int virtual_clock, loco_plan *p,
+                       loco_err *e) {
+    int seated = virtual_clock && workers > t->npus;
+    if (loco_topo_plan(t, workers, seated ? LOCO_PIN_NONE : pin, p, e) != 0) return -1;
+    p->seated = seated;
+    return 0;
+}
+
 void loco_topo_print(const loco_topo *t, const loco_plan *p, FILE *f) {
     print_machine(t, f);
     if (!p) return;   /* the machine alone */
     fprintf(f, "plan: %s, %d worker%s\n", loco_enum_name(loco_pin_kinds, p->pin), p->workers, plural(p->workers));
     for (int i = 0; i < p->nplaces; i++) print_place(&p->places[i], f);
-    if (p->oversubscribed)
+    if (p->seated)
+        fprintf(f, "%d workers on %d PUs: the virtual clock seats them unpinned, %d rounds at a "
+                "time\n", p->workers, t->npus, t->npus);
+    else if (p->oversubscribed)
         fprintf(f, "%d workers on %d PUs: oversubscribed, workers share cores\n", p->workers, t->npus);
 }

@@ -157,7 +157,7 @@ static int open_checkpoint(run *r, loco_err *e) {
     char note[2 * LOCO_ERR_LEN];
     if (loco_state_latest(r->o->out_dir, r->config_hash, &r->state, note, sizeof note, e) != 0)
         return -1;
-    int want = r->c->outer.method == LOCO_METHOD_SINGLE ? LOCO_STATE_SINGLE : LOCO_STATE_ASYNC;
+    int want = !loco_config_on_engine(r->c) ? LOCO_STATE_SINGLE : LOCO_STATE_ASYNC;
     if (r->state.kind != want)
         return loco_errf(e, "%s: a checkpoint of another kind of run", r->state.path);
     if (note[0] && !r->o->quiet) fprintf(stderr, "loco: %s\n", note);
@@ -292,13 +292,8 @@ static void evaluate(run *r, long first, long last) {
 
 /* The marks of eval.every_local_steps that the last step passed: [*first, *last], or 0 */
 static int passed_marks(const run *r, long *first, long *last) {
-    long E = r->c->eval.every_local_steps, k = r->c->run.workers;
-    long now = r->w.steps * k, before = now - k;
-    *first = *last = 0;
-    if (E <= 0 || now / E == before / E) return 0;
-    *first = (before / E + 1) * E;
-    *last = now / E * E;
-    return 1;
+    long k = r->c->run.workers, now = r->w.steps * k;
+    return loco_eval_marks(now - k, now, r->c->eval.every_local_steps, first, last);
 }
 
 static void progress(run *r, int force) {
@@ -334,9 +329,8 @@ static float single_step(run *r, int k) {
  * last step: the model is saved then) */
 static int checkpoint_due(const run *r) {
     long steps = r->w.steps;
-    if (r->ckpt_every > 0 && steps % r->ckpt_every == 0) return 1;
-    return r->ckpt_seconds > 0 && steps < r->c->train.steps &&
-           loco_now() - r->last_ckpt >= r->ckpt_seconds;
+    if (steps == r->c->train.steps) return r->ckpt_every > 0 && steps % r->ckpt_every == 0;
+    return loco_state_due(steps, r->ckpt_every, loco_now(), r->last_ckpt, r->ckpt_seconds);
 }
 
 static int single_checkpoint(run *r, loco_err *e) {
@@ -434,7 +428,7 @@ static int async_run(run *r, loco_err *e) {
 /* ------------------------------------------------------------ the outputs */
 
 static void summarise(run *r, int status, loco_summary *s) {
-    *s = r->c->outer.method == LOCO_METHOD_SINGLE ? (loco_summary){0} : r->eo.summary;
+    *s = !loco_config_on_engine(r->c) ? (loco_summary){0} : r->eo.summary;
     s->status = loco_enum_name(loco_run_statuses, status);
     s->final_val = r->last_val;
     s->final_se = r->final_se;
@@ -452,7 +446,7 @@ static void summarise(run *r, int status, loco_summary *s) {
     s->blas_core = loco_blas()->core;
     s->blas_core_detected = loco_blas()->choice.detected;
     if (!s->rows) s->method = NULL; /* the engine did not get as far as its summary */
-    if (r->c->outer.method == LOCO_METHOD_SINGLE) {
+    if (!loco_config_on_engine(r->c)) {
         s->local_steps = r->steps * r->c->run.workers;
         s->time_s = r->c->run.clock == LOCO_CLOCK_VIRTUAL
                         ? (double)s->local_steps * r->c->run.virtual_step_s : r->train_s;
@@ -572,7 +566,7 @@ int loco_train(loco_config *c, const loco_train_opts *o, loco_err *e) {
     }
     rc = setup(&r, e);
     if (rc == 0) {
-        int single = c->outer.method == LOCO_METHOD_SINGLE;
+        int single = !loco_config_on_engine(c);
         loco_metrics_say(&r.mt, "loco: %zu parameters, %s, batches of %ld x %ld tokens from %s%s%s",
                          r.m.ntrue, single ? "one worker" : "asynchronous", c->train.batch,
                          c->model.seq_len, c->data.path, o->out_dir ? ", writing to " : "",

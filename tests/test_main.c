@@ -142,6 +142,33 @@ Test(main, topo_prints_the_machine_and_the_plan, .timeout = 60) {
     cli_close(&c);
 }
 
+/* More workers than PUs on the virtual clock: the run seats them unpinned, and topo and
+ * train --dry-run print that plan, not run.pin's */
+Test(main, topo_and_a_dry_run_print_the_plan_the_run_uses, .timeout = 60) {
+    cli c;
+    cli_open(&c);
+    cr_assert_eq(run(&c, "topo", NULL), 0, "topo: %s", c.err);
+    const char *m = strstr(c.out, " PUs\n");
+    cr_assert_not_null(m, "no PU count in: %s", c.out);
+    while (m > c.out && m[-1] >= '0' && m[-1] <= '9') m--;
+    int pus = atoi(m);
+    char workers[16];
+    snprintf(workers, sizeof workers, "%d", pus + 1);
+    const char *modes[][2] = {{"run.clock=virtual", "plan: none"}, {"run.clock=real", "plan: compact"}};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(run(&c, "topo", "--workers", workers, "--set", modes[i][0], NULL), 0, "%s", c.err);
+        expect_out(&c, modes[i][1]);
+        int seated = strstr(c.out, "the virtual clock seats them unpinned") != NULL;
+        cr_assert_eq(seated, i == 0, "%s: %s", modes[i][0], c.out);
+        cr_assert_eq(run(&c, "train", "-c", "configs/tiny.ini", "--dry-run", "--workers", workers,
+                         "--set", modes[i][0], "--set", "outer.method=async", NULL), 0, "%s", c.err);
+        expect_out(&c, modes[i][1]);
+        cr_assert_eq(strstr(c.out, "the virtual clock seats them unpinned") != NULL, i == 0,
+                     "dry run, %s: %s", modes[i][0], c.out);
+    }
+    cli_close(&c);
+}
+
 /* the memory breakdown of configs/demo.ini, part by part, and the verdict */
 Test(main, topo_prints_the_memory_the_config_needs, .timeout = 60) {
     cli c;

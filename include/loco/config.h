@@ -136,6 +136,9 @@ int loco_config_validate(const loco_config *c, loco_err *e);
  * run.workers x train.steps when 0), and the final figure's validation batches
  * (eval.final_batches, or eval.batches when 0). */
 long loco_config_dn_period(const loco_config *c);
+/* Whether the method runs on the asynchronous engine (workers, a server), as the method
+ * table says; single does not. */
+int loco_config_on_engine(const loco_config *c);
 long loco_config_total_local_steps(const loco_config *c);
 long loco_config_final_batches(const loco_config *c);
 

@@ -109,4 +109,9 @@ void loco_eval_thread_drain(loco_eval_thread *et, int keep);
  * thread spent evaluating. */
 double loco_eval_thread_stop(loco_eval_thread *et);
 
+/* The evaluation marks (multiples of every, the local steps summed over workers) that
+ * the count passed going from before to now: 1 with [*first, *last], or 0 (and both 0)
+ * when it passed none or every is 0. The engine and the single trainer both mark by it. */
+int loco_eval_marks(long before, long now, long every, long *first, long *last);
+
 #endif

@@ -102,6 +102,8 @@ typedef struct {
                                 closes or the run ends (N = the arrivals accumulated) */
     int fresh_rounds;        /* every arrival of a round starts from the same theta, so
                                 staleness treatments and delay compensation mean nothing */
+    int activates;           /* its period rule activates the momentum with weight c
+                                (outer.dn_c means something) */
 } loco_outer_method;
 
 /* The methods with their names, as the config's outer.method names them; .data points at

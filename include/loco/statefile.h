@@ -59,4 +59,9 @@ int loco_state_latest(const char *dir, uint64_t config_hash, loco_state_file *f,
  * commit. */
 int loco_state_set_aside(const char *dir, loco_state_file *f, loco_err *e);
 
+/* Whether a checkpoint is due: count has reached a multiple of every (0: never), or
+ * every_s seconds (0: never) have passed since last_s. The protocol holds the run by the
+ * first rule (the update count), the engine and the single trainer take the second. */
+int loco_state_due(long count, long every, double now_s, double last_s, double every_s);
+
 #endif

@@ -41,6 +41,8 @@ typedef struct {
     loco_place *places;   /* workers 0..W-1, then the server, then the evaluator */
     int nplaces;
     int oversubscribed;   /* more threads than PUs: some share */
+    int seated;           /* virtual clock, more workers than PUs: unpinned, taking turns
+                             at the PUs (loco_topo_run_plan) */
 } loco_plan;
 
 /* This machine (synthetic NULL) or an hwloc synthetic description such as
@@ -58,6 +60,16 @@ void loco_topo_close(loco_topo *t);
  * left they are not pinned (-1) rather than share a worker's core. */
 int loco_topo_plan(const loco_topo *t, int workers, int pin, loco_plan *p, loco_err *e);
 void loco_plan_free(loco_plan *p);
+
+/* The plan a run of workers uses, which loco topo and train --dry-run print too: pin's,
+ * but on the virtual clock more workers than PUs are seated instead: not pinned, at most
+ * one round per PU computed at a time, by whichever workers are ready, on whichever PU is
+ * free (pinned, two slow workers could share one PU while another idles). The virtual
+ * clock's results do not depend on when or where a round is computed, so only the wall
+ * time changes (a tenth less at k = 4 on two PUs). The real clock keeps the plan and the
+ * OS's time-slicing: waiting for a seat would be a slowdown of its own. */
+int loco_topo_run_plan(const loco_topo *t, int workers, int pin, int virtual_clock, loco_plan *p,
+                       loco_err *e);
 
 /* Binds the calling thread (CPU and memory policy) to its place; a no-op for places
  * that are not pinned, on synthetic topologies, and when t or pl is NULL (no plan). */
