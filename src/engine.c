@@ -383,7 +383,7 @@ static void take_checkpoint(engine *en) {
 /* The main thread while the workers run: writes the events out, shows progress, takes
  * the checkpoints, and passes on the stop request. */
 static void watch(engine *en, loco_engine_out *out) {
-    int tty = en->in->mt->tty;
+    int tty = en->in->mt->term.tty;
     double every = tty ? 0.25 : 15.0, last = 0;
     en->ckpt_wall = loco_clock_wall(&en->clock);
     loco_server_stats ss;

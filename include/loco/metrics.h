@@ -1,7 +1,7 @@
 /* metrics: what a run reports, and the one place its formats are written down. Owns the
- * schema of metrics.jsonl's events (one function per kind, buffered and written out of
- * the callers' locks) and of summary.json, the progress line on the terminal (rewritten
- * in place on a tty, plain lines otherwise), and a small JSON builder. */
+ * schema of metrics.jsonl's events (one function per kind, buffered in order and written
+ * out of the callers' locks) and of summary.json; says the run's messages and progress
+ * through its terminal (progress.h) and builds its JSON with json.h. */
 #ifndef LOCO_METRICS_H
 #define LOCO_METRICS_H
 
@@ -9,34 +9,18 @@
 #include <stdio.h>
 
 #include "loco/base.h"
+#include "loco/json.h"
 #include "loco/pack.h"
+#include "loco/progress.h"
 
-/* One JSON object, built field by field into a growing buffer. */
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    int fields;   /* fields in the innermost open object or array */
-    int depth;
-} loco_json;
-
-void loco_json_begin(loco_json *j);              /* '{' */
-void loco_json_str(loco_json *j, const char *key, const char *v);  /* NULL -> null */
-void loco_json_num(loco_json *j, const char *key, double v);     /* NaN, Inf -> null */
-void loco_json_int(loco_json *j, const char *key, long v);
-void loco_json_open(loco_json *j, const char *key, char bracket); /* nested '{' or '['; key NULL in arrays */
-void loco_json_close(loco_json *j, char bracket);
-const char *loco_json_end(loco_json *j);         /* '}'; the text stays valid until free */
 /* PREFIXval_loss, PREFIXval_ppl and PREFIXval_bpb (null unless byte_level) of a loss */
 void loco_json_val(loco_json *j, const char *prefix, double loss, int byte_level);
-void loco_json_free(loco_json *j);
 
 typedef struct {
     FILE *events;      /* metrics.jsonl, NULL when the run writes no files */
     char path[LOCO_PATH_LEN + 16];
     int byte_level;    /* losses also in bits per byte */
-    int tty;           /* stderr is a terminal */
-    int progress_open; /* a progress line is on screen and not yet ended */
-    int quiet;         /* print nothing on stderr */
+    loco_term term;    /* stderr: the progress line and messages */
     pthread_mutex_t mu; /* events come from several threads */
     struct loco_line *lines; /* events not written yet, in order; some still to come */
     long nlines, cap, first; /* first: the place of lines[0] */
@@ -192,15 +176,6 @@ void loco_metrics_say_summary(loco_metrics *mt, const loco_summary *s);
 
 /* ---- the terminal ---- */
 
-/* What the progress line shows. */
-typedef struct {
-    long step, steps;                /* steps done and planned (summed over workers) */
-    long updates;                    /* server updates; < 0 for a single-worker run */
-    double loss, val;                /* NaN: not known (yet) */
-    double tokens_per_s, eta_s;
-    const char *workers;             /* one letter per worker, or NULL */
-} loco_progress;
-
 /* The progress line on stderr: rewritten in place on a terminal; printed as its own line
  * otherwise only when force is set, so logs stay short. */
 void loco_metrics_progress(loco_metrics *mt, int force, const loco_progress *p);
@@ -211,8 +186,6 @@ void loco_metrics_say(loco_metrics *mt, const char *fmt, ...) __attribute__((for
 /* dir/name holding text (and a final newline), written crash-safely. */
 int loco_write_text(const char *dir, const char *name, const char *text, loco_err *e);
 
-/* "1h02m", "3m05s", "12s" */
-void loco_format_duration(double s, char *buf, size_t n);
 
 /* Bits per byte of a mean loss in nats, for byte-level tokens. */
 double loco_bits_per_byte(double loss);
