@@ -5,6 +5,7 @@
  * theta must be finite and no thread may be left behind. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "loco/bench.h"
+#include "loco/metrics.h"
 #include "loco/checkpoint.h"
 #include "loco/train.h"
 

@@ -144,16 +144,16 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* median seconds of a full worker step, over at least 5 steps and 3 seconds */
-static double time_steps(loco_worker *w, int *nsteps) {
+static double time_steps(loco_replica *w, int *nsteps) {
     enum { MAX = 64 };
     double t[MAX];
     int n = 0;
     double start = loco_now();
-    for (int i = 0; i < 2; i++) loco_worker_step(w); /* warm caches and page faults */
+    for (int i = 0; i < 2; i++) loco_replica_step(w); /* warm caches and page faults */
     start = loco_now();
     while (n < MAX && (n < 5 || loco_now() - start < 3.0)) {
         double t0 = loco_now();
-        loco_worker_step(w);
+        loco_replica_step(w);
         t[n++] = loco_now() - t0;
     }
     qsort(t, (size_t)n, sizeof t[0], cmp_double);
@@ -162,13 +162,13 @@ static double time_steps(loco_worker *w, int *nsteps) {
 }
 
 /* where a step's time goes: forward; forward + backward; clipping + AdamW */
-static void phase_times(loco_worker *w, double *fwd, double *grad, double *update) {
+static void phase_times(loco_replica *w, double *fwd, double *grad, double *update) {
     double t0 = loco_now();
     loco_model_forward(w->m, w->params, &w->acts, w->inputs, w->targets, w->B, w->T);
     double t1 = loco_now();
-    loco_worker_grad(w, 0);
+    loco_replica_grad(w, 0);
     double t2 = loco_now();
-    loco_worker_update(w, 1.0f);
+    loco_replica_update(w, 1.0f);
     double t3 = loco_now();
     *fwd = t1 - t0;
     *grad = t2 - t1;
@@ -194,14 +194,14 @@ typedef struct {
 
 static int time_precision(const loco_config *c, const loco_model *m, const loco_data *d,
                           const float *init, loco_precision p, step_time *st, loco_err *e) {
-    loco_worker_opts wo;
-    loco_worker_opts_from_config(c, &wo);
+    loco_replica_opts wo;
+    loco_replica_opts_from_config(c, &wo);
     wo.precision = p;
-    loco_worker w;
-    if (loco_worker_init(&w, 0, m, d, &wo, init, e) != 0) return -1;
+    loco_replica w;
+    if (loco_replica_init(&w, 0, m, d, &wo, init, e) != 0) return -1;
     st->step = time_steps(&w, &st->n);
     phase_times(&w, &st->fwd, &st->grad, &st->update);
-    loco_worker_free(&w);
+    loco_replica_free(&w);
     return 0;
 }
 

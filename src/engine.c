@@ -303,7 +303,7 @@ static int start_workers(engine *en, loco_err *e) {
             .clock = &en->clock, .topo = &en->topo, .place = &en->plan.places[w], .phase = -1,
             .inject_nan = en->inject_nan, .ninject_nan = en->ninject_nan,
             .inject_diverge = en->inject_diverge, .ninject_diverge = en->ninject_diverge};
-        loco_worker_opts_from_config(in->c, &en->threads[w].opts);
+        loco_replica_opts_from_config(in->c, &en->threads[w].opts);
     }
     if (in->resume && load_workers(en, e) != 0) return -1;
     if (make_seats(en, e) != 0) return -1;

@@ -39,7 +39,7 @@ static uint64_t group_total(const loco_mem_group *g) {
     return loco_mul_sat(g->bytes, (uint64_t)g->copies);
 }
 
-/* What worker.c allocates: loco_worker_init (replica, gradients, AdamW, activations,
+/* What worker.c allocates: loco_replica_init (replica, gradients, AdamW, activations,
  * the batch's inputs and targets) and, in the engine, the thread's theta_start and delta.
  * tests/test_memplan.c holds these to the real allocations. */
 static void plan_worker(loco_memplan *p, const loco_memplan_in *in, uint64_t P, uint64_t acts,

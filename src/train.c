@@ -42,8 +42,8 @@ loco_shape loco_shape_from_config(const loco_config *c) {
     return s;
 }
 
-void loco_worker_opts_from_config(const loco_config *c, loco_worker_opts *o) {
-    *o = (loco_worker_opts){
+void loco_replica_opts_from_config(const loco_config *c, loco_replica_opts *o) {
+    *o = (loco_replica_opts){
         .precision = (loco_precision)loco_config_precision(c, NULL, 0),
         .B = (int)c->train.batch,
         .T = (int)c->model.seq_len,
@@ -83,7 +83,7 @@ typedef struct {
     double train_s;
     int byte_level, stopped;
     /* the single path */
-    loco_worker w;
+    loco_replica w;
     loco_evaluator ev;
     double last_progress;
     /* the asynchronous path */
@@ -257,7 +257,7 @@ static void teardown(run *r) {
     loco_runlock_release(&r->lock);
     loco_state_close(&r->state);
     loco_evaluator_free(&r->ev);
-    loco_worker_free(&r->w);
+    loco_replica_free(&r->w);
     loco_data_close(&r->data);
     free(r->init);
     loco_engine_out_free(&r->eo);
@@ -318,8 +318,8 @@ static int eval_now_at_end(const run *r) {
  * one worker with a k-times batch), then one update on their mean. */
 static float single_step(run *r, int k) {
     double loss = 0;
-    for (int i = 0; i < k; i++) loss += loco_worker_grad(&r->w, i > 0);
-    loco_worker_update(&r->w, 1.0f / (float)k);
+    for (int i = 0; i < k; i++) loss += loco_replica_grad(&r->w, i > 0);
+    loco_replica_update(&r->w, 1.0f / (float)k);
     r->w.loss = (float)(loss / k);
     return r->w.loss;
 }
@@ -339,7 +339,7 @@ static int single_checkpoint(run *r, loco_err *e) {
     double t0 = loco_now();
     if (loco_state_begin(&w, r->o->out_dir, LOCO_STATE_SINGLE, r->config_hash, e) != 0) return -1;
     pack_run(r, &w.p);
-    loco_worker_save(&r->w, &w.p);
+    loco_replica_save(&r->w, &w.p);
     int rc = loco_state_commit(&w, e);
     r->nckpt++;
     r->ckpt_s += loco_now() - t0;
@@ -348,7 +348,7 @@ static int single_checkpoint(run *r, loco_err *e) {
 }
 
 static int single_resume(run *r, loco_err *e) {
-    if (loco_worker_load(&r->w, &r->state.u) != 0 || r->state.u.pos != r->state.u.len)
+    if (loco_replica_load(&r->w, &r->state.u) != 0 || r->state.u.pos != r->state.u.len)
         return loco_errf(e, "%s: its state does not fit this run's model", r->state.path);
     return 0;
 }
@@ -356,9 +356,9 @@ static int single_resume(run *r, loco_err *e) {
 static int single_run(run *r, loco_err *e) {
     const loco_config *c = r->c;
     int k = (int)c->run.workers;
-    loco_worker_opts wo;
-    loco_worker_opts_from_config(c, &wo);
-    if (loco_worker_init(&r->w, 0, &r->m, &r->data, &wo, r->init, e) != 0) return -1;
+    loco_replica_opts wo;
+    loco_replica_opts_from_config(c, &wo);
+    if (loco_replica_init(&r->w, 0, &r->m, &r->data, &wo, r->init, e) != 0) return -1;
     if (loco_evaluator_init(&r->ev, &r->m, &r->data, r->w.B, r->w.T, (int)c->eval.batches, e) != 0)
         return -1;
     long every = c->eval.every, step_tokens = (long)k * r->w.B * r->w.T, first, last;

@@ -171,27 +171,27 @@ Test(memplan, acts_bytes_is_what_loco_acts_alloc_allocates) {
     teardown(&f);
 }
 
-/* loco_worker_init makes what the plan's worker part lists but theta_start and delta
+/* loco_replica_init makes what the plan's worker part lists but theta_start and delta
  * (made on the worker's thread, setup_thread). The only difference allowed is jemalloc's
  * rounding of the four parameter-sized buffers (P = 471 KiB rounds up to 512 KiB) and of
  * the two token buffers: computed with nallocx, so the tolerance is exact, not a guess. */
 Test(memplan, the_worker_part_is_what_loco_worker_init_allocates) {
     fixture f;
     setup(&f, 2);
-    loco_worker_opts o;
-    loco_worker_opts_from_config(&f.c, &o);
+    loco_replica_opts o;
+    loco_replica_opts_from_config(&f.c, &o);
     const loco_mem_group *g = group_of(&f.p, "workers");
     uint64_t P = part_of(g, "parameters"), tokens = part_of(g, "batch tokens");
     uint64_t planned = g->bytes - part_of(g, "theta_start and delta");
     uint64_t slack = 4 * rounding(P) + 2 * rounding(tokens / 2);
-    loco_worker w;
+    loco_replica w;
     loco_err e;
     uint64_t before = allocated();
-    cr_assert_eq(loco_worker_init(&w, 1, &f.m, &f.d, &o, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_replica_init(&w, 1, &f.m, &f.d, &o, f.init, &e), 0, "%s", e.msg);
     uint64_t got = allocated() - before;
     cr_assert_eq(got, planned + slack, "allocated %lu, planned %lu + jemalloc's rounding %lu",
                  (unsigned long)got, (unsigned long)planned, (unsigned long)slack);
-    loco_worker_free(&w);
+    loco_replica_free(&w);
     teardown(&f);
 }
 
@@ -480,12 +480,12 @@ typedef struct {
 
 static void init_worker(char *msg, void *ctx) {
     big *b = ctx;
-    loco_worker_opts o;
-    loco_worker_opts_from_config(&b->f->c, &o);
+    loco_replica_opts o;
+    loco_replica_opts_from_config(&b->f->c, &o);
     float *init = calloc(b->m.nparams, sizeof(float));
-    loco_worker w;
+    loco_replica w;
     loco_err e;
-    if (init && loco_worker_init(&w, 3, &b->m, &b->f->d, &o, init, &e) != 0)
+    if (init && loco_replica_init(&w, 3, &b->m, &b->f->d, &o, init, &e) != 0)
         snprintf(msg, LOCO_ERR_LEN, "%s", e.msg);
 }
 

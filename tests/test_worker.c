@@ -17,7 +17,7 @@
 
 typedef struct {
     loco_config c;
-    loco_worker_opts o;
+    loco_replica_opts o;
     loco_model m;
     loco_data d;
     float *init;
@@ -35,7 +35,7 @@ static void setup(fixture *f) {
                                 (size_t)f->c.data.block, f->c.data.val_every, &e), 0, "%s", e.msg);
     f->init = loco_alloc(f->m.nparams * sizeof(float));
     loco_model_init_params(&f->m, f->init, 5);
-    loco_worker_opts_from_config(&f->c, &f->o);
+    loco_replica_opts_from_config(&f->c, &f->o);
 }
 
 static void teardown(fixture *f) {
@@ -64,15 +64,15 @@ static uint64_t freed_by_this_thread(void) {
 Test(worker, a_step_allocates_nothing) {
     fixture f;
     setup(&f);
-    loco_worker w;
+    loco_replica w;
     loco_err e;
-    cr_assert_eq(loco_worker_init(&w, 0, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
-    loco_worker_step(&w); /* first use of every buffer */
+    cr_assert_eq(loco_replica_init(&w, 0, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    loco_replica_step(&w); /* first use of every buffer */
     uint64_t before = allocated_by_this_thread();
-    for (int i = 0; i < 5; i++) loco_worker_step(&w);
+    for (int i = 0; i < 5; i++) loco_replica_step(&w);
     uint64_t after = allocated_by_this_thread();
     cr_assert_eq(after, before, "5 steps allocated %lu bytes", (unsigned long)(after - before));
-    loco_worker_free(&w);
+    loco_replica_free(&w);
     teardown(&f);
 }
 #endif
@@ -80,12 +80,12 @@ Test(worker, a_step_allocates_nothing) {
 Test(worker, step_is_forward_backward_clip_and_adamw_composed) {
     fixture f;
     setup(&f);
-    loco_worker w, ref;
+    loco_replica w, ref;
     loco_err e;
-    cr_assert_eq(loco_worker_init(&w, 3, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
-    cr_assert_eq(loco_worker_init(&ref, 3, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_replica_init(&w, 3, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_replica_init(&ref, 3, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
     for (int step = 0; step < 3; step++) {
-        float loss = loco_worker_step(&w);
+        float loss = loco_replica_step(&w);
         /* the same step by hand on the twin */
         loco_stream_next(&ref.stream, ref.B, ref.T, ref.inputs, ref.targets);
         memset(ref.grads, 0, f.m.nparams * sizeof(float));
@@ -104,8 +104,8 @@ Test(worker, step_is_forward_backward_clip_and_adamw_composed) {
                      "step %d parameters", step);
     }
     cr_assert_eq(w.steps, 3);
-    loco_worker_free(&w);
-    loco_worker_free(&ref);
+    loco_replica_free(&w);
+    loco_replica_free(&ref);
     teardown(&f);
 }
 
@@ -293,9 +293,9 @@ Test(worker, a_bf16_worker_makes_its_primitives_at_init_and_a_step_allocates_not
     fixture f;
     setup(&f);
     f.o.precision = LOCO_PREC_BF16;
-    loco_worker w;
+    loco_replica w;
     loco_err e;
-    cr_assert_eq(loco_worker_init(&w, 0, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_replica_init(&w, 0, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
     cr_assert_not_null(w.acts.mm, "the worker has a products' context");
     cr_assert_eq(loco_mm_precision(w.acts.mm), LOCO_PREC_BF16);
     long made = loco_mm_primitives(w.acts.mm);
@@ -307,7 +307,7 @@ Test(worker, a_bf16_worker_makes_its_primitives_at_init_and_a_step_allocates_not
     uint64_t before = allocated_by_this_thread(), freed = freed_by_this_thread();
 #endif
     for (int i = 0; i < 6; i++) {
-        float loss = loco_worker_step(&w);
+        float loss = loco_replica_step(&w);
         cr_assert(isfinite(loss), "step %d: loss %g", i, (double)loss);
         cr_assert_eq(loco_mm_primitives(w.acts.mm), made, "step %d: %ld primitives, %ld at init",
                      i, loco_mm_primitives(w.acts.mm), made);
@@ -319,7 +319,7 @@ Test(worker, a_bf16_worker_makes_its_primitives_at_init_and_a_step_allocates_not
     cr_assert_eq(got, back, "6 bf16 steps kept %ld bytes (allocated %lu, freed %lu)",
                  (long)(got - back), (unsigned long)got, (unsigned long)back);
 #endif
-    loco_worker_free(&w);
+    loco_replica_free(&w);
     teardown(&f);
 }
 
@@ -330,17 +330,17 @@ Test(worker, bf16_workers_from_the_same_seed_are_bit_identical) {
     SKIP_WITHOUT_BF16();
     fixture f;
     setup(&f);
-    loco_worker w32;
+    loco_replica w32;
     loco_err e;
     f.o.precision = LOCO_PREC_FP32;
-    cr_assert_eq(loco_worker_init(&w32, 1, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_replica_init(&w32, 1, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
     f.o.precision = LOCO_PREC_BF16;
-    loco_worker a, b;
-    cr_assert_eq(loco_worker_init(&a, 1, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
-    cr_assert_eq(loco_worker_init(&b, 1, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    loco_replica a, b;
+    cr_assert_eq(loco_replica_init(&a, 1, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_replica_init(&b, 1, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
     for (int i = 0; i < 3; i++) {
-        float la = loco_worker_step(&a), lb = loco_worker_step(&b);
-        loco_worker_step(&w32);
+        float la = loco_replica_step(&a), lb = loco_replica_step(&b);
+        loco_replica_step(&w32);
         cr_assert(isfinite(la), "step %d: loss %g", i, (double)la);
         cr_assert_eq(memcmp(&la, &lb, sizeof la), 0, "step %d: losses %.9g and %.9g", i,
                      (double)la, (double)lb);
@@ -350,9 +350,9 @@ Test(worker, bf16_workers_from_the_same_seed_are_bit_identical) {
     cr_assert_eq(memcmp(a.adam_m, b.adam_m, n), 0, "AdamW m after 3 steps");
     cr_assert_eq(memcmp(a.adam_v, b.adam_v, n), 0, "AdamW v after 3 steps");
     cr_assert_neq(memcmp(a.params, w32.params, n), 0, "bf16 and fp32 workers identical");
-    loco_worker_free(&a);
-    loco_worker_free(&b);
-    loco_worker_free(&w32);
+    loco_replica_free(&a);
+    loco_replica_free(&b);
+    loco_replica_free(&w32);
     teardown(&f);
 }
 
@@ -363,13 +363,13 @@ Test(worker, a_worker_draws_the_data_stream_first_stream_plus_its_id) {
     fixture f;
     setup(&f);
     loco_err e;
-    loco_worker a, b, c;
-    loco_worker_opts shifted = f.o, pre = f.o;
+    loco_replica a, b, c;
+    loco_replica_opts shifted = f.o, pre = f.o;
     shifted.first_stream = 1;
     pre.first_stream = 1u << 20;
-    cr_assert_eq(loco_worker_init(&a, 1, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
-    cr_assert_eq(loco_worker_init(&b, 0, &f.m, &f.d, &shifted, f.init, &e), 0, "%s", e.msg);
-    cr_assert_eq(loco_worker_init(&c, 0, &f.m, &f.d, &pre, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_replica_init(&a, 1, &f.m, &f.d, &f.o, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_replica_init(&b, 0, &f.m, &f.d, &shifted, f.init, &e), 0, "%s", e.msg);
+    cr_assert_eq(loco_replica_init(&c, 0, &f.m, &f.d, &pre, f.init, &e), 0, "%s", e.msg);
     size_t n = (size_t)a.B * (size_t)a.T * sizeof(int);
     for (int step = 0; step < 3; step++) {
         loco_stream_next(&a.stream, a.B, a.T, a.inputs, a.targets);
@@ -378,6 +378,6 @@ Test(worker, a_worker_draws_the_data_stream_first_stream_plus_its_id) {
         cr_assert(!memcmp(a.inputs, b.inputs, n), "batch %d: stream 1 is not stream 1", step);
         cr_assert(memcmp(a.inputs, c.inputs, n), "batch %d: the pre-training's stream repeats", step);
     }
-    loco_worker_free(&a), loco_worker_free(&b), loco_worker_free(&c);
+    loco_replica_free(&a), loco_replica_free(&b), loco_replica_free(&c);
     teardown(&f);
 }

@@ -9,7 +9,7 @@
 
 #include "loco/config.h"
 #include "loco/model.h"
-#include "loco/worker.h"
+#include "loco/replica.h"
 
 /* How a run ended: summary.json's "status" and the exit code of `loco train` for it, one
  * row each (data: the code). A stopped run's code is 128 + the signal that stopped it
@@ -46,7 +46,7 @@ loco_shape loco_shape_from_config(const loco_config *c);
 
 /* A worker's settings from the config: batch (train.batch x model.seq_len), seed and the
  * inner optimizer ([train]). */
-void loco_worker_opts_from_config(const loco_config *c, loco_worker_opts *o);
+void loco_replica_opts_from_config(const loco_config *c, loco_replica_opts *o);
 
 /* Reads a checkpoint completely (with the config.ini beside it, which says its layout),
  * checks every field and its checksum, and says in buf where its run stood. Errors say
