@@ -21,7 +21,7 @@
 
 #include "loco/bench.h"
 #include "loco/metrics.h"
-#include "loco/checkpoint.h"
+#include "loco/modelfile.h"
 #include "loco/train.h"
 
 enum { WORKERS = 16, MAX_SAMPLES = 1 << 16 };

@@ -10,7 +10,7 @@
 #include "loco/evaluator.h"
 #include "loco/globalbuf.h"
 #include "loco/hetero.h"
-#include "loco/server.h"
+#include "loco/protocol.h"
 #include "loco/topo.h"
 #include "loco/train.h"
 #include "loco/worker.h"
@@ -24,7 +24,7 @@ typedef struct {
     loco_globalbuf gb;
     loco_clock clock;
     loco_eval_thread et;
-    loco_server server;
+    loco_protocol protocol;
     loco_worker_thread *threads;
     sem_t seats;               /* rounds computed at once, when workers outnumber PUs in the
                                   virtual clock (see make_seats) */
@@ -46,8 +46,8 @@ enum { HAS_TOPO, HAS_PLAN, HAS_HET, HAS_GB, HAS_CLOCK, HAS_EVAL, HAS_SERVER };
 
 /* ---------------------------------------------------- from the config */
 
-static void server_settings(const loco_config *c, long batch_tokens, loco_server_settings *st) {
-    *st = (loco_server_settings){
+static void server_settings(const loco_config *c, long batch_tokens, loco_protocol_settings *st) {
+    *st = (loco_protocol_settings){
         .method = c->outer.method,
         .workers = (int)c->run.workers,
         .clock = c->run.clock,
@@ -115,7 +115,7 @@ static int load_workers(engine *en, loco_err *e) {
     for (int w = 0; w < en->W; w++) {
         loco_worker_thread *t = &en->threads[w];
         loco_unpack_begin(&t->resume, u->buf + u->pos + part * (size_t)w, part);
-        t->phase = loco_server_phase(&en->server, t->r, &t->window_end);
+        t->phase = loco_protocol_phase(&en->protocol, t->r, &t->window_end);
     }
     return 0;
 }
@@ -131,27 +131,27 @@ int loco_engine_describe(const loco_config *c, size_t nparams, loco_unpack *u, c
     free(theta);
     loco_unpack_skip(u, 2 * nparams * sizeof(float)); /* m and a */
     loco_clock clock;
-    loco_server server;
-    loco_server_settings st;
+    loco_protocol protocol;
+    loco_protocol_settings st;
     server_settings(c, 1, &st);
     if (loco_clock_init(&clock, c->run.clock, W, e) != 0) return -1;
-    int rc = loco_server_init(&server, &st, NULL, &clock, NULL, NULL, NULL, e);
+    int rc = loco_protocol_init(&protocol, &st, NULL, &clock, NULL, NULL, NULL, e);
     loco_metrics scratch; /* the waiting events are read past */
     loco_metrics_open(&scratch, NULL, 1, 0, NULL);
-    if (rc == 0 && (loco_clock_load(&clock, u) != 0 || loco_server_load(&server, u) != 0 ||
+    if (rc == 0 && (loco_clock_load(&clock, u) != 0 || loco_protocol_load(&protocol, u) != 0 ||
                     loco_metrics_load_waiting(&scratch, u) != 0 ||
                     u->len - u->pos != loco_worker_thread_state_bytes(nparams) * (size_t)W))
         rc = loco_errf(e, "its state is short or mangled, or of another run");
     if (rc == 0 && !finite) rc = loco_errf(e, "its global parameters are not all finite");
     if (rc == 0) {
         int phases[LOCO_PHASE_AWAY + 1] = {0};
-        for (int w = 0; w < W; w++) phases[loco_server_phase(&server, loco_server_round(&server, w), NULL)]++;
+        for (int w = 0; w < W; w++) phases[loco_protocol_phase(&protocol, loco_protocol_round(&protocol, w), NULL)]++;
         snprintf(buf, n, "asynchronous run (%s, %d workers, %s clock) at %ld server updates and "
                  "%ld local steps, time %.6g s, last val loss %.4f; %d workers with a round to "
                  "deliver, %d in a window%s, %d failed or away, %d done",
                  loco_enum_name(loco_outer_methods, c->outer.method), W,
-                 loco_enum_name(loco_clock_kinds, c->run.clock), server.updates,
-                 server.local_steps,
+                 loco_enum_name(loco_clock_kinds, c->run.clock), protocol.updates,
+                 protocol.local_steps,
                  /* the real clock's time is the wall seconds it had run, saved as its offset */
                  c->run.clock == LOCO_CLOCK_REAL ? clock.offset : clock.now, last_val,
                  phases[LOCO_PHASE_ARRIVE],
@@ -159,7 +159,7 @@ int loco_engine_describe(const loco_config *c, size_t nparams, loco_unpack *u, c
                  phases[LOCO_PHASE_OPENER] ? " (with a deadline)" : "",
                  phases[LOCO_PHASE_FAIL] + phases[LOCO_PHASE_AWAY], phases[LOCO_PHASE_DONE]);
     }
-    if (server.rounds) loco_server_free(&server);
+    if (protocol.rounds) loco_protocol_free(&protocol);
     loco_clock_free(&clock);
     loco_metrics_close(&scratch, NULL);
     return rc;
@@ -168,10 +168,10 @@ int loco_engine_describe(const loco_config *c, size_t nparams, loco_unpack *u, c
 /* the run is still: every worker waits for a turn or for a window to close, or is done,
  * and nothing is left to walk */
 static int still(engine *en) {
-    int n = loco_clock_waiting(&en->clock) + loco_server_still(&en->server);
+    int n = loco_clock_waiting(&en->clock) + loco_protocol_still(&en->protocol);
     for (int w = 0; w < en->W; w++)
         n += atomic_load(&en->threads[w].stats.activity) == LOCO_ACT_DONE;
-    return n == en->W && loco_sweeper_idle(&en->server.sweeper);
+    return n == en->W && loco_server_idle(&en->protocol.server);
 }
 
 static int checkpoint(engine *en, loco_err *e) {
@@ -182,7 +182,7 @@ static int checkpoint(engine *en, loco_err *e) {
         struct timespec ts = {0, 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    loco_eval_thread_drain(&en->et, loco_server_holds_snapshot(&en->server));
+    loco_eval_thread_drain(&en->et, loco_protocol_holds_snapshot(&en->protocol));
     double t1 = loco_now();
     loco_state_writer w;
     int rc = in->begin(in->ctx, &w, e);
@@ -195,12 +195,12 @@ static int checkpoint(engine *en, loco_err *e) {
         loco_pack_floats(&w.p, en->gb.m, n);
         loco_pack_floats(&w.p, en->gb.a, n);
         loco_clock_save(&en->clock, &w.p);
-        loco_server_save(&en->server, &w.p);
+        loco_protocol_save(&en->protocol, &w.p);
         loco_metrics_save_waiting(in->mt, &w.p);
         for (int i = 0; i < en->W; i++) loco_worker_thread_save(&en->threads[i], &w.p);
         rc = loco_state_commit(&w, e);
     }
-    loco_server_release(&en->server);
+    loco_protocol_release(&en->protocol);
     loco_clock_resume(&en->clock);
     en->ckpt_write_s += loco_now() - t1;
     en->ckpt_s += loco_now() - t0;
@@ -253,18 +253,18 @@ static int setup_threads(engine *en, loco_err *e) {
     en->done[HAS_EVAL] = 1;
     en->threads = calloc((size_t)en->W, sizeof *en->threads);
     if (!en->threads) return loco_errf(e, "out of memory");
-    loco_server_settings st;
+    loco_protocol_settings st;
     server_settings(c, (long)en->B * en->T, &st);
     st.faults = en->faults;
     st.nfaults = en->nfaults;
     st.ckpt_every = in->begin ? in->ckpt_updates : 0;
-    if (loco_server_init(&en->server, &st, &en->gb, &en->clock, &en->het, &en->et, in->mt, e) != 0)
+    if (loco_protocol_init(&en->protocol, &st, &en->gb, &en->clock, &en->het, &en->et, in->mt, e) != 0)
         return -1;
     en->done[HAS_SERVER] = 1;
-    if (in->resume && (loco_server_load(&en->server, in->resume) != 0 ||
+    if (in->resume && (loco_protocol_load(&en->protocol, in->resume) != 0 ||
                        loco_metrics_load_waiting(in->mt, in->resume) != 0))
         return bad_checkpoint(e);
-    return loco_server_start(&en->server, &en->topo, &en->plan.places[en->W], e);
+    return loco_protocol_start(&en->protocol, &en->topo, &en->plan.places[en->W], e);
 }
 
 /* theta(0)'s evaluation, when the run evaluates at all: every curve starts at x = 0 */
@@ -295,10 +295,10 @@ static int start_workers(engine *en, loco_err *e) {
     const loco_engine_in *in = en->in;
     if (!in->resume) evaluate_start(en);
     for (int w = 0; w < en->W; w++) {
-        loco_round *r = loco_server_round(&en->server, w);
-        if (!in->resume) loco_server_begin(&en->server, r);
+        loco_round *r = loco_protocol_round(&en->protocol, w);
+        if (!in->resume) loco_protocol_begin(&en->protocol, r);
         en->threads[w] = (loco_worker_thread){
-            .r = r, .server = &en->server, .m = in->m, .d = in->d, .clock_kind = in->c->run.clock,
+            .r = r, .protocol = &en->protocol, .m = in->m, .d = in->d, .clock_kind = in->c->run.clock,
             .slowdown_mode = in->c->hetero.mode, .init = in->init, .het = &en->het,
             .clock = &en->clock, .topo = &en->topo, .place = &en->plan.places[w], .phase = -1,
             .inject_nan = en->inject_nan, .ninject_nan = en->ninject_nan,
@@ -311,7 +311,7 @@ static int start_workers(engine *en, loco_err *e) {
         if (loco_worker_thread_start(&en->threads[en->started], e) != 0) {
             /* the rest never run: give their rounds back so the started ones finish */
             for (int w = en->started + 1; w < en->W; w++) {
-                loco_server_abandon(&en->server, loco_server_round(&en->server, w));
+                loco_protocol_abandon(&en->protocol, loco_protocol_round(&en->protocol, w));
                 atomic_store(&en->threads[w].stats.activity, LOCO_ACT_DONE);
             }
             return -1;
@@ -348,8 +348,8 @@ static void activity_view(const engine *en, char *buf, size_t n) {
 
 static void progress(engine *en, int force) {
     double wall = loco_clock_wall(&en->clock);
-    loco_server_stats ss;
-    loco_server_read_stats(&en->server, &ss);
+    loco_protocol_stats ss;
+    loco_protocol_read_stats(&en->protocol, &ss);
     long steps = total_steps(en);
     pthread_mutex_lock(&en->vmu);
     double val = en->last_val;
@@ -370,7 +370,7 @@ static void progress(engine *en, int force) {
 static int checkpoint_due(engine *en) {
     const loco_engine_in *in = en->in;
     if (!in->begin) return 0;
-    if (loco_server_held(&en->server)) return 1;
+    if (loco_protocol_held(&en->protocol)) return 1;
     return loco_state_due(0, 0, loco_clock_wall(&en->clock), en->ckpt_wall, in->ckpt_seconds);
 }
 
@@ -386,18 +386,18 @@ static void watch(engine *en, loco_engine_out *out) {
     int tty = en->in->mt->term.tty;
     double every = tty ? 0.25 : 15.0, last = 0;
     en->ckpt_wall = loco_clock_wall(&en->clock);
-    loco_server_stats ss;
+    loco_protocol_stats ss;
     /* the last update can make a checkpoint due after every worker is done */
-    while (!all_done(en) || loco_server_held(&en->server)) {
+    while (!all_done(en) || loco_protocol_held(&en->protocol)) {
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
         loco_metrics_flush(en->in->mt);
         if (en->in->stop && *en->in->stop && !out->stopped) {
             out->stopped = 1;
             if (en->in->begin) take_checkpoint(en);
-            loco_server_stop_early(&en->server);
+            loco_protocol_stop_early(&en->protocol);
             loco_metrics_say(en->in->mt, "loco: stopping: running rounds finish, no new ones");
-        } else if (!out->stopped && checkpoint_due(en)) { /* see loco_server_stop_early */
+        } else if (!out->stopped && checkpoint_due(en)) { /* see loco_protocol_stop_early */
             take_checkpoint(en);
         }
         double now = loco_clock_wall(&en->clock);
@@ -407,7 +407,7 @@ static void watch(engine *en, loco_engine_out *out) {
         }
     }
     progress(en, 1);
-    loco_server_read_stats(&en->server, &ss);
+    loco_protocol_read_stats(&en->protocol, &ss);
     out->incomplete = !out->stopped && ss.local_steps < ss.planned;
     if (out->incomplete)
         loco_metrics_say(en->in->mt, "loco: every worker failed for good: %ld of the %ld local "
@@ -418,8 +418,8 @@ static void watch(engine *en, loco_engine_out *out) {
 
 static int summarise(engine *en, loco_engine_out *out, loco_err *e) {
     const loco_config *c = en->in->c;
-    loco_server_stats ss;
-    loco_server_read_stats(&en->server, &ss);
+    loco_protocol_stats ss;
+    loco_protocol_read_stats(&en->protocol, &ss);
     out->rows = calloc((size_t)en->W, sizeof *out->rows);
     if (!out->rows) return loco_errf(e, "out of memory");
     for (int w = 0; w < en->W; w++) {
@@ -429,7 +429,7 @@ static int summarise(engine *en, loco_engine_out *out, loco_err *e) {
             .slowdown = en->het.slowdown[w], .rounds = st->rounds, .steps = steps,
             .tokens = steps * en->B * en->T, .rejected = st->rejected, .compute_s = st->compute_s,
             .slowdown_s = st->slowdown_s, .lockwait_s = st->lockwait_s, .idle_s = st->idle_s,
-            .faults = loco_server_round(&en->server, w)->faults, .ftz_daz = st->ftz_daz,
+            .faults = loco_protocol_round(&en->protocol, w)->faults, .ftz_daz = st->ftz_daz,
             .last_lr = st->last_lr};
         out->wait_s += st->lockwait_s + st->idle_s;
     }
@@ -467,7 +467,7 @@ static int summarise(engine *en, loco_engine_out *out, loco_err *e) {
 /* --------------------------------------------------------------- the run */
 
 static void teardown(engine *en) {
-    if (en->done[HAS_SERVER]) loco_server_free(&en->server);
+    if (en->done[HAS_SERVER]) loco_protocol_free(&en->protocol);
     if (en->done[HAS_EVAL]) loco_eval_thread_stop(&en->et);
     free(en->threads);
     if (en->has_seats) sem_destroy(&en->seats);
@@ -490,7 +490,7 @@ static int join_all(engine *en, int rc, loco_err *e) {
             rc = -1;
         }
     }
-    if (en->done[HAS_SERVER]) loco_server_finish(&en->server);
+    if (en->done[HAS_SERVER]) loco_protocol_finish(&en->protocol);
     return rc;
 }
 
@@ -520,7 +520,7 @@ int loco_engine_run(const loco_engine_in *in, loco_engine_out *out, loco_err *e)
     int rc = setup_machine(&en, e);
     if (rc == 0) rc = setup_threads(&en, e);
     if (rc == 0) rc = start_workers(&en, e);
-    if (rc != 0 && en.started > 0) loco_server_stop_early(&en.server);
+    if (rc != 0 && en.started > 0) loco_protocol_stop_early(&en.protocol);
     if (en.started > 0) watch(&en, out);
     rc = join_all(&en, rc, e);
     if (en.done[HAS_EVAL]) {

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "loco/bench.h"
-#include "loco/checkpoint.h"
+#include "loco/modelfile.h"
 #include "loco/config.h"
 #include "loco/data.h"
 #include "loco/evaluator.h"
@@ -21,7 +21,7 @@
 #include "loco/runlog.h"
 #include "loco/sample.h"
 #include "loco/topo.h"
-#include "loco/statefile.h"
+#include "loco/checkpoint.h"
 #include "loco/sweep.h"
 #include "loco/train.h"
 

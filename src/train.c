@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loco/checkpoint.h"
+#include "loco/modelfile.h"
 #include "loco/clock.h"
 #include "loco/cpu.h"
 #include "loco/data.h"
@@ -15,7 +15,7 @@
 #include "loco/outer.h"
 #include "loco/runlock.h"
 #include "loco/runlog.h"
-#include "loco/statefile.h"
+#include "loco/checkpoint.h"
 
 static const int exit_finished = 0, exit_stopped = 128, exit_incomplete = 3, exit_failed = 1;
 const loco_enum loco_run_statuses[] = {

@@ -25,7 +25,7 @@ static int injected(const loco_injection *list, int n, int id, long R) {
 static int run_round(loco_worker_thread *t, long h, loco_round_report *rep) {
     loco_worker_stats *st = &t->stats;
     int real = t->clock_kind == LOCO_CLOCK_REAL;
-    double fail_at = real ? loco_server_fail_time(t->server, t->r) : INFINITY;
+    double fail_at = real ? loco_protocol_fail_time(t->protocol, t->r) : INFINITY;
     loco_adamw_hp hp = t->w.hp;
     if (injected(t->inject_diverge, t->ninject_diverge, t->r->id, st->rounds + 1)) {
         t->w.hp.lr *= 1e30; /* any real divergence, only sooner */
@@ -110,7 +110,7 @@ static void after_rejection(loco_worker_thread *t, int status) {
 static long arrive(loco_worker_thread *t) {
     loco_arrival_cost cost;
     atomic_store(&t->stats.activity, LOCO_ACT_SYNC);
-    long h = loco_server_arrive(t->server, t->r, &t->last, &cost);
+    long h = loco_protocol_arrive(t->protocol, t->r, &t->last, &cost);
     count(t, &cost);
     after_rejection(t, cost.status);
     return h;
@@ -120,7 +120,7 @@ static long arrive(loco_worker_thread *t) {
 static long back(loco_worker_thread *t) {
     loco_arrival_cost cost;
     atomic_store(&t->stats.activity, LOCO_ACT_AWAY);
-    long h = loco_server_back(t->server, t->r, &cost);
+    long h = loco_protocol_back(t->protocol, t->r, &cost);
     t->stats.idle_s += cost.window_s;
     t->stats.lockwait_s += cost.stripe_s;
     return h;
@@ -129,7 +129,7 @@ static long back(loco_worker_thread *t) {
 /* the worker fails: its round is lost, and it comes back (or not) */
 static long fail_and_back(loco_worker_thread *t) {
     atomic_store(&t->stats.activity, LOCO_ACT_AWAY);
-    if (!loco_server_fail(t->server, t->r)) return 0;
+    if (!loco_protocol_fail(t->protocol, t->r)) return 0;
     return back(t);
 }
 
@@ -138,7 +138,7 @@ static long fail_and_back(loco_worker_thread *t) {
 static long first_round(loco_worker_thread *t) {
     loco_round *r = t->r;
     if (t->phase < 0) {
-        t->stats.lockwait_s += loco_server_pull(t->server, r);
+        t->stats.lockwait_s += loco_protocol_pull(t->protocol, r);
         return r->h;
     }
     switch (t->phase) {
@@ -149,7 +149,7 @@ static long first_round(loco_worker_thread *t) {
     }
     loco_arrival_cost cost;
     atomic_store(&t->stats.activity, LOCO_ACT_SYNC);
-    long h = loco_server_rejoin(t->server, r, t->phase == LOCO_PHASE_OPENER, t->window_end, &cost);
+    long h = loco_protocol_rejoin(t->protocol, r, t->phase == LOCO_PHASE_OPENER, t->window_end, &cost);
     count(t, &cost);
     after_rejection(t, cost.status);
     return h;
@@ -162,7 +162,7 @@ static void *worker_main(void *arg) {
     loco_round *r = t->r;
     if (setup_thread(t) != 0 || (t->phase >= 0 && load_thread(t) != 0)) {
         t->failed = 1;
-        loco_server_abandon(t->server, r);
+        loco_protocol_abandon(t->protocol, r);
         atomic_store(&t->stats.activity, LOCO_ACT_DONE);
         return NULL;
     }
@@ -170,7 +170,7 @@ static void *worker_main(void *arg) {
     long h = first_round(t);
     while (h > 0) {
         int virtual_ = t->clock_kind == LOCO_CLOCK_VIRTUAL;
-        if (virtual_ && loco_server_lost(t->server, r)) {
+        if (virtual_ && loco_protocol_lost(t->protocol, r)) {
             h = fail_and_back(t); /* the virtual clock knew: the round is not computed */
         } else if (!run_round(t, h, &t->last)) {
             h = fail_and_back(t);
@@ -238,7 +238,7 @@ int loco_worker_thread_start(loco_worker_thread *t, loco_err *e) {
     if (t->phase < 0)
         loco_rng_seed(&t->jitter, t->opts.seed, loco_stream_id(LOCO_STREAM_JITTER, (uint64_t)t->r->id));
     if (pthread_create(&t->thread, NULL, worker_main, t) != 0) {
-        loco_server_abandon(t->server, t->r);
+        loco_protocol_abandon(t->protocol, t->r);
         atomic_store(&t->stats.activity, LOCO_ACT_DONE);
         return loco_errf(e, "cannot start worker thread %d", t->r->id);
     }

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "loco/checkpoint.h"
+#include "loco/modelfile.h"
 #include "loco/model.h"
 
 #ifndef LOCO_BIN

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "loco/checkpoint.h"
+#include "loco/modelfile.h"
 #include "loco/config.h"
 #include "loco/outer.h"
 #include "loco/train.h"

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "loco/checkpoint.h"
+#include "loco/modelfile.h"
 #include "loco/cpu.h"
 #include "loco/model.h"
 #include "bf16.h"

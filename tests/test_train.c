@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "loco/checkpoint.h"
+#include "loco/modelfile.h"
 #include "loco/config.h"
 #include "loco/train.h"
 

@@ -11,7 +11,7 @@
 #include "loco/data.h"
 #include "loco/metrics.h"
 #include "loco/model.h"
-#include "loco/statefile.h"
+#include "loco/checkpoint.h"
 
 typedef struct {
     const loco_config *c;            /* validated */

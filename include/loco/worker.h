@@ -10,7 +10,7 @@
 
 #include "loco/hetero.h"
 #include "loco/replica.h"
-#include "loco/server.h"
+#include "loco/protocol.h"
 #include "loco/topo.h"
 
 /* ------------------------------------------------------- the worker thread */
@@ -39,7 +39,7 @@ typedef struct {
 typedef struct {
     loco_replica w;                 /* made on the thread */
     loco_round *r;                 /* its round, begun by the server before the start */
-    loco_server *server;
+    loco_protocol *protocol;
     const loco_model *m;
     const loco_data *d;
     loco_replica_opts opts;

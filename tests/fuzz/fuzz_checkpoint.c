@@ -14,7 +14,7 @@
 #include <zlib.h>
 
 #include "fuzz.h"
-#include "loco/statefile.h"
+#include "loco/checkpoint.h"
 #include "loco/train.h"
 
 enum { HEADER = 32, TRAILER = 16 };

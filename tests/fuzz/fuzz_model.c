@@ -9,7 +9,7 @@
 #include <zlib.h>
 
 #include "fuzz.h"
-#include "loco/checkpoint.h"
+#include "loco/modelfile.h"
 #include "loco/config.h"
 #include "loco/model.h"
 

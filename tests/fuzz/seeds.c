@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "loco/checkpoint.h"
+#include "loco/modelfile.h"
 #include "loco/data.h"
 #include "loco/model.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "loco/checkpoint.h"
+#include "loco/modelfile.h"
 #include "loco/model.h"
 
 enum { L = 2, NH = 2, C = 16, V = 100, VP = 128, MAXT = 24 };

@@ -9,24 +9,24 @@
 #include <time.h>
 
 #include "loco/data.h"
-#include "loco/server.h"
+#include "loco/protocol.h"
 
 enum { N = 1000 };
 
 typedef struct {
-    loco_server_settings st;
+    loco_protocol_settings st;
     loco_globalbuf gb;
     loco_clock clock;
     loco_hetero het;
-    loco_server s;
+    loco_protocol s;
     loco_round *r[4];
     size_t n;               /* floats in theta */
     float *init;
 } world;
 
 /* Settings as a run's defaults would give them: W workers, method, the virtual clock. */
-static loco_server_settings settings(int W, int method) {
-    return (loco_server_settings){.method = method, .workers = W, .clock = LOCO_CLOCK_VIRTUAL,
+static loco_protocol_settings settings(int W, int method) {
+    return (loco_protocol_settings){.method = method, .workers = W, .clock = LOCO_CLOCK_VIRTUAL,
                                   .staleness = LOCO_STALE_NONE, .stale_max = 10, .N = W,
                                   .H = 50, .budget = 1000000,
                                   .hp = {.lr = 0.7f, .beta = 0.9f, .gscale = 1.0f},
@@ -35,7 +35,7 @@ static loco_server_settings settings(int W, int method) {
 
 /* a world of W workers with slowdown profile level, n floats of theta and evaluator ev
  * (may be NULL); st as settings() gave it, edited */
-static void make_n(world *w, const loco_server_settings *st, int level, size_t n,
+static void make_n(world *w, const loco_protocol_settings *st, int level, size_t n,
                    loco_eval_thread *ev) {
     memset(w, 0, sizeof *w);
     loco_err e;
@@ -48,29 +48,29 @@ static void make_n(world *w, const loco_server_settings *st, int level, size_t n
     cr_assert_eq(loco_clock_init(&w->clock, st->clock, W, &e), 0);
     loco_hetero_settings hs = {.workers = W, .level = level, .step_s = 1};
     cr_assert_eq(loco_hetero_init(&w->het, &hs, &e), 0);
-    cr_assert_eq(loco_server_init(&w->s, st, &w->gb, &w->clock, &w->het, ev, NULL, &e), 0,
+    cr_assert_eq(loco_protocol_init(&w->s, st, &w->gb, &w->clock, &w->het, ev, NULL, &e), 0,
                  "%s", e.msg);
     for (int i = 0; i < W; i++) {
-        w->r[i] = loco_server_round(&w->s, i);
+        w->r[i] = loco_protocol_round(&w->s, i);
         w->r[i]->params = loco_alloc(n * sizeof(float));
         w->r[i]->theta0 = loco_alloc(n * sizeof(float));
         w->r[i]->delta = loco_alloc(n * sizeof(float));
     }
-    cr_assert_eq(loco_server_start(&w->s, NULL, NULL, &e), 0);
+    cr_assert_eq(loco_protocol_start(&w->s, NULL, NULL, &e), 0);
 }
 
-static void make(world *w, const loco_server_settings *st, int level) {
+static void make(world *w, const loco_protocol_settings *st, int level) {
     make_n(w, st, level, N, NULL);
 }
 
 static void destroy(world *w) {
-    loco_server_finish(&w->s);
+    loco_protocol_finish(&w->s);
     for (int i = 0; i < w->st.workers; i++) {
         free(w->r[i]->params);
         free(w->r[i]->theta0);
         free(w->r[i]->delta);
     }
-    loco_server_free(&w->s);
+    loco_protocol_free(&w->s);
     loco_hetero_free(&w->het);
     loco_clock_free(&w->clock);
     loco_globalbuf_free(&w->gb);
@@ -79,8 +79,8 @@ static void destroy(world *w) {
 
 /* begins worker i and pulls its first theta */
 static long start(world *w, int i) {
-    long h = loco_server_begin(&w->s, w->r[i]);
-    loco_server_pull(&w->s, w->r[i]);
+    long h = loco_protocol_begin(&w->s, w->r[i]);
+    loco_protocol_pull(&w->s, w->r[i]);
     return h;
 }
 
@@ -91,7 +91,7 @@ static long arrive_r(world *w, int i, float value, int *rejected) {
     for (size_t k = 0; k < w->n; k++) r->delta[k] = value;
     loco_arrival_cost cost;
     loco_round_report rep = {.finite = isfinite(value), .steps = r->h};
-    long h = loco_server_arrive(&w->s, r, &rep, &cost);
+    long h = loco_protocol_arrive(&w->s, r, &rep, &cost);
     if (rejected) *rejected = cost.rejected;
     return h;
 }
@@ -100,9 +100,9 @@ static long arrive(world *w, int i, float value) {
     return arrive_r(w, i, value, NULL);
 }
 
-Test(server, a_nonfinite_delta_is_rejected_and_theta_stays_intact) {
+Test(protocol, a_nonfinite_delta_is_rejected_and_theta_stays_intact) {
     world w;
-    loco_server_settings st = settings(1, LOCO_METHOD_ASYNC_DN);
+    loco_protocol_settings st = settings(1, LOCO_METHOD_ASYNC_DN);
     st.N = 1;
     make(&w, &st, LOCO_LEVEL_NO);
     start(&w, 0);
@@ -126,9 +126,9 @@ Test(server, a_nonfinite_delta_is_rejected_and_theta_stays_intact) {
     destroy(&w);
 }
 
-Test(server, pure_add_arrivals_apply_their_rule_and_the_pull_sees_them) {
+Test(protocol, pure_add_arrivals_apply_their_rule_and_the_pull_sees_them) {
     world w;
-    loco_server_settings st = settings(2, LOCO_METHOD_ASYNC_SGD);
+    loco_protocol_settings st = settings(2, LOCO_METHOD_ASYNC_SGD);
     st.hp.lr = 0.25f;
     make(&w, &st, LOCO_LEVEL_NO);
     start(&w, 0);
@@ -147,9 +147,9 @@ Test(server, pure_add_arrivals_apply_their_rule_and_the_pull_sees_them) {
     destroy(&w);
 }
 
-Test(server, polythres_drops_arrivals_staler_than_the_limit) {
+Test(protocol, polythres_drops_arrivals_staler_than_the_limit) {
     world w;
-    loco_server_settings st = settings(2, LOCO_METHOD_ASYNC_SGD);
+    loco_protocol_settings st = settings(2, LOCO_METHOD_ASYNC_SGD);
     st.staleness = LOCO_STALE_POLYTHRES;
     st.stale_max = 0;
     make(&w, &st, LOCO_LEVEL_NO);
@@ -164,9 +164,9 @@ Test(server, polythres_drops_arrivals_staler_than_the_limit) {
     destroy(&w);
 }
 
-Test(server, poly_weights_stale_arrivals) {
+Test(protocol, poly_weights_stale_arrivals) {
     world w;
-    loco_server_settings st = settings(2, LOCO_METHOD_ASYNC_SGD);
+    loco_protocol_settings st = settings(2, LOCO_METHOD_ASYNC_SGD);
     st.staleness = LOCO_STALE_POLY;
     st.hp.lr = 1;
     make(&w, &st, LOCO_LEVEL_NO);
@@ -179,9 +179,9 @@ Test(server, poly_weights_stale_arrivals) {
     destroy(&w);
 }
 
-Test(server, the_budget_of_local_steps_is_handed_out_exactly) {
+Test(protocol, the_budget_of_local_steps_is_handed_out_exactly) {
     world w;
-    loco_server_settings st = settings(1, LOCO_METHOD_ASYNC_SGD);
+    loco_protocol_settings st = settings(1, LOCO_METHOD_ASYNC_SGD);
     st.H = 10;
     st.budget = 25;
     make(&w, &st, LOCO_LEVEL_NO);
@@ -194,9 +194,9 @@ Test(server, the_budget_of_local_steps_is_handed_out_exactly) {
     destroy(&w);
 }
 
-Test(server, dylu_gives_slower_workers_proportionally_fewer_steps) {
+Test(protocol, dylu_gives_slower_workers_proportionally_fewer_steps) {
     world w;
-    loco_server_settings st = settings(4, LOCO_METHOD_ASYNC_DN);
+    loco_protocol_settings st = settings(4, LOCO_METHOD_ASYNC_DN);
     st.dylu = 1;
     make(&w, &st, LOCO_LEVEL_VERY);
     long want[4] = {50, 38, 19, 8}; /* floor(50 / 1, 1.29, 2.6, 5.74) */
@@ -207,7 +207,7 @@ Test(server, dylu_gives_slower_workers_proportionally_fewer_steps) {
     /* the earliest (worker 3 at 45.92 s) commits first */
     cr_assert_eq(arrive(&w, 3, 0.0f), 8);
     cr_assert_float_eq(w.clock.now, 8 * 5.74, 1e-9);
-    loco_server_stop_early(&w.s);
+    loco_protocol_stop_early(&w.s);
     for (int i = 0; i < 4; i++) {
         /* everyone arrives once more in virtual order and gets no new round */
         int next = 0;
@@ -252,15 +252,15 @@ static long arrive_within(world *w, int i, float value, double seconds) {
 /* sync, two workers, a budget of one round: worker 1 gets no steps at begin (retired),
  * then its thread fails to set up and abandons. It must not be counted out twice, or
  * worker 0 waits forever for a sync round that counts zero running workers. */
-Test(server, a_worker_retired_at_begin_then_abandoned_does_not_hang_a_sync_round) {
+Test(protocol, a_worker_retired_at_begin_then_abandoned_does_not_hang_a_sync_round) {
     world w;
-    loco_server_settings st = settings(2, LOCO_METHOD_SYNC);
+    loco_protocol_settings st = settings(2, LOCO_METHOD_SYNC);
     st.H = 10;
     st.budget = 10;
     make(&w, &st, LOCO_LEVEL_NO);
     cr_assert_eq(start(&w, 0), 10);
-    cr_assert_eq(loco_server_begin(&w.s, w.r[1]), 0, "no steps left for worker 1");
-    loco_server_abandon(&w.s, w.r[1]); /* instead of its first pull */
+    cr_assert_eq(loco_protocol_begin(&w.s, w.r[1]), 0, "no steps left for worker 1");
+    loco_protocol_abandon(&w.s, w.r[1]); /* instead of its first pull */
     cr_assert_eq(w.s.active, 1, "worker 1 counted out once");
     cr_assert_eq(arrive_within(&w, 0, 0.5f, 10), 0, "the round closes and worker 0 is done");
     cr_assert_eq(w.s.updates, 1);
@@ -270,9 +270,9 @@ Test(server, a_worker_retired_at_begin_then_abandoned_does_not_hang_a_sync_round
 
 /* Delay compensation runs after the finiteness check: a finite but huge delta whose
  * compensation overflows must still leave theta, m and a finite. */
-Test(server, delay_compensation_cannot_poison_the_global_buffer) {
+Test(protocol, delay_compensation_cannot_poison_the_global_buffer) {
     world w;
-    loco_server_settings st = settings(2, LOCO_METHOD_ASYNC);
+    loco_protocol_settings st = settings(2, LOCO_METHOD_ASYNC);
     st.lambda = 1.0f;
     st.clock = LOCO_CLOCK_REAL;
     make(&w, &st, LOCO_LEVEL_NO);
@@ -282,7 +282,7 @@ Test(server, delay_compensation_cannot_poison_the_global_buffer) {
     int rejected;
     arrive_r(&w, 1, 1e20f, &rejected); /* g^2 (theta_now - theta_start) overflows */
     cr_assert(!rejected, "a finite delta is applied");
-    loco_server_finish(&w.s);     /* the sweeps are done */
+    loco_protocol_finish(&w.s);     /* the sweeps are done */
     cr_assert(loco_all_finite(w.gb.theta, N) && loco_all_finite(w.gb.m, N) &&
               loco_all_finite(w.gb.a, N), "the global buffer stays finite");
     destroy(&w);
@@ -322,18 +322,18 @@ static void evaluator_done(evaluator_fixture *f) {
 
 /* Real clock: when the evaluator has fallen behind, the arrival goes on at once and the
  * evaluation it was due is skipped and counted. */
-Test(server, a_busy_evaluator_skips_an_evaluation_in_the_real_clock, .timeout = 60) {
+Test(protocol, a_busy_evaluator_skips_an_evaluation_in_the_real_clock, .timeout = 60) {
     evaluator_fixture f;
     evaluator_busy(&f);
     world w;
-    loco_server_settings st = settings(1, LOCO_METHOD_ASYNC_SGD);
+    loco_protocol_settings st = settings(1, LOCO_METHOD_ASYNC_SGD);
     st.clock = LOCO_CLOCK_REAL;
     st.eval_every = 1;
     make_n(&w, &st, LOCO_LEVEL_NO, f.m.nparams, &f.et);
     start(&w, 0);
     arrive_within(&w, 0, 0.5f, 10);
-    loco_server_stats ss;
-    loco_server_read_stats(&w.s, &ss);
+    loco_protocol_stats ss;
+    loco_protocol_read_stats(&w.s, &ss);
     cr_assert_eq(ss.updates, 1);
     cr_assert_eq(ss.evals_skipped, 1, "the due evaluation was skipped and counted");
     destroy(&w);
@@ -352,11 +352,11 @@ static void *free_a_slot_later(void *arg) {
 
 /* Virtual clock: no evaluation is ever skipped (the run's events must not depend on
  * thread timing); the arrival waits for a free slot, with the protocol's lock released. */
-Test(server, a_busy_evaluator_delays_but_never_skips_in_the_virtual_clock, .timeout = 60) {
+Test(protocol, a_busy_evaluator_delays_but_never_skips_in_the_virtual_clock, .timeout = 60) {
     evaluator_fixture f;
     evaluator_busy(&f);
     world w;
-    loco_server_settings st = settings(1, LOCO_METHOD_ASYNC_SGD);
+    loco_protocol_settings st = settings(1, LOCO_METHOD_ASYNC_SGD);
     st.eval_every = 1;
     make_n(&w, &st, LOCO_LEVEL_NO, f.m.nparams, &f.et);
     start(&w, 0);
@@ -364,8 +364,8 @@ Test(server, a_busy_evaluator_delays_but_never_skips_in_the_virtual_clock, .time
     cr_assert_eq(pthread_create(&t, NULL, free_a_slot_later, &f), 0);
     arrive_within(&w, 0, 0.5f, 10);
     pthread_join(t, NULL);
-    loco_server_stats ss;
-    loco_server_read_stats(&w.s, &ss);
+    loco_protocol_stats ss;
+    loco_protocol_read_stats(&w.s, &ss);
     cr_assert_eq(ss.evals_skipped, 0, "nothing skipped");
     cr_assert_eq(f.et.next_seq, LOCO_SNAPSHOTS + 1, "the arrival's snapshot was taken");
     destroy(&w);
@@ -374,17 +374,17 @@ Test(server, a_busy_evaluator_delays_but_never_skips_in_the_virtual_clock, .time
 
 /* Staleness counts the changes of theta since the pull: an async-buffer add leaves theta
  * alone, so the arrival after it is not stale by it; the apply moves theta. */
-Test(server, staleness_counts_changes_of_theta_not_arrivals) {
+Test(protocol, staleness_counts_changes_of_theta_not_arrivals) {
     world w;
-    loco_server_settings st = settings(3, LOCO_METHOD_ASYNC_BUFFER);
+    loco_protocol_settings st = settings(3, LOCO_METHOD_ASYNC_BUFFER);
     st.N = 2;
     make(&w, &st, LOCO_LEVEL_NO);
     for (int i = 0; i < 3; i++) start(&w, i);
     arrive(&w, 0, 1.0f); /* t = 1: added into a, theta unchanged */
     arrive(&w, 1, 1.0f); /* t = 2: the buffer is applied: theta's first change */
     arrive(&w, 2, 1.0f); /* pulled before that change: staleness 1 */
-    loco_server_stats ss;
-    loco_server_read_stats(&w.s, &ss);
+    loco_protocol_stats ss;
+    loco_protocol_read_stats(&w.s, &ss);
     cr_assert_eq(ss.stale_hist[0], 2, "workers 0 and 1 saw theta as they pulled it (%ld)",
                  ss.stale_hist[0]);
     cr_assert_eq(ss.stale_hist[1], 1, "worker 2 is one change behind (%ld)", ss.stale_hist[1]);
@@ -405,7 +405,7 @@ static void *sync_worker_main(void *arg) {
         memset(r->delta, 0, sw->w->n * sizeof(float));
         loco_round_report rep = {.finite = 1, .steps = h};
         loco_arrival_cost cost;
-        h = loco_server_arrive(&sw->w->s, r, &rep, &cost);
+        h = loco_protocol_arrive(&sw->w->s, r, &rep, &cost);
     }
     return NULL;
 }
@@ -415,10 +415,10 @@ static void *sync_worker_main(void *arg) {
  * events are, or the opener, waiting for its deadline's turn, can take that turn first
  * and virtual time runs past the close (a broken invariant in loco_clock_schedule).
  * A race: many runs of it, on threads. */
-Test(server, a_close_that_retires_its_last_member_keeps_virtual_time_in_order, .timeout = 120) {
+Test(protocol, a_close_that_retires_its_last_member_keeps_virtual_time_in_order, .timeout = 120) {
     for (int run = 0; run < 400; run++) {
         world w;
-        loco_server_settings st = settings(3, LOCO_METHOD_SYNC);
+        loco_protocol_settings st = settings(3, LOCO_METHOD_SYNC);
         st.H = 10;
         st.budget = 3 * 10 * 3 + 2 * 10; /* the close at 30 hands out 10, 10, 0 */
         st.sync_timeout_s = 40;
