@@ -63,7 +63,7 @@ static float loss_of(const loco_model_file *mf) {
     return loss;
 }
 
-Test(checkpoint, llmc_file_loads_exports_byte_identical_and_matches_loco_format) {
+Test(modelfile, llmc_file_loads_exports_byte_identical_and_matches_loco_format) {
     char in[256], out[256], own[256];
     tmp_path(in, "llmc-in");
     tmp_path(out, "llmc-out");
@@ -132,7 +132,7 @@ static void bad_version(unsigned char *b, size_t *len) { (void)len; b[4] = 9; }
 static void bad_shape(unsigned char *b, size_t *len) { (void)len; b[6 * 4] = 3; } /* NH = 3 */
 static void tiny_file(unsigned char *b, size_t *len) { (void)b; *len = 100; }
 
-Test(checkpoint, damaged_loco_files_are_refused_with_their_own_message) {
+Test(modelfile, damaged_loco_files_are_refused_with_their_own_message) {
     expect_damage(flip_param_byte, "checksum mismatch");
     expect_damage(truncate_half, "truncated");
     expect_damage(bad_magic, "not a model file");
@@ -141,7 +141,7 @@ Test(checkpoint, damaged_loco_files_are_refused_with_their_own_message) {
     expect_damage(tiny_file, "shorter than a model header");
 }
 
-Test(checkpoint, trailing_bytes_and_truncated_llmc_files_are_refused) {
+Test(modelfile, trailing_bytes_and_truncated_llmc_files_are_refused) {
     char path[256];
     tmp_path(path, "llmc-trail");
     size_t n;
@@ -163,7 +163,7 @@ Test(checkpoint, trailing_bytes_and_truncated_llmc_files_are_refused) {
  * the implied file size wrap around to exactly this 1024-byte file; the loader then
  * copied about 2^62 bytes. Such a shape is refused before any size is computed. The same
  * file is a seed of the model fuzz target (tests/fuzz/model/wrapping-shape.bin). */
-Test(checkpoint, a_header_whose_sizes_would_wrap_is_refused) {
+Test(modelfile, a_header_whose_sizes_would_wrap_is_refused) {
     char path[256];
     tmp_path(path, "llmc-wrap");
     int32_t h[256] = {20240326, 3, 2147483634, 2, 1, 1, 1073741824, 2147483647};
@@ -178,7 +178,7 @@ Test(checkpoint, a_header_whose_sizes_would_wrap_is_refused) {
     unlink(path);
 }
 
-Test(checkpoint, writing_is_atomic_and_leaves_no_temp_file) {
+Test(modelfile, writing_is_atomic_and_leaves_no_temp_file) {
     char path[256], tmp[300];
     tmp_path(path, "atomic");
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
