@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "loco/bench.h"
+#include "loco/settings.h"
 #include "loco/globalbuf.h"
 #include "loco/metrics.h"
 #include "loco/model.h"

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "loco/bench.h"
+#include "loco/settings.h"
 #include "loco/cpu.h"
 #include "loco/data.h"
 #include "loco/engine.h"

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "loco/bench.h"
+#include "loco/settings.h"
 #include "loco/cpu.h"
 #include "loco/train.h"
 #include "loco/data.h"

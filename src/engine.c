@@ -12,7 +12,7 @@
 #include "loco/hetero.h"
 #include "loco/protocol.h"
 #include "loco/topo.h"
-#include "loco/train.h"
+#include "loco/settings.h"
 #include "loco/worker.h"
 
 typedef struct {
@@ -45,31 +45,6 @@ typedef struct {
 enum { HAS_TOPO, HAS_PLAN, HAS_HET, HAS_GB, HAS_CLOCK, HAS_EVAL, HAS_SERVER };
 
 /* ---------------------------------------------------- from the config */
-
-static void server_settings(const loco_config *c, long batch_tokens, loco_protocol_settings *st) {
-    *st = (loco_protocol_settings){
-        .method = c->outer.method,
-        .workers = (int)c->run.workers,
-        .clock = c->run.clock,
-        .staleness = c->outer.staleness,
-        .stale_max = c->outer.stale_max,
-        .dylu = c->outer.dylu,
-        .N = c->outer.dn_period, /* 0: the live workers (server.c) */
-        .H = c->outer.local_steps,
-        .budget = loco_config_total_local_steps(c),
-        .hp = {.lr = (float)c->outer.lr, .beta = (float)c->outer.momentum,
-               .c = (float)c->outer.dn_c, .gscale = 1.0f},
-        .lambda = (float)c->outer.delay_comp,
-        .grace_s = c->outer.grace_s,
-        .grace_close = c->outer.grace_close,
-        .sync_timeout_s = c->outer.sync_timeout_s,
-        .eval_every = c->eval.every_updates,
-        .eval_every_steps = c->eval.every_local_steps,
-        .batch_tokens = batch_tokens,
-        .seed = (uint64_t)c->run.seed,
-        .max_delta_norm = c->outer.max_delta_norm,
-    };
-}
 
 /* ------------------------------------------------------------- events */
 
@@ -133,7 +108,7 @@ int loco_engine_describe(const loco_config *c, size_t nparams, loco_unpack *u, c
     loco_clock clock;
     loco_protocol protocol;
     loco_protocol_settings st;
-    server_settings(c, 1, &st);
+    loco_protocol_settings_from_config(c, 1, &st);
     if (loco_clock_init(&clock, c->run.clock, W, e) != 0) return -1;
     int rc = loco_protocol_init(&protocol, &st, NULL, &clock, NULL, NULL, NULL, e);
     loco_metrics scratch; /* the waiting events are read past */
@@ -223,10 +198,8 @@ static int setup_machine(engine *en, loco_err *e) {
     else if (en->plan.oversubscribed)
         loco_metrics_say(en->in->mt, "loco: warning: %d workers on %d hardware threads: "
                          "oversubscribed, workers share cores", en->W, en->topo.npus);
-    loco_hetero_settings hs = {.workers = en->W, .level = c->hetero.level,
-                               .slowdown = c->hetero.slowdown, .jitter = c->hetero.jitter,
-                               .changes = c->hetero.speed_change,
-                               .step_s = c->run.virtual_step_s};
+    loco_hetero_settings hs;
+    loco_hetero_settings_from_config(c, &hs);
     if (loco_hetero_init(&en->het, &hs, e) != 0) return -1;
     en->done[HAS_HET] = 1;
     if (loco_hetero_parse_faults(c->faults.fail, en->W, &en->faults, &en->nfaults, e) != 0 ||
@@ -254,7 +227,7 @@ static int setup_threads(engine *en, loco_err *e) {
     en->threads = calloc((size_t)en->W, sizeof *en->threads);
     if (!en->threads) return loco_errf(e, "out of memory");
     loco_protocol_settings st;
-    server_settings(c, (long)en->B * en->T, &st);
+    loco_protocol_settings_from_config(c, (long)en->B * en->T, &st);
     st.faults = en->faults;
     st.nfaults = en->nfaults;
     st.ckpt_every = in->begin ? in->ckpt_updates : 0;

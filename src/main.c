@@ -19,6 +19,7 @@
 #include "loco/model.h"
 #include "loco/plot.h"
 #include "loco/runlog.h"
+#include "loco/settings.h"
 #include "loco/sample.h"
 #include "loco/topo.h"
 #include "loco/checkpoint.h"

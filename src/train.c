@@ -14,6 +14,7 @@
 #include "loco/metrics.h"
 #include "loco/outer.h"
 #include "loco/runlock.h"
+#include "loco/settings.h"
 #include "loco/runlog.h"
 #include "loco/checkpoint.h"
 
@@ -33,29 +34,6 @@ int loco_run_exit_code(int status, int signal) {
 
 void loco_train_opts_default(loco_train_opts *o) {
     memset(o, 0, sizeof *o);
-}
-
-loco_shape loco_shape_from_config(const loco_config *c) {
-    loco_shape s = {.V = (int)c->model.vocab, .Vp = loco_padded_vocab((int)c->model.vocab),
-                    .maxT = (int)c->model.seq_len, .L = (int)c->model.layers,
-                    .NH = (int)c->model.heads, .C = (int)c->model.dim};
-    return s;
-}
-
-void loco_replica_opts_from_config(const loco_config *c, loco_replica_opts *o) {
-    *o = (loco_replica_opts){
-        .precision = (loco_precision)loco_config_precision(c, NULL, 0),
-        .B = (int)c->train.batch,
-        .T = (int)c->model.seq_len,
-        .seed = (uint64_t)c->run.seed,
-        .hp = {.lr = c->train.lr, .lr_min = c->train.lr_min, .warmup = c->train.warmup,
-               .steps = c->train.steps, .beta1 = c->train.beta1, .beta2 = c->train.beta2,
-               .eps = c->train.eps, .weight_decay = c->train.weight_decay,
-               .grad_clip = c->train.grad_clip},
-        .lr_progress = c->train.lr_progress,
-        .first_stream = (uint64_t)c->data.first_stream,
-        .budget = loco_config_total_local_steps(c),
-    };
 }
 
 /* Everything one run holds. */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "loco/config.h"
+#include "loco/settings.h"
 #include "loco/evaluator.h"
 #include "loco/globalbuf.h"
 #include "loco/memplan.h"

@@ -10,6 +10,7 @@
 #include <xmmintrin.h>
 
 #include "loco/config.h"
+#include "loco/settings.h"
 #include "loco/cpu.h"
 #include "loco/train.h"
 #include "loco/worker.h"

@@ -21,7 +21,7 @@
 #include "loco/topo.h"
 
 /* What the protocol needs to know (the run layer fills it from the config). */
-typedef struct {
+typedef struct loco_protocol_settings {
     int method;                /* LOCO_METHOD_* (an engine method) */
     int workers;
     int clock;                 /* LOCO_CLOCK_* */

@@ -41,13 +41,6 @@ typedef struct {
 
 void loco_train_opts_default(loco_train_opts *o);
 
-/* The shape a config describes (model.*; wpe holds model.seq_len positions). */
-loco_shape loco_shape_from_config(const loco_config *c);
-
-/* A worker's settings from the config: batch (train.batch x model.seq_len), seed and the
- * inner optimizer ([train]). */
-void loco_replica_opts_from_config(const loco_config *c, loco_replica_opts *o);
-
 /* Reads a checkpoint completely (with the config.ini beside it, which says its layout),
  * checks every field and its checksum, and says in buf where its run stood. Errors say
  * what is wrong: unreadable, truncated, corrupt, of another config or version. */
