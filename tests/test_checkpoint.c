@@ -13,6 +13,8 @@
 
 #include "loco/checkpoint.h"
 
+#include "files.h"
+
 typedef struct {
     long count;
     int flag;
@@ -99,16 +101,6 @@ static int64_t latest(const char *dir, uint64_t hash, char *note, size_t n, loco
     int64_t x = loco_unpack_i64(&f.u);
     loco_state_close(&f);
     return x;
-}
-
-static void flip_byte(const char *path, long at) {
-    FILE *f = fopen(path, "r+b");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, at, SEEK_SET);
-    int c = fgetc(f);
-    fseek(f, at, SEEK_SET);
-    fputc(c ^ 0x40, f);
-    fclose(f);
 }
 
 Test(checkpoint, the_newest_that_reads_is_used_and_a_damaged_one_is_refused_with_why) {

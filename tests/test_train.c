@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "files.h"
 #include "loco/modelfile.h"
 #include "loco/config.h"
 #include "loco/train.h"
@@ -441,16 +442,10 @@ Test(train, a_killed_single_worker_run_resumes_exactly, .timeout = 300) {
                     "step 80", "single");
 }
 
-static void flip_byte(const char *dir, const char *name, long at) {
+static void flip_byte_in(const char *dir, const char *name, long at) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "r+b");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, at, SEEK_SET);
-    int c = fgetc(f);
-    fseek(f, at, SEEK_SET);
-    fputc(c ^ 0x40, f);
-    fclose(f);
+    flip_byte(path, at);
 }
 
 static int resume_fails(const char *dir, loco_err *e) {
@@ -480,7 +475,7 @@ Test(train, a_bad_checkpoint_is_refused_and_the_one_before_is_used, .timeout = 3
     run_sets(ref, sets, 0);
     rm_checkpointed(cut);
     cr_assert(crash_after(cut, sets, 3));
-    flip_byte(cut, "checkpoint.bin", 4000);
+    flip_byte_in(cut, "checkpoint.bin", 4000);
     loco_err e;
     char path[512];
     snprintf(path, sizeof path, "%s/checkpoint.bin", cut);
@@ -491,7 +486,7 @@ Test(train, a_bad_checkpoint_is_refused_and_the_one_before_is_used, .timeout = 3
     /* both bad: an error naming both */
     rm_checkpointed(cut);
     cr_assert(crash_after(cut, sets, 3));
-    flip_byte(cut, "checkpoint.bin", 100);
+    flip_byte_in(cut, "checkpoint.bin", 100);
     snprintf(path, sizeof path, "%s/checkpoint.prev.bin", cut);
     truncate(path, 5000);
     cr_assert(resume_fails(cut, &e));
@@ -518,7 +513,7 @@ static void damage(const char *dir, const char *name, const char *how) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     if (!how) return;
-    if (!strcmp(how, "flip")) flip_byte(dir, name, 4000);
+    if (!strcmp(how, "flip")) flip_byte_in(dir, name, 4000);
     else if (!strcmp(how, "cut")) cr_assert_eq(truncate(path, 5000), 0, "%s", path);
     else cr_assert_eq(unlink(path), 0, "%s", path);
 }
