@@ -56,9 +56,8 @@ static void make_dir(run_dir *d, const char *tag, const char *ini) {
 
 static void remove_dirs(void) {
     for (int i = 0; i < 2; i++) {
-        char cfg[128];
-        snprintf(cfg, sizeof cfg, "%s/config.ini", dirs[i].dir);
-        unlink(cfg);
+        char cfg[sizeof dirs[0].dir + 16];
+        if (snprintf(cfg, sizeof cfg, "%s/config.ini", dirs[i].dir) < (int)sizeof cfg) unlink(cfg);
         unlink(dirs[i].path);
         rmdir(dirs[i].dir);
     }
