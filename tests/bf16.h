@@ -9,17 +9,6 @@
 
 #include "loco/mm.h"
 
-/* the TSan build's stand-in runner (tests/shim) forks one process per test and has no
- * skip: the test ends there as passed, saying why */
-#ifndef cr_skip_test
-#define cr_skip_test(...)        \
-    do {                         \
-        printf(__VA_ARGS__);     \
-        printf(" (skipped)\n");  \
-        exit(0);                 \
-    } while (0)
-#endif
-
 /* 1 when model.precision = bf16 would be accepted here */
 static inline int loco_test_has_bf16(void) {
     loco_precision p;
