@@ -1,7 +1,7 @@
 /* memplan: a run's memory before anything is allocated. Owns the breakdown of what a run
  * will hold, part by part (each worker's replica, gradients, AdamW moments, theta_start
- * and delta, activations; the global buffer; the evaluator; the data), reading what this
- * process may use (MemAvailable, and its cgroup's limit where there is one), the verdict
+ * and delta, activations; the global buffer; the evaluator; the data), against what this
+ * process may use (sysmem.h), the verdict
  * (a plan that does not fit is refused with both figures and what to reduce) and the
  * report of `loco topo` and `train --dry-run`. In the run layer: the plan takes plain
  * figures, which loco_memplan_in_from_config reads from a config. */
@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 #include <stdio.h>
+
+#include "loco/sysmem.h"
 
 #include "loco/config.h"
 #include "loco/model.h"
@@ -57,26 +59,6 @@ typedef struct {
 void loco_memplan_make(loco_memplan *p, const loco_memplan_in *in);
 void loco_memplan_in_from_config(loco_memplan_in *in, const loco_config *c, const loco_model *m,
                                  uint64_t data_bytes);
-
-/* What this process may allocate: MemAvailable from /proc/meminfo, and, where its cgroup
- * (or a parent) has a memory limit, the limit minus what the cgroup uses (v2 memory.max
- * minus memory.current, else v1 memory.limit_in_bytes minus memory.usage_in_bytes);
- * bytes is the smaller. */
-typedef struct {
-    uint64_t bytes;
-    uint64_t meminfo;         /* MemAvailable; UINT64_MAX when unknown */
-    int cgroup;               /* 0: no limit; 1: cgroup v2; 2: cgroup v1 */
-    uint64_t cg_limit, cg_usage;   /* of the cgroup that leaves the least */
-    char cg_path[256];        /* that cgroup's directory */
-} loco_mem_avail;
-
-/* Reads the files under root ("" on a real system; tests give a directory holding
- * proc/meminfo, proc/self/cgroup, proc/self/mountinfo and the cgroup files the
- * mountinfo names). Never fails: what cannot be read counts as no limit. */
-void loco_mem_available(loco_mem_avail *a, const char *root);
-
-/* Where the available figure comes from: "MemAvailable; no cgroup limit", ... */
-const char *loco_mem_avail_str(const loco_mem_avail *a, char *buf, size_t n);
 
 /* 0 when the plan fits in what is available; otherwise -1 with a message that gives the
  * need and its biggest parts, what is available and from where, and which keys to lower. */
