@@ -47,6 +47,9 @@ void loco_hetero_level(int level, int k, double *out) {
 
 enum { ITEM_LEN = 128 };
 
+/* One item of a list parsed into *out (of the list's element type). */
+typedef int (*item_parser)(const char *item, int workers, void *out, loco_err *e);
+
 /* The next item of a list into item, or an error that quotes the list */
 static int next_item(const char **p, char *item, loco_err *e) {
     const char *list = *p;
@@ -85,7 +88,8 @@ static int out_of_range(const char *item, const char *what, loco_err *e) {
 }
 
 /* "W@T:F": strtol/strtod stop at the separators, which must be exactly '@' and ':' */
-static int parse_change(const char *item, int workers, loco_speed_change *c, loco_err *e) {
+static int parse_change(const char *item, int workers, void *out, loco_err *e) {
+    loco_speed_change *c = out;
     char *end;
     long w = strtol(item, &end, 10);
     if (end == item || *end != '@') goto malformed;
@@ -116,7 +120,8 @@ static long worker_of(const char *item, int workers, const char **rest) {
     return w < workers ? w : -2;
 }
 
-static int parse_fault(const char *item, int workers, loco_fault *f, loco_err *e) {
+static int parse_fault(const char *item, int workers, void *out, loco_err *e) {
+    loco_fault *f = out;
     const char *p = item;
     long w = worker_of(item, workers, &p);
     char *end;
@@ -140,6 +145,40 @@ malformed:
                      "(for good)", item);
 }
 
+static int parse_injection(const char *item, int workers, void *out, loco_err *e) {
+    loco_injection *in = out;
+    const char *r = item;
+    long w = worker_of(item, workers, &r);
+    char *end;
+    long round = w >= 0 ? strtol(r, &end, 10) : 0;
+    if (w == -2) return loco_errf(e, "\"%s\": no such worker (%d workers)", item, workers);
+    if (w < 0 || end == r || *end || round < 1)
+        return loco_errf(e, "\"%s\": expected W@R (worker W's round R, from 1)", item);
+    *in = (loco_injection){(int)w, round};
+    return 0;
+}
+
+/* The items of list, each parsed into a new array *out of *n elements of size bytes:
+ * NULL and 0 for a blank list; -1 with nothing allocated at the first bad item. */
+static int parse_items(const char *list, int workers, size_t size, item_parser parse, void **out,
+                       int *n, loco_err *e) {
+    *out = NULL;
+    *n = 0;
+    int count = loco_list_count(list);
+    if (count == 0) return 0;
+    char *a = calloc((size_t)count, size), item[ITEM_LEN];
+    if (!a) return loco_errf(e, "out of memory");
+    const char *p = list;
+    for (int i = 0; i < count; i++)
+        if (next_item(&p, item, e) != 0 || parse(item, workers, a + (size_t)i * size, e) != 0) {
+            free(a);
+            return -1;
+        }
+    *out = a;
+    *n = count;
+    return 0;
+}
+
 static int by_time(const void *a, const void *b) {
     double x = ((const loco_fault *)a)->at_s, y = ((const loco_fault *)b)->at_s;
     return (x > y) - (x < y);
@@ -147,62 +186,30 @@ static int by_time(const void *a, const void *b) {
 
 int loco_hetero_parse_faults(const char *list, int workers, loco_fault **out, int *n,
                              loco_err *e) {
-    *out = NULL;
-    *n = 0;
-    int count = loco_list_count(list);
-    if (count == 0) return 0;
-    const char *p = list;
-    char item[ITEM_LEN];
-    loco_fault *f = calloc((size_t)count, sizeof *f);
-    int rc = f ? 0 : loco_errf(e, "out of memory");
-    for (int i = 0; i < count && rc == 0; i++)
-        rc = next_item(&p, item, e) != 0 ? -1 : parse_fault(item, workers, &f[i], e);
-    if (rc == 0) qsort(f, (size_t)count, sizeof *f, by_time);
-    for (int i = 0; rc == 0 && i < count; i++)
-        for (int j = i + 1; j < count; j++)
-            if (f[j].worker == f[i].worker && f[j].at_s < f[i].at_s + f[i].for_s)
-                rc = loco_errf(e, "worker %d fails at %g s while still gone from %g s", f[j].worker,
-                               f[j].at_s, f[i].at_s);
-    if (rc != 0) {
-        free(f);
+    void *items;
+    if (parse_items(list, workers, sizeof **out, parse_fault, &items, n, e) != 0)
         return -1;
-    }
+    loco_fault *f = items;
+    if (*n > 0) qsort(f, (size_t)*n, sizeof *f, by_time);
+    for (int i = 0; i < *n; i++)
+        for (int j = i + 1; j < *n; j++)
+            if (f[j].worker == f[i].worker && f[j].at_s < f[i].at_s + f[i].for_s) {
+                loco_errf(e, "worker %d fails at %g s while still gone from %g s", f[j].worker,
+                          f[j].at_s, f[i].at_s);
+                free(f);
+                *n = 0;
+                return -1;
+            }
     *out = f;
-    *n = count;
     return 0;
 }
 
 int loco_hetero_parse_injections(const char *list, int workers, loco_injection **out, int *n,
                                  loco_err *e) {
-    *out = NULL;
-    *n = 0;
-    int count = loco_list_count(list);
-    if (count == 0) return 0;
-    const char *p = list;
-    char item[ITEM_LEN];
-    loco_injection *in = calloc((size_t)count, sizeof *in);
-    int rc = in ? 0 : loco_errf(e, "out of memory");
-    for (int i = 0; i < count && rc == 0; i++) {
-        if (next_item(&p, item, e) != 0) {
-            rc = -1;
-            break;
-        }
-        const char *r = item;
-        long w = worker_of(item, workers, &r);
-        char *end;
-        long round = w >= 0 ? strtol(r, &end, 10) : 0;
-        if (w == -2) rc = loco_errf(e, "\"%s\": no such worker (%d workers)", item, workers);
-        else if (w < 0 || end == r || *end || round < 1)
-            rc = loco_errf(e, "\"%s\": expected W@R (worker W's round R, from 1)", item);
-        else in[i] = (loco_injection){(int)w, round};
-    }
-    if (rc != 0) {
-        free(in);
-        return -1;
-    }
-    *out = in;
-    *n = count;
-    return 0;
+    void *items;
+    int rc = parse_items(list, workers, sizeof **out, parse_injection, &items, n, e);
+    *out = items;
+    return rc;
 }
 
 /* Insertion sort because it is stable: of two changes at the same time for the same
@@ -218,23 +225,11 @@ static void sort_changes(loco_speed_change *c, int n) {
 
 int loco_hetero_parse_changes(const char *list, int workers, loco_speed_change **out, int *n,
                               loco_err *e) {
-    *out = NULL;
-    *n = 0;
-    int count = loco_list_count(list);
-    if (count == 0) return 0;
-    const char *p = list;
-    char item[ITEM_LEN];
-    loco_speed_change *c = calloc((size_t)count, sizeof *c);
-    int rc = c ? 0 : loco_errf(e, "out of memory");
-    for (int i = 0; i < count && rc == 0; i++)
-        rc = next_item(&p, item, e) != 0 ? -1 : parse_change(item, workers, &c[i], e);
-    if (rc != 0) {
-        free(c);
+    void *items;
+    if (parse_items(list, workers, sizeof **out, parse_change, &items, n, e) != 0)
         return -1;
-    }
-    sort_changes(c, count);
-    *out = c;
-    *n = count;
+    *out = items;
+    sort_changes(*out, *n);
     return 0;
 }
 
