@@ -136,7 +136,7 @@ check: $(LOCO) $(BUILD)/loco_tests $(patsubst %,$(BUILD)/tests/fuzz/fuzz_%.o,$(F
 # the tests whose threads really race, under ThreadSanitizer (part of make test: about a
 # minute and a half on 2 cores, build included; make sanitize runs everything)
 check-threads: $(LOCO) $(BUILD)/loco_tests
-	$(BUILD)/loco_tests --filter '@(globalbuf|protocol|engine)/*'
+	$(BUILD)/loco_tests --filter '@(globalbuf|protocol|server|clock|engine)/*'
 
 bench: all
 	./loco bench step -c configs/small.ini

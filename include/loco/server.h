@@ -1,4 +1,4 @@
-/* sweeper: the dedicated server thread. Owns a bounded queue of jobs whose rules move
+/* server: the dedicated server thread. Owns a bounded queue of jobs whose rules move
  * the momentum (Nesterov, DN activations, buffer steps), filled in ticket order by the
  * protocol, and walks them one after another while workers keep going on the stripes
  * the sweep has passed. Knows nothing of the protocol beyond "walk this job". */
